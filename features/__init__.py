@@ -1,0 +1,1 @@
+"""CRM history -> point-in-time correct features and labels (pandas only)."""

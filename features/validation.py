@@ -1,0 +1,5 @@
+"""Dataset validation (placeholder)."""
+
+
+def run_validate(data) -> int:
+    raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Turn flat exports and CRM exports into datasets in the data contract."""

@@ -1,0 +1,1 @@
+"""Salesforce and HubSpot exports into the data contract."""

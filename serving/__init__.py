@@ -1,0 +1,1 @@
+"""The BentoML scoring service (shared/API.md)."""

@@ -1,0 +1,1 @@
+"""Synthetic CRM history with known ground truth: demo data, test data and yardstick."""

@@ -1,0 +1,1 @@
+"""Datasets, training, evaluation, MLflow tracking, registry and the command line."""
