@@ -1,0 +1,221 @@
+"""Point-in-time primitives on numpy arrays, shared by training (millions of rows) and serving (one).
+
+Every primitive answers, for query rows ``(code, t)``, a question about the *facts* of the
+same entity ``code`` (a contact, a deal, a rep) that were **known strictly before t**.
+A fact has a position time ``pos`` (when it happened) and an availability time ``avail``
+(when it was known: ``max(occurred_at, logged_at)``; ``avail >= pos``). Times are int64
+milliseconds. Entity codes are non-negative ints; a negative code means "no entity" and
+yields the empty answer.
+
+Sorted combined keys ``code * span + time`` turn per-entity questions into one
+``np.searchsorted`` over all entities at once: O((n + q) log n), no Python loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MS_PER_DAY = 86_400_000
+# Combined keys must fit in int64: code * span + time.
+_MAX_KEY = np.iinfo(np.int64).max // 2
+
+
+class _Keyer:
+    """Maps (code, time) to one sortable int64 key for a given set of times."""
+
+    def __init__(self, t_min: int, t_max: int, n_codes: int, margin: int) -> None:
+        self.offset = int(t_min) - margin - 1
+        self.span = int(t_max) - self.offset + margin + 2
+        if self.span * (n_codes + 1) >= _MAX_KEY:
+            raise OverflowError("time span x entity count too large for int64 keys")
+
+    def key(self, code: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return code.astype(np.int64) * self.span + (t.astype(np.int64) - self.offset)
+
+    def clip_key(self, code: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Key with t clipped into the keyer's range (for window starts far in the past)."""
+        lo = self.offset + 1
+        hi = self.offset + self.span - 1
+        return self.key(code, np.clip(t, lo, hi))
+
+
+class FactIndex:
+    """Facts of one kind (touches, outputs, stage entries ...) indexed for point-in-time queries."""
+
+    def __init__(
+        self,
+        code: np.ndarray,
+        pos: np.ndarray,
+        avail: np.ndarray | None = None,
+        weights: dict[str, np.ndarray] | None = None,
+        *,
+        keyer: _Keyer,
+    ) -> None:
+        keep = code >= 0
+        self.keyer = keyer
+        self.code = code[keep].astype(np.int64)
+        self.pos = pos[keep].astype(np.int64)
+        self.avail = self.pos if avail is None else np.maximum(avail[keep].astype(np.int64), self.pos)
+        self.weights = {k: np.asarray(v, dtype=np.float64)[keep] for k, v in (weights or {}).items()}
+        self.n = len(self.code)
+        # Order by (code, avail): "known before t" prefix sums and running maxima.
+        self._ka = keyer.key(self.code, self.avail)
+        order_a = np.argsort(self._ka, kind="stable")
+        self._ka = self._ka[order_a]
+        self._order_a = order_a
+        self._cum_a = {k: _cumsum0(w[order_a]) for k, w in self.weights.items()}
+        # Order by (code, pos): "happened before t - window".
+        self._kp = keyer.key(self.code, self.pos)
+        order_p = np.argsort(self._kp, kind="stable")
+        self._kp = self._kp[order_p]
+        self._order_p = order_p
+        self._cum_p = {k: _cumsum0(w[order_p]) for k, w in self.weights.items()}
+        self.lag = self.avail - self.pos
+        self._late_cache: dict[int, tuple[np.ndarray, ...]] = {}
+
+    # -- counts and sums ---------------------------------------------------------------
+    def window_sum(self, q_code: np.ndarray, q_t: np.ndarray, window_ms: int | None, weight: str | None = None) -> np.ndarray:
+        """Sum of ``weight`` (or count) over facts with ``avail < t`` and ``pos >= t - window``."""
+        q_code = q_code.astype(np.int64)
+        out = np.zeros(len(q_code), dtype=np.float64)
+        valid = q_code >= 0
+        if self.n == 0 or not valid.any():
+            return out
+        qc = np.where(valid, q_code, 0)
+        start = np.searchsorted(self._ka, self.keyer.key(qc, np.full_like(q_t, self.keyer.offset + 1)), "left")
+        end = np.searchsorted(self._ka, self.keyer.clip_key(qc, q_t), "left")
+        total = self._prefix(self._cum_a, weight, end) - self._prefix(self._cum_a, weight, start)
+        if window_ms is not None:
+            t0 = q_t - window_ms
+            pstart = np.searchsorted(self._kp, self.keyer.key(qc, np.full_like(q_t, self.keyer.offset + 1)), "left")
+            pend = np.searchsorted(self._kp, self.keyer.clip_key(qc, t0), "left")
+            old = self._prefix(self._cum_p, weight, pend) - self._prefix(self._cum_p, weight, pstart)
+            # Facts that happened before t - window but became known only at or after t
+            # are in `old` but not in `total`: add them back (they need lag > window).
+            old -= self._late_correction(qc, q_t, t0, window_ms, weight)
+            total = total - old
+        out[valid] = total[valid]
+        return out
+
+    def _prefix(self, cums: dict[str, np.ndarray], weight: str | None, idx: np.ndarray) -> np.ndarray:
+        if weight is None:
+            return idx.astype(np.float64)
+        return cums[weight][idx]
+
+    def _late_correction(self, qc, q_t, t0, window_ms: int, weight: str | None) -> np.ndarray:
+        """Per query: weight of facts with pos < t0 and avail >= t (only facts with lag > window)."""
+        late = self._late_cache.get(window_ms)
+        if late is None:
+            idx = np.flatnonzero(self.lag > window_ms)
+            order = np.argsort(self.code[idx], kind="stable")
+            idx = idx[order]
+            late = (idx, self.code[idx])
+            self._late_cache[window_ms] = late
+        idx, codes = late
+        corr = np.zeros(len(qc), dtype=np.float64)
+        if len(idx) == 0:
+            return corr
+        lo = np.searchsorted(codes, qc, "left")
+        hi = np.searchsorted(codes, qc, "right")
+        counts = hi - lo
+        n_pairs = int(counts.sum())
+        if n_pairs == 0:
+            return corr
+        q_rep = np.repeat(np.arange(len(qc)), counts)
+        # position of each pair inside its query's [lo, hi) range
+        starts = np.repeat(lo - np.cumsum(np.concatenate([[0], counts[:-1]])), counts)
+        f = idx[starts + np.arange(n_pairs)]
+        hit = (self.pos[f] < t0[q_rep]) & (self.avail[f] >= q_t[q_rep])
+        w = np.ones(n_pairs) if weight is None else self.weights[weight][f]
+        np.add.at(corr, q_rep[hit], w[hit])
+        return corr
+
+    # -- last and running values -------------------------------------------------------
+    def last_pos(self, q_code: np.ndarray, q_t: np.ndarray) -> np.ndarray:
+        """Latest ``pos`` among facts known before t (int64 ms), or -1 where there is none."""
+        out = np.full(len(q_code), -1, dtype=np.int64)
+        if self.n == 0:
+            return out
+        running = self._running_max_pos()
+        qc = np.where(q_code >= 0, q_code, 0).astype(np.int64)
+        end = np.searchsorted(self._ka, self.keyer.clip_key(qc, q_t), "left")
+        has = (end > 0) & (q_code >= 0)
+        prev = running[np.maximum(end - 1, 0)]
+        same = has & (self.code[self._order_a][np.maximum(end - 1, 0)] == qc)
+        out[same] = prev[same] - qc[same] * self.keyer.span + self.keyer.offset
+        return out
+
+    def _running_max_pos(self) -> np.ndarray:
+        cached = getattr(self, "_rmax", None)
+        if cached is None:
+            comb = self.keyer.key(self.code[self._order_a], self.pos[self._order_a])
+            cached = np.maximum.accumulate(comb) if len(comb) else comb
+            self._rmax = cached
+        return cached
+
+    def running_max(self, q_code: np.ndarray, q_t: np.ndarray, weight: str, levels: int) -> np.ndarray:
+        """Max of an integer weight in ``[0, levels)`` over facts known before t; NaN where none."""
+        out = np.full(len(q_code), np.nan)
+        if self.n == 0:
+            return out
+        w = self.weights[weight][self._order_a].astype(np.int64)
+        codes = self.code[self._order_a]
+        comb = np.maximum.accumulate(codes * levels + w)
+        qc = np.where(q_code >= 0, q_code, 0).astype(np.int64)
+        end = np.searchsorted(self._ka, self.keyer.clip_key(qc, q_t), "left")
+        i = np.maximum(end - 1, 0)
+        ok = (end > 0) & (q_code >= 0) & (codes[i] == qc)
+        out[ok] = (comb[i] - qc * levels)[ok]
+        return out
+
+    def last_value(self, q_code: np.ndarray, q_t: np.ndarray, weight: str) -> tuple[np.ndarray, np.ndarray]:
+        """Weight and pos of the fact with the latest ``pos`` among those known before t.
+
+        Meant for facts whose ``avail == pos`` (stage entries): then "latest known" is a
+        prefix of the avail order. Returns (value or NaN, pos or -1).
+        """
+        vals = np.full(len(q_code), np.nan)
+        pos = np.full(len(q_code), -1, dtype=np.int64)
+        if self.n == 0:
+            return vals, pos
+        qc = np.where(q_code >= 0, q_code, 0).astype(np.int64)
+        end = np.searchsorted(self._ka, self.keyer.clip_key(qc, q_t), "left")
+        i = np.maximum(end - 1, 0)
+        fi = self._order_a[i]
+        ok = (end > 0) & (q_code >= 0) & (self.code[fi] == qc)
+        vals[ok] = self.weights[weight][fi][ok]
+        pos[ok] = self.pos[fi][ok]
+        return vals, pos
+
+    def any_in_range(self, q_code: np.ndarray, lo_excl: np.ndarray, hi_incl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query: whether a fact has ``lo < pos <= hi``, and the earliest such pos (-1 if none)."""
+        qc = np.where(q_code >= 0, q_code, 0).astype(np.int64)
+        a = np.searchsorted(self._kp, self.keyer.clip_key(qc, lo_excl), "right")
+        b = np.searchsorted(self._kp, self.keyer.clip_key(qc, hi_incl), "right")
+        hit = (b > a) & (q_code >= 0)
+        first = np.full(len(q_code), -1, dtype=np.int64)
+        if hit.any():
+            first[hit] = self.pos[self._order_p[a[hit]]]
+        return hit, first
+
+
+def make_keyer(times: list[np.ndarray], n_codes: int, margin_ms: int) -> _Keyer:
+    non_empty = [t for t in times if len(t)]
+    if not non_empty:
+        return _Keyer(0, 1, max(n_codes, 1), margin_ms)
+    t_min = min(int(t.min()) for t in non_empty)
+    t_max = max(int(t.max()) for t in non_empty)
+    return _Keyer(t_min, t_max, max(n_codes, 1), margin_ms)
+
+
+def _cumsum0(w: np.ndarray) -> np.ndarray:
+    out = np.empty(len(w) + 1, dtype=np.float64)
+    out[0] = 0.0
+    np.cumsum(w, out=out[1:])
+    return out
+
+
+def days_between(later_ms: np.ndarray, earlier_ms: np.ndarray) -> np.ndarray:
+    """(later - earlier) in days; NaN where ``earlier`` is missing (-1)."""
+    out = (later_ms - earlier_ms) / MS_PER_DAY
+    return np.where(earlier_ms < 0, np.nan, out)
