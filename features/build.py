@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import numpy as np
@@ -412,7 +414,7 @@ def _local_hour_weekday(t_ms: np.ndarray, timezone: str) -> tuple[np.ndarray, np
         weekday = (t_ms // MS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday
         return hour.astype(np.float64), weekday.astype(np.float64)
     idx = pd.DatetimeIndex(t_ms.astype("datetime64[ms]")).tz_localize("UTC").tz_convert(timezone)
-    return idx.hour.to_numpy(np.float64), idx.weekday.to_numpy(np.float64)
+    return idx.hour.to_numpy(np.float64), idx.day_of_week.to_numpy(np.float64)
 
 
 def _advance_events(deal: np.ndarray, entered: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -617,11 +619,25 @@ def _feature_frame(feats: dict[str, np.ndarray], features: list[s.Feature]) -> p
 _HISTORY_TABLES = (c.ACTIVITIES, c.RESPONSES, c.DEAL_STAGES, c.OUTCOMES, c.CONTACTS)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
 def _parse_ts(value: Any) -> int:
+    """A request timestamp (ISO 8601 string or datetime; no zone = UTC) -> epoch ms."""
     if value is None:
         return NO_TIME
     if isinstance(value, (int, np.integer)):
         return int(value)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    if isinstance(value, datetime) and not isinstance(value, pd.Timestamp):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt_timezone.utc)
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     ts = pd.Timestamp(value)
     if ts is pd.NaT:
         return NO_TIME

@@ -54,6 +54,42 @@ def validate(data: Path = typer.Option(..., "--data", help="Dataset directory (C
     raise typer.Exit(run_validate(data))
 
 
+@app.command()
+def features(
+    data: Path = typer.Option(..., "--data", help="Dataset directory."),
+    out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
+    until: str = typer.Option(None, "--until", help="Use only what was known before this date (ISO 8601)."),
+    outcome_days: int = typer.Option(14, help="Outcome label horizon in days."),
+    output_days: int = typer.Option(7, help="Output and negative label horizon in days."),
+    timezone: str = typer.Option("UTC", help="Time zone for hour and weekday features (IANA name)."),
+) -> None:
+    """Write the training table: ids, occurred_at, features and labels, one row per activity."""
+    import pandas as pd
+
+    from features.build import Horizons
+    from features.dataset import DatasetError
+    from features.table import export_training_table
+
+    if until is not None:
+        try:
+            pd.Timestamp(until)
+        except ValueError:
+            fail(f"--until: cannot parse {until!r} as a date (use ISO 8601, e.g. 2026-03-01)")
+    try:
+        table = export_training_table(data, out, until, Horizons(outcome_days, output_days), timezone)
+    except (DatasetError, FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    n = len(table.frame)
+    labelled = table.stats["outcome_labelled"]
+    typer.echo(
+        f"wrote {out}: {n:,} activities x {len(table.features)} features; outcome labelled for {labelled:,} "
+        f"(censored or without a deal: {n - labelled:,}); data end {table.data_end.isoformat()}"
+    )
+    if table.stats["logged_after_outcome"]:
+        typer.echo(f"{table.stats['logged_after_outcome']:,} activities were logged after the outcome that "
+                   f"followed them (column logged_after_outcome); training leaves them out of the outcome model")
+
+
 _register_commands()
 
 
