@@ -92,6 +92,36 @@ class ServingContext:
     timezone: str = "UTC"
 
 
+def context_to_dict(context: ServingContext) -> dict[str, Any]:
+    """JSON-ready form of a serving context (stored in the model bundle)."""
+    return {
+        "reps": {rid: {"team": r.team, "hired_at_ms": None if r.hired_at_ms == NO_TIME else int(r.hired_at_ms),
+                       "outcome_sum": r.outcome_sum, "labelled": r.labelled}
+                 for rid, r in context.reps.items()},
+        "prior_sum": context.prior_sum,
+        "prior_n": context.prior_n,
+        "custom_fields": [{"table": f.table, "column": f.column, "kind": f.kind, "timing": f.timing}
+                          for f in context.custom_fields],
+        "timezone": context.timezone,
+    }
+
+
+def context_from_dict(values: dict[str, Any]) -> ServingContext:
+    """Inverse of :func:`context_to_dict`."""
+    reps = {
+        rid: RepRecord(team=r.get("team"), hired_at_ms=NO_TIME if r.get("hired_at_ms") is None else int(r["hired_at_ms"]),
+                       outcome_sum=float(r.get("outcome_sum", 0.0)), labelled=float(r.get("labelled", 0.0)))
+        for rid, r in values.get("reps", {}).items()
+    }
+    return ServingContext(
+        reps=reps,
+        prior_sum=float(values.get("prior_sum", 0.0)),
+        prior_n=float(values.get("prior_n", 0.0)),
+        custom_fields=[CustomField(**f) for f in values.get("custom_fields", [])],
+        timezone=values.get("timezone", "UTC"),
+    )
+
+
 # ----------------------------------------------------------------------------------------
 # Column arrays: the common input of both paths
 # ----------------------------------------------------------------------------------------

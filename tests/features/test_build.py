@@ -336,3 +336,16 @@ def test_horizons_are_configurable():
     both = short[s.LABEL_OUTCOME].notna() & long[s.LABEL_OUTCOME].notna()
     assert (short.loc[both, s.LABEL_OUTCOME] <= long.loc[both, s.LABEL_OUTCOME]).all()
     assert short.loc[both, s.LABEL_OUTCOME].sum() < long.loc[both, s.LABEL_OUTCOME].sum()
+
+
+def test_serving_context_round_trips_through_json():
+    import json
+
+    from features.build import context_from_dict, context_to_dict
+
+    ds = make_history(n_activities=150, seed=12)
+    table = build_training_frame(ds)
+    context = rep_context(ds, table, timezone="Europe/Berlin")
+    again = context_from_dict(json.loads(json.dumps(context_to_dict(context))))
+    assert again == context
+    assert again.reps and any(r.labelled > 0 for r in again.reps.values())
