@@ -1,0 +1,64 @@
+"""Render the feature catalogue (features/schema.py) as Markdown: ``python -m features.docs``."""
+
+from __future__ import annotations
+
+from features import schema as s
+
+HEADER = """# Features
+
+Generated from `features/schema.py` by `python -m features.docs > docs/features.md`;
+`tests/features/test_docs.py` fails when the two drift apart.
+
+Every feature of an activity at time `t` uses only facts that happened strictly before `t`
+and, where `logged_at` is given, were logged before `t` (`features/build.py`). A touch is
+any activity except type `none`. Windows are `[t - w, t)`.
+
+- **plan**: known before the activity happens; the `plan` models (used by `/rank`) use only these.
+- **execution**: known only once the activity has happened (call duration); only the `full`
+  models (used by `/score` and `activity-scorer score`) use them.
+
+Custom fields (columns beyond the contract) become `cf_<table>_<column>`: numeric when every
+value is a number, categorical otherwise; `plan` unless the dataset's `dataset.json` lists them
+in `execution_time_fields`.
+
+The rep track record counts only activities whose outcome horizon had closed (and that were
+logged) before `t`: `rate = (outcomes + 20 * prior) / (labelled + 20)`, where `prior` is the
+rate of all such activities of every rep before `t`. The service gets these numbers from the
+bundle (snapshot at the end of the training data).
+
+| feature | family | kind | timing | unit | meaning (explanation text) |
+|---|---|---|---|---|---|
+"""
+
+
+def render() -> str:
+    rows = []
+    for f in s.BASE_FEATURES:
+        text = f.text.replace("{v}", "*v*")
+        rows.append(f"| `{f.name}` | {f.family} | {f.kind} | {f.timing} | {f.unit} | {text} |")
+    labels = "\n".join(
+        [
+            "",
+            "## Labels",
+            "",
+            "| column | 1 when | censored (NaN) when |",
+            "|---|---|---|",
+            "| `label_outcome` | in `(t, t + 14 d]` the deal records an outcome row or enters a stage with a higher "
+            "order than it ever reached by `t` (closed-lost, order 0, never counts); an activity without a deal is "
+            "labelled through its account's deals open at `t` | `t + 14 d` is past the end of the data, or there is "
+            "no deal to advance |",
+            "| `label_output` | the activity gets a meaningful response (replied, positive_reply, connected, "
+            "meeting_booked) in `[t, t + 7 d]` | `t + 7 d` is past the end of the data |",
+            "| `label_negative` | it gets a negative response (negative_reply, unsubscribed) in `[t, t + 7 d]` | as output |",
+            "| `logged_after_outcome` | the activity was logged after the first outcome event inside its horizon: "
+            "the classic back-filling leak; training leaves such rows out of the outcome model | |",
+            "",
+            "Horizons are configurable (`--outcome-days`, `--output-days`, and the training config).",
+            "",
+        ]
+    )
+    return HEADER + "\n".join(rows) + "\n" + labels
+
+
+if __name__ == "__main__":
+    print(render(), end="")
