@@ -780,11 +780,12 @@ def _custom_columns(flat: FlatFile, m: FlatMapping) -> list[str]:
 def _clashing_columns(flat: FlatFile, m: FlatMapping) -> list[tuple[str, str]]:
     """Custom fields whose name is a contract column of the table they would land in."""
     out = []
-    placed = [(col, c.ACTIVITIES) for col in _custom_columns(flat, m)]
-    placed += [(col, c.CONTACTS) for col in m.contact_fields] + [(col, c.ACCOUNTS) for col in m.account_fields]
-    for col, table in placed:
-        if c.TABLES[table].kind(col) is not None:
-            out.append((col, table))
+    for col in _custom_columns(flat, m):
+        if c.TABLES[c.ACTIVITIES].kind(col) is not None:
+            out.append((col, c.ACTIVITIES))
+    for table, cols in ((c.CONTACTS, m.contact_fields), (c.ACCOUNTS, m.account_fields)):
+        key = c.TABLES[table].key
+        out.extend((col, table) for col in cols if col == key or col == c.ACCOUNT_ID)
     return out
 
 
@@ -796,8 +797,8 @@ def _check_columns(flat: FlatFile, m: FlatMapping) -> None:
     if clashes:
         col, table = clashes[0]
         raise FlatImportError(
-            f"{flat.path}: column {col!r} would become a custom field of {table}, but the contract defines "
-            f"{table}.{col}; map it with its own key or activity_columns, or list it under drop"
+            f"{flat.path}: column {col!r} would become a field of {table}, but the contract defines "
+            f"{table}.{col}; map it with its own key (or activity_columns), or list it under drop"
         )
     for col in m.execution_time:
         if col in m.activity_columns:
@@ -1003,19 +1004,19 @@ _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 
 
-def _contract_column(rows: _Rows, values: pd.Series, column: str, target: str) -> pd.Series:
-    """A file column mapped onto a contract column of activities, checked against its kind."""
+def _contract_column(rows: _Rows, values: pd.Series, column: str, target: str, table: str = c.ACTIVITIES) -> pd.Series:
+    """A file column filling a contract column of ``table``, checked against its kind."""
     values = values.reset_index(drop=True)
-    kind = c.TABLES[c.ACTIVITIES].kind(target)
+    kind = c.TABLES[table].kind(target)
     if kind in (c.FLOAT, c.INT):
         num = pd.to_numeric(values, errors="coerce")
         bad = (num.isna() & values.notna()).to_numpy(bool)
         want = "a number"
         if kind == c.INT:
-            bad |= (num.notna() & (num % 1 != 0)).fillna(False).to_numpy(bool)
+            bad = bad | (num.notna() & (num % 1 != 0)).fillna(False).to_numpy(bool)
             want = "a whole number"
         if target == c.PERSONALIZATION:
-            bad |= (num.notna() & ((num < 0) | (num > 1))).fillna(False).to_numpy(bool)
+            bad = bad | (num.notna() & ((num < 0) | (num > 1))).fillna(False).to_numpy(bool)
             want = "a number in 0..1"
         if bad.any():
             i = _first(bad)
@@ -1057,6 +1058,35 @@ def _entity_table(
         if n_vary:
             warnings.append(f"{f!r}: {n_vary} {key_name} values carry more than one value; the first row's is kept")
     return frame.drop_duplicates(key_name, keep="first").reset_index(drop=True)
+
+
+def _entity_fields(
+    rows: _Rows,
+    data: pd.DataFrame,
+    key_column: str,
+    table: str,
+    fields: tuple[str, ...],
+    extra: dict[str, pd.Series],
+    declared: dict[str, int],
+    m: FlatMapping,
+    reports: list[FieldReport],
+    warnings: list[str],
+) -> pd.DataFrame:
+    """The contacts or accounts table: a field named like a contract column fills it, others are custom."""
+    key_name = c.TABLES[table].key
+    assert key_name is not None
+    for col in fields:
+        if c.TABLES[table].kind(col) is not None:
+            _contract_column(rows, data[col], col, col, table)  # check every row, naming the bad one
+    frame = _entity_table(data, key_column, key_name, fields, extra, warnings)
+    for col in fields:
+        kind = c.TABLES[table].kind(col)
+        if kind is None:
+            frame[col] = infer_custom(frame[col])
+        else:
+            frame[col] = _contract_column(_Rows(rows.flat, np.arange(len(frame))), frame[col], col, col, table)
+        reports.append(_field_report(col, table, col, frame[col], declared, m))
+    return frame
 
 
 def _field_report(
@@ -1235,19 +1265,15 @@ def convert_flat(flat: FlatFile, mapping: FlatMapping) -> FlatConversion:
     n_contacts = n_accounts = None
     if m.contact_column is not None:
         extra = {c.ACCOUNT_ID: data[m.account_column]} if m.account_column else {}
-        contacts = _entity_table(data, m.contact_column, c.CONTACT_ID, m.contact_fields, extra, warnings)
-        for col in m.contact_fields:
-            contacts[col] = infer_custom(contacts[col])
-            fields.append(_field_report(col, c.CONTACTS, col, contacts[col], declared, m))
-        tables[c.CONTACTS] = contacts
-        n_contacts = len(contacts)
+        tables[c.CONTACTS] = _entity_fields(
+            rows, data, m.contact_column, c.CONTACTS, m.contact_fields, extra, declared, m, fields, warnings
+        )
+        n_contacts = len(tables[c.CONTACTS])
     if m.account_column is not None:
-        accounts = _entity_table(data, m.account_column, c.ACCOUNT_ID, m.account_fields, {}, warnings)
-        for col in m.account_fields:
-            accounts[col] = infer_custom(accounts[col])
-            fields.append(_field_report(col, c.ACCOUNTS, col, accounts[col], declared, m))
-        tables[c.ACCOUNTS] = accounts
-        n_accounts = len(accounts)
+        tables[c.ACCOUNTS] = _entity_fields(
+            rows, data, m.account_column, c.ACCOUNTS, m.account_fields, {}, declared, m, fields, warnings
+        )
+        n_accounts = len(tables[c.ACCOUNTS])
     if rep_id is not None:
         tables[c.REPS] = pd.DataFrame({c.REP_ID: pd.Series(rep_id.dropna().unique(), dtype="string")})
 
