@@ -3,17 +3,144 @@
 A :class:`Dataset` holds typed frames: contract columns get the dtypes of
 :data:`features.contract.PANDAS_DTYPES`; custom fields become ``float64`` when every
 non-empty value is numeric, ``string`` otherwise.
+
+:func:`load_dataset` checks the files while it parses them (the checks live in
+:mod:`features.validation`) and raises :class:`DatasetError`, carrying the full
+:class:`ValidationReport`, when the dataset breaks the contract.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features import contract as c
+
+logger = logging.getLogger(__name__)
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a dataset, located as precisely as the check allows.
+
+    Attributes:
+        severity: ``"error"`` (the dataset breaks the contract) or ``"warning"``
+            (legal but suspicious).
+        file: the file name (``activities.csv``), or the directory for dataset-level problems.
+        message: what is wrong, with the offending value, in words a user can act on.
+        column: the column concerned, if any.
+        row: 1-based data row (the header is not a row), if the issue is about one row.
+        line: the line of a CSV file where that row starts (usually ``row + 1``).
+        id: the offending id or value, when the problem is about an id.
+        code: machine-readable kind of problem (``unparsable_timestamp``, ``duplicate_id``, ...).
+        count: how many rows this issue stands for: 1 for one row, more for a line that
+            summarises rows not listed one by one (``and 2,341 more rows ...``).
+    """
+
+    severity: str
+    file: str
+    message: str
+    column: str | None = None
+    row: int | None = None
+    line: int | None = None
+    id: str | None = None
+    code: str = ""
+    count: int = 1
+
+    @property
+    def location(self) -> str:
+        """Where the issue is within its file: ``row 17 (line 18), column occurred_at``."""
+        parts = []
+        if self.row is not None:
+            parts.append(f"row {self.row}" + (f" (line {self.line})" if self.line is not None else ""))
+        if self.column is not None:
+            parts.append(f"column {self.column}")
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        where = ", ".join(p for p in (self.file, self.location) if p)
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ValidationReport:
+    """Everything a check of a dataset directory found, plus what it read.
+
+    Attributes:
+        directory: the dataset directory.
+        errors: problems that make the dataset unusable, in file order.
+        warnings: suspicious but legal data.
+        files: table name -> the file it was read from (``activities.csv``).
+        row_counts: table name -> number of data rows.
+        custom_fields: table name -> {column: ``"numeric"`` or ``"categorical"``}.
+        ignored_files: files in the directory that are not tables of the contract.
+    """
+
+    directory: Path
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    custom_fields: dict[str, dict[str, str]] = field(default_factory=dict)
+    ignored_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    @property
+    def n_errors(self) -> int:
+        """Number of problems, counting every row of summarised lines."""
+        return sum(i.count for i in self.errors)
+
+    @property
+    def n_warnings(self) -> int:
+        return sum(i.count for i in self.warnings)
+
+    @property
+    def error_files(self) -> list[str]:
+        """Files with at least one error, in report order."""
+        return list(dict.fromkeys(i.file for i in self.errors))
+
+    def by_file(self, issues: list[Issue] | None = None) -> dict[str, list[Issue]]:
+        """Issues (the errors by default) grouped by file, in report order."""
+        out: dict[str, list[Issue]] = {}
+        for issue in self.errors if issues is None else issues:
+            out.setdefault(issue.file, []).append(issue)
+        return out
+
+    def headline(self) -> str:
+        """``3 errors in 2 files`` (or ``no errors``)."""
+        if not self.errors:
+            return "no errors"
+        n, m = self.n_errors, len(self.error_files)
+        return f"{n:,} error{'s' if n != 1 else ''} in {m} file{'s' if m != 1 else ''}"
+
+
+class DatasetError(ValueError):
+    """A dataset breaks the data contract; ``report`` holds every problem found."""
+
+    def __init__(self, report: ValidationReport, max_listed: int = 10) -> None:
+        self.report = report
+        lines = [f"{report.directory}: {report.headline()}"]
+        lines += [f"  {issue}" for issue in report.errors[:max_listed]]
+        if len(report.errors) > max_listed:
+            lines.append(f"  ... {len(report.errors) - max_listed} more lines "
+                         f"(activity-scorer validate --data {report.directory} lists them all)")
+        super().__init__("\n".join(lines))
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """The dataset directory does not exist (also a ``FileNotFoundError``)."""
 
 
 @dataclass
@@ -24,6 +151,7 @@ class Dataset:
     custom_fields: dict[str, list[str]] = field(default_factory=dict)
     execution_time_fields: set[str] = field(default_factory=set)  # "table.column"
     source: Path | None = None
+    warnings: list[Issue] = field(default_factory=list)  # set by load_dataset
 
     def get(self, name: str) -> pd.DataFrame | None:
         return self.tables.get(name)
@@ -47,7 +175,7 @@ def table_path(directory: Path, name: str) -> Path | None:
 def coerce_column(values: pd.Series, kind: str) -> pd.Series:
     """Convert a column to the dtype of a contract kind (values must already be valid)."""
     if kind == c.STR:
-        return _as_string(values)
+        return _as_string(_integral_floats_as_ints(values))
     if kind == c.TIMESTAMP:
         return pd.to_datetime(values, utc=True, format="ISO8601").astype(c.TIMESTAMP_DTYPE)
     if kind == c.FLOAT:
@@ -80,6 +208,16 @@ def infer_custom(values: pd.Series) -> pd.Series:
     if s.notna().sum() > 0 and numeric.notna().sum() == s.notna().sum():
         return numeric.astype("float64")
     return s
+
+
+def _integral_floats_as_ints(values: pd.Series) -> pd.Series:
+    """Whole floats as integers, so a numeric id read as float (``17.0``) becomes ``"17"``."""
+    if pd.api.types.is_float_dtype(values):
+        finite = values.dropna()
+        arr = finite.to_numpy(dtype="float64")
+        if np.isfinite(arr).all() and (arr == np.round(arr)).all() and (np.abs(arr) < 2**53).all():
+            return values.astype("Int64")
+    return values
 
 
 def _as_string(values: pd.Series) -> pd.Series:
@@ -164,26 +302,37 @@ def write_dataset(
     return written
 
 
-def load_dataset(directory: Path) -> Dataset:
-    """Read a dataset directory into typed frames.
+def load_dataset(directory: Path, *, late_log_days: float | None = None, now: pd.Timestamp | None = None) -> Dataset:
+    """Read a dataset directory into typed frames, checking it against the contract on the way.
 
-    This strict reader raises ``ValueError`` on the first problem; use
-    :func:`features.validation.validate_dataset` for a full report.
+    The files are parsed once; every problem of every file is collected before failing.
+
+    Args:
+        directory: the dataset directory (one ``NAME.csv`` or ``NAME.parquet`` per table).
+        late_log_days: warn about activities logged more than this many days after they
+            occurred (default :data:`features.validation.DEFAULT_LATE_LOG_DAYS`).
+        now: reference time for the future-timestamp warning (default: the current time).
+
+    Returns:
+        The typed dataset; ``dataset.warnings`` lists suspicious but legal data.
+
+    Raises:
+        DatasetNotFoundError: ``directory`` does not exist (a ``FileNotFoundError`` too).
+        DatasetError: the dataset breaks the contract; ``err.report`` lists every problem.
     """
+    from features.validation import DEFAULT_LATE_LOG_DAYS, parse_dataset
+
     directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: no such dataset directory")
-    tables: dict[str, pd.DataFrame] = {}
-    custom: dict[str, list[str]] = {}
-    for name in c.TABLES:
-        path = table_path(directory, name)
-        if path is None:
-            continue
-        raw = read_raw_table(path)
-        tables[name] = coerce_table(name, raw)
-        custom[name] = c.custom_columns(name, list(raw.columns))
-    meta = read_meta(directory)
-    return Dataset(tables, custom, set(meta.get("execution_time_fields", [])), directory)
+    days = DEFAULT_LATE_LOG_DAYS if late_log_days is None else late_log_days
+    dataset, report = parse_dataset(directory, late_log_days=days, now=now)
+    if dataset is None:
+        if not directory.is_dir():
+            raise DatasetNotFoundError(report)
+        raise DatasetError(report)
+    if dataset.warnings:
+        logger.warning("dataset %s: %d warning line(s) (activity-scorer validate --data %s lists them)",
+                       directory, len(dataset.warnings), directory)
+    return dataset
 
 
 def empty_table(name: str) -> pd.DataFrame:
@@ -194,6 +343,10 @@ def empty_table(name: str) -> pd.DataFrame:
 
 __all__ = [
     "Dataset",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "Issue",
+    "ValidationReport",
     "coerce_column",
     "coerce_table",
     "empty_table",
