@@ -89,7 +89,8 @@ class TimeRule:
     with the same ``day_of_week`` is one calendar day: the earliest day of that
     weekday after the previous run's day. Without ``day_of_week`` the rows of a
     month are spread evenly over its days in file order. The rows of one day are
-    spread evenly over ``hours`` (local working hours, written as UTC) in file order.
+    spread evenly over ``hours`` (written as UTC) in file order; with equal hours
+    (``[12, 12]``) they all get that hour, so no time of day is invented.
     """
 
     month: str
@@ -348,9 +349,13 @@ def _parse_time_rule(value: Any, origin: str) -> TimeRule | None:
         not isinstance(hours, (list, tuple))
         or len(hours) != 2
         or not all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
-        or not 0 <= hours[0] < hours[1] <= 24
+        or not 0 <= hours[0] <= hours[1] <= 24
+        or hours[0] == 24
     ):
-        raise FlatImportError(f"{origin}: time_rule.hours must be [first, last] with 0 <= first < last <= 24, got {hours!r}")
+        raise FlatImportError(
+            f"{origin}: time_rule.hours must be [first, last] with 0 <= first <= last <= 24 "
+            f"(equal: every row of a date at that hour), got {hours!r}"
+        )
     return TimeRule(
         month=month, start=start, day_of_week=_opt_text(value, "day_of_week", origin), hours=(hours[0], hours[1]), kind=kind
     )
@@ -972,7 +977,10 @@ def _derive_time(rows: _Rows, data: pd.DataFrame, rule: TimeRule) -> tuple[pd.Se
         )
     else:
         notes.append("no day_of_week: the rows of each month are spread evenly over its days")
-    notes.append(f"the rows of a date are spread evenly over {h0:02d}:00-{h1:02d}:00 UTC in file order")
+    if h0 == h1:
+        notes.append(f"every row of a date is at {h0:02d}:00 UTC (no time of day is invented)")
+    else:
+        notes.append(f"the rows of a date are spread evenly over {h0:02d}:00-{h1:02d}:00 UTC in file order")
     return occurred, notes
 
 

@@ -177,10 +177,14 @@ def test_bank_time_rule_places_day_runs_on_their_weekdays_and_wraps_years(bank_f
         "2008-05-05", "2008-05-05", "2008-05-06", "2008-05-08", "2008-05-12",
         "2008-06-04", "2008-12-05", "2009-03-03", "2009-03-03", "2009-05-01",
     ]
-    # rows of one date are spread over working hours in file order
-    assert t.iloc[0] < t.iloc[1]
-    assert all(9 <= ts.hour < 18 for ts in t)
+    # no time of day is invented: every call of a date is at noon
+    assert all((ts.hour, ts.minute, ts.second) == (12, 0, 0) for ts in t)
     assert any("1 year wraps" in note for note in conv.report.time_notes)
+    # or, asked to, the rows of a date are spread over working hours in file order
+    rule = bank_mapping().to_dict()["time_rule"] | {"hours": [9, 18]}
+    t = convert_flat(read_flat(bank_file), bank_mapping(time_rule=rule)).tables[c.ACTIVITIES][c.OCCURRED_AT]
+    assert t.iloc[0] == pd.Timestamp("2008-05-05T11:15:00Z") and t.iloc[1] == pd.Timestamp("2008-05-05T15:45:00Z")
+    assert t.is_monotonic_increasing and all(9 <= ts.hour < 18 for ts in t)
 
 
 def test_time_rule_without_day_of_week_spreads_a_month_over_its_days(bank_file):
