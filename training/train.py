@@ -1,0 +1,498 @@
+"""Fit, calibrate and evaluate the models of one bundle: the library behind ``activity-scorer train``.
+
+For each label (``outcome``, ``output``, ``negative``) and each variant:
+
+- ``plan``: plan-time features only (known before the activity happens). It answers
+  "which activity should we do next?": ``/rank`` scores planned candidates with it.
+- ``full``: plan-time plus execution-time features (call duration, fields declared in
+  ``dataset.json`` as ``execution_time_fields``). It answers "did this activity, as it
+  happened, move the deal?": ``/score`` and ``activity-scorer score`` use it. When the
+  data has no execution-time feature, ``full`` is the ``plan`` model.
+
+Both variants read the same encoded matrix; the ``plan`` booster is trained with the
+execution-time columns blanked, so it never splits on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import contract as c
+from features.schema import EXECUTION, LABELS, LEAK_FLAG, PLAN, Feature, custom_feature_name
+from models.bundle import VARIANT_FULL, VARIANT_PLAN, FeatureSpec, Manifest, ModelBundle
+from models.calibration import fit_calibrator
+from models.metrics import binary_metrics, calibration_table, expected_calibration_error, log_loss, truth_metrics
+from training.config import TrainConfig
+from training.data import (
+    SLICES,
+    LoadedData,
+    SplitPlan,
+    censor_labels,
+    input_fingerprint,
+    label_masks,
+    plan_splits,
+)
+from training.leakage import LeakageReport, probe
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+MIN_TYPE_ROWS = 50  # per-activity-type metrics need at least this many test rows
+
+
+class TrainingRefused(Exception):
+    """Training refused to produce a model (too little data for a label, nothing to learn from).
+
+    Attributes:
+        problems: one line per failing label or check, with the counts.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class ModelFit:
+    """One fitted (label, variant): booster, calibrator and what evaluation produced."""
+
+    label: str
+    variant: str
+    booster: Any
+    calibrator: Any
+    best_iteration: int
+    metrics: dict[str, Any]
+    importance_gain: np.ndarray
+    test_index: np.ndarray  # frame positions of the test rows
+    test_p: np.ndarray
+    test_y: np.ndarray
+    test_truth: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainingResult:
+    """Everything one training run produced; ``bundle`` is what gets saved and registered."""
+
+    bundle: ModelBundle
+    config: TrainConfig
+    split: SplitPlan
+    counts: dict[str, dict[str, dict[str, int]]]
+    leakage: LeakageReport
+    fits: dict[tuple[str, str], ModelFit]
+    fingerprint: str
+    n_rows: int
+    features_used: list[str]
+    seconds: dict[str, float] = field(default_factory=dict)
+    shap: dict[str, Any] = field(default_factory=dict)  # variant -> {"values", "matrix", "names"}
+    test_types: pd.Series | None = None  # activity type of every frame row (for plots)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.bundle.metrics
+
+    def headline(self) -> dict[str, float]:
+        """A few numbers for one-line summaries: outcome AUC/ECE of each variant."""
+        out = {}
+        for (label, variant), fit in self.fits.items():
+            if label == "outcome":
+                out[f"{variant}_auc"] = fit.metrics["test"]["auc"]
+                out[f"{variant}_ece"] = fit.metrics["test"]["ece"]
+        return out
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def lgb_params(cfg: TrainConfig) -> dict[str, Any]:
+    p = cfg.lightgbm
+    return {
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "learning_rate": p.learning_rate,
+        "num_leaves": p.num_leaves,
+        "min_data_in_leaf": p.min_data_in_leaf,
+        "feature_fraction": p.feature_fraction,
+        "bagging_fraction": p.bagging_fraction,
+        "bagging_freq": p.bagging_freq,
+        "lambda_l2": p.lambda_l2,
+        "max_bin": p.max_bin,
+        "cat_smooth": p.cat_smooth,
+        "max_cat_to_onehot": p.max_cat_to_onehot,
+        "num_threads": p.num_threads,
+        "seed": p.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+
+
+def model_features(table_features: list[Feature], cfg: TrainConfig, execution_time_fields: set[str],
+                   columns: pd.Index) -> tuple[list[Feature], set[str]]:
+    """Candidate inputs: the table's features minus config exclusions, with declared timings.
+
+    Custom fields listed in ``dataset.json`` as execution-time become ``execution``
+    features whatever the table says.
+
+    Returns:
+        The features and the names declared execution-time.
+    """
+    declared = set()
+    for dotted in execution_time_fields:
+        table, _, column = dotted.partition(".")
+        if column:
+            declared.add(custom_feature_name(table, column))
+    excluded = set(cfg.exclude_features)
+    out = []
+    for f in table_features:
+        if f.name in excluded:
+            continue
+        if f.name not in columns:
+            raise TrainingRefused([f"training table lacks the column of feature {f.name!r}"])
+        out.append(replace(f, timing=EXECUTION) if f.name in declared and f.timing == PLAN else f)
+    return out, declared | {f.name for f in out if f.timing == EXECUTION}
+
+
+def check_gates(counts: dict[str, dict[str, dict[str, int]]], cfg: TrainConfig) -> list[str]:
+    """One problem line per label and slice below the configured minimum counts."""
+    g = cfg.gates
+    problems = []
+    for label, by_slice in counts.items():
+        bad = []
+        for name in SLICES:
+            k = by_slice[name]
+            need_pos, need_neg = (g.min_positives, g.min_negatives) if name == "train" else (
+                g.min_eval_positives, g.min_eval_negatives)
+            if k["positives"] < need_pos or k["negatives"] < need_neg:
+                bad.append(f"{name} has {k['positives']} positives / {k['negatives']} negatives "
+                           f"(needs {need_pos} / {need_neg})")
+        if bad:
+            problems.append(f"label {label}: too little data: " + "; ".join(bad))
+    return problems
+
+
+def run_training(
+    loaded: LoadedData,
+    cfg: TrainConfig,
+    until: pd.Timestamp | None = None,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Split, gate, probe for leaks, fit, calibrate and evaluate; returns an unsaved bundle.
+
+    Args:
+        loaded: the training table (from :func:`training.data.load_table` or a test factory).
+        cfg: training settings.
+        until: only what was known before this instant is used (rows at or after it are
+            dropped, labels whose horizon has not closed before it are blanked).
+        progress: called with a short message at each long step.
+
+    Raises:
+        TrainingRefused: a label has too few positives or negatives, or nothing is left to learn from.
+    """
+    progress = progress or _noop
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    table = loaded.table
+    frame: pd.DataFrame = table.frame
+    data_end = pd.Timestamp(table.data_end)
+    if data_end.tzinfo is None:
+        data_end = data_end.tz_localize("UTC")
+    if until is not None:
+        frame = frame[(frame[c.OCCURRED_AT] < until).to_numpy(dtype=bool)]
+        data_end = min(data_end, until)
+    label_cols = {lab: LABELS[lab] for lab in cfg.labels}
+    missing = [col for col in [c.ACTIVITY_ID, c.OCCURRED_AT, *label_cols.values()] if col not in frame.columns]
+    if missing:
+        raise TrainingRefused([f"training table lacks column(s) {', '.join(missing)}"])
+    frame = frame.sort_values(c.OCCURRED_AT, kind="stable").reset_index(drop=True)
+    horizons = {"outcome_days": cfg.horizons.outcome_days, "output_days": cfg.horizons.output_days}
+    frame = censor_labels(frame, data_end, horizons, label_cols)
+
+    features, execution_names = model_features(list(table.features), cfg, loaded.execution_time_fields,
+                                                frame.columns)
+    if not features:
+        raise TrainingRefused(["no features left to learn from (all excluded by the config)"])
+
+    progress("splitting on time")
+    try:
+        split = plan_splits(frame, cfg.splits, data_end, list(label_cols.values()))
+    except ValueError as err:
+        raise TrainingRefused([str(err)]) from None
+    masks: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    ys: dict[str, np.ndarray] = {}
+    for label, col in label_cols.items():
+        days = horizons["outcome_days" if label == "outcome" else "output_days"]
+        masks[label] = label_masks(frame, split, label, days, cfg.splits.purge_before_test)
+        y = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        ys[label] = y
+        counts[label] = {
+            name: {"positives": int(np.nansum(y[m])), "negatives": int(m.sum() - np.nansum(y[m]))}
+            for name, m in masks[label].items()
+        }
+    problems = check_gates(counts, cfg)
+    if problems:
+        raise TrainingRefused(problems)
+
+    progress("probing for leakage")
+    t = time.perf_counter()
+    leakage = probe(frame, features, {lab: m["train"] for lab, m in masks.items()}, cfg.leakage, data_end,
+                    execution_names, label_cols, seed=cfg.lightgbm.seed)
+    features = [f for f in features if f.name not in set(leakage.dropped)]
+    seconds["leakage_probe"] = time.perf_counter() - t
+    if not features:
+        raise TrainingRefused(["every feature was flagged by the leakage probe; see leakage.allow in the config"])
+
+    progress("encoding features")
+    t = time.perf_counter()
+    train_any = np.zeros(len(frame), dtype=bool)
+    for m in masks.values():
+        train_any |= m["train"]
+    spec = FeatureSpec.fit(features, frame.loc[train_any], cfg.categories.max_levels, cfg.categories.min_count)
+    matrix = spec.encode(frame)
+    exec_idx = spec.execution_indices
+    has_execution = bool(exec_idx) and bool(np.isfinite(matrix[np.ix_(train_any, exec_idx)]).any())
+    seconds["encode"] = time.perf_counter() - t
+    variants = [VARIANT_PLAN, VARIANT_FULL] if has_execution else [VARIANT_PLAN]
+    variant_map = {VARIANT_PLAN: VARIANT_PLAN, VARIANT_FULL: VARIANT_FULL if has_execution else VARIANT_PLAN}
+
+    truth = _align_truth(frame, loaded.truth)
+    types = frame[c.TYPE].astype("string") if c.TYPE in frame.columns else None
+    fits: dict[tuple[str, str], ModelFit] = {}
+    params = lgb_params(cfg)
+    for variant in variants:
+        if variant == VARIANT_PLAN and has_execution:
+            vmatrix = matrix.copy()
+            vmatrix[:, exec_idx] = np.nan
+        else:
+            vmatrix = matrix
+        for label in label_cols:
+            progress(f"training {label}/{variant}")
+            fit = fit_one(vmatrix, ys[label], masks[label], spec, params, cfg, label, variant, types,
+                          truth.get(label), progress)
+            fits[(label, variant)] = fit
+            seconds[f"fit_{label}_{variant}"] = fit.seconds
+        del vmatrix
+
+    progress("explaining (contributions on a test sample)")
+    t = time.perf_counter()
+    shap = _shap_sample(fits, matrix, spec, cfg)
+    seconds["shap"] = time.perf_counter() - t
+
+    fingerprint = input_fingerprint(frame, list(label_cols.values()))
+    window = split.window() | {
+        "until": until.isoformat() if until is not None else None,
+        "rows": {name: int((split.slice_of_row == k).sum()) for k, name in enumerate(SLICES)},
+    }
+    metrics = {
+        "window": window,
+        "counts": counts,
+        "labels": {lab: {v: fits[(lab, v)].metrics for v in variants} for lab in label_cols},
+        "variants": variant_map,
+        "leakage": leakage.to_dict(),
+        "features_used": len(spec),
+    }
+    manifest = Manifest(
+        model_name=cfg.registered_model,
+        trained_at=pd.Timestamp.now(tz="UTC").isoformat(),
+        labels=tuple(label_cols),
+        variants=variant_map,
+        horizons=horizons,
+        timezone=cfg.timezone,
+        data_window=window,
+        input_fingerprint=fingerprint,
+        git_sha=git_sha(),
+        versions=library_versions(),
+        extra={"source": str(loaded.source) if loaded.source else None,
+               "dropped_features": leakage.dropped,
+               "execution_features": sorted(spec.names[i] for i in exec_idx) if exec_idx else []},
+    )
+    bundle = ModelBundle(
+        manifest,
+        spec,
+        {k: f.booster for k, f in fits.items()},
+        {k: f.calibrator for k, f in fits.items()},
+        metrics,
+    )
+    seconds["total"] = time.perf_counter() - t_start
+    logger.info("trained %d models on %d rows in %.1fs", len(fits), len(frame), seconds["total"])
+    return TrainingResult(bundle, cfg, split, counts, leakage, fits, fingerprint, len(frame),
+                          list(spec.names), seconds, shap, types)
+
+
+def fit_one(
+    matrix: np.ndarray,
+    y: np.ndarray,
+    masks: dict[str, np.ndarray],
+    spec: FeatureSpec,
+    params: dict[str, Any],
+    cfg: TrainConfig,
+    label: str,
+    variant: str,
+    types: pd.Series | None,
+    truth: np.ndarray | None,
+    progress: Progress,
+) -> ModelFit:
+    """Fit one booster with early stopping, calibrate it and evaluate it on the test window."""
+    import lightgbm as lgb
+
+    t = time.perf_counter()
+    tr, va, ca, te = (np.flatnonzero(masks[name]) for name in SLICES)
+    names = [f"f{i}" for i in range(len(spec))]  # LightGBM refuses some characters in names
+    dtrain = lgb.Dataset(matrix[tr], label=y[tr], feature_name=names,
+                         categorical_feature=spec.categorical_indices, params={"max_bin": params["max_bin"],
+                                                                               "verbose": -1},
+                         free_raw_data=True)
+    dvalid = lgb.Dataset(matrix[va], label=y[va], reference=dtrain, free_raw_data=True)
+    every = 50
+
+    def report(env: lgb.callback.CallbackEnv) -> None:
+        if env.iteration % every == 0:
+            progress(f"training {label}/{variant}: iteration {env.iteration}")
+
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=cfg.lightgbm.num_boost_round,
+        valid_sets=[dvalid],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(cfg.lightgbm.early_stopping_rounds, verbose=False), report],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    # Keep only the trees up to the best iteration, so the in-memory booster and the saved
+    # text model predict exactly the same thing.
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    del dtrain, dvalid
+
+    raw_cal = booster.predict(matrix[ca], raw_score=True)
+    calibrator = fit_calibrator(raw_cal, y[ca], cfg.calibration.isotonic_min_rows,
+                                cfg.calibration.isotonic_min_positives)
+    raw_test = booster.predict(matrix[te], raw_score=True)
+    p_test = calibrator.transform(raw_test)
+    p_uncal = 1.0 / (1.0 + np.exp(-raw_test))
+    y_test = y[te]
+    test = binary_metrics(y_test, p_test)
+    test["log_loss_uncalibrated"] = log_loss(y_test, p_uncal)
+    test["ece_uncalibrated"] = expected_calibration_error(y_test, p_uncal)
+    m: dict[str, Any] = {
+        "test": test,
+        "calibration_method": calibrator.method,
+        "calibration_rows": int(len(ca)),
+        "best_iteration": int(best),
+        "rows": {name: int(masks[name].sum()) for name in SLICES},
+        "calibration_curve": {k: v.tolist() for k, v in calibration_table(y_test, p_test).items()},
+    }
+    if types is not None:
+        m["by_type"] = _by_type(types.to_numpy(dtype=object, na_value=None)[te], y_test, p_test)
+    test_truth = None
+    if truth is not None:
+        test_truth = truth[te]
+        if np.isfinite(test_truth).any():
+            m["truth"] = truth_metrics(y_test, p_test, test_truth)
+    gain = booster.feature_importance(importance_type="gain")
+    seconds = time.perf_counter() - t
+    logger.info("%s/%s: best_iteration=%d auc=%.4f ece=%.4f calibration=%s (%.1fs)", label, variant, best,
+                test["auc"], test["ece"], calibrator.method, seconds)
+    return ModelFit(label, variant, booster, calibrator, int(best), m, np.asarray(gain, dtype=np.float64), te,
+                    p_test, y_test, test_truth, seconds)
+
+
+def _by_type(types: np.ndarray, y: np.ndarray, p: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    values = np.array(["(missing)" if v is None else str(v) for v in types], dtype=object)
+    for t in sorted(set(values.tolist())):
+        sel = values == t
+        if sel.sum() >= MIN_TYPE_ROWS:
+            out[t] = binary_metrics(y[sel], p[sel])
+    return out
+
+
+def _align_truth(frame: pd.DataFrame, truth: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """Ground-truth probability per label aligned to the frame's rows (NaN where unknown)."""
+    if truth is None:
+        return {}
+    columns = {"outcome": ["p_outcome_label", "p_outcome"], "output": ["p_output"], "negative": ["p_negative"]}
+    ids = frame[[c.ACTIVITY_ID]].astype({c.ACTIVITY_ID: "string"})
+    merged = ids.merge(truth.drop_duplicates(c.ACTIVITY_ID), on=c.ACTIVITY_ID, how="left")
+    out = {}
+    for label, candidates in columns.items():
+        col = next((x for x in candidates if x in merged.columns), None)
+        if col is not None:
+            out[label] = merged[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def _shap_sample(fits: dict[tuple[str, str], ModelFit], matrix: np.ndarray, spec: FeatureSpec,
+                 cfg: TrainConfig) -> dict[str, Any]:
+    """Raw-score contributions of the outcome model on a sample of test rows, per variant."""
+    out = {}
+    rng = np.random.default_rng(cfg.lightgbm.seed)
+    for (label, variant), fit in fits.items():
+        if label != "outcome":
+            continue
+        idx = fit.test_index
+        if len(idx) > cfg.shap_sample:
+            idx = np.sort(rng.choice(idx, cfg.shap_sample, replace=False))
+        sample = matrix[idx]
+        if variant == VARIANT_PLAN and spec.execution_indices:
+            sample = sample.copy()
+            sample[:, spec.execution_indices] = np.nan
+        contrib = fit.booster.predict(sample, pred_contrib=True)
+        out[variant] = {"values": np.asarray(contrib)[:, :-1], "matrix": sample, "names": list(spec.names)}
+    return out
+
+
+def git_sha() -> str:
+    """The commit of the code that trained (empty when not in a git checkout)."""
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                             capture_output=True, text=True, timeout=5, check=False)
+        return res.stdout.strip() if res.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("activity-scorer", "lightgbm", "numpy", "pandas", "scikit-learn"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = ""
+    return out
+
+
+def summary_rows(result: TrainingResult) -> list[dict[str, Any]]:
+    """One row per (label, variant) for the end-of-run table and ``--json``."""
+    rows = []
+    for (label, variant), fit in result.fits.items():
+        t = fit.metrics["test"]
+        row = {"label": label, "variant": variant, "n_test": int(t["n"]), "base_rate": t["base_rate"],
+               "auc": t["auc"], "pr_auc": t["pr_auc"], "log_loss": t["log_loss"], "brier": t["brier"],
+               "ece": t["ece"], "lift_top_decile": t["lift_top_decile"],
+               "calibration": fit.metrics["calibration_method"], "trees": fit.best_iteration}
+        truth = fit.metrics.get("truth")
+        if truth:
+            row["oracle_auc"] = truth["oracle_auc"]
+            row["spearman_truth"] = truth["spearman_truth"]
+            row["ece_truth"] = truth["ece_truth"]
+        rows.append(row)
+    return rows
+
+
+def finite_or_none(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
