@@ -23,7 +23,7 @@ import pandas as pd
 from features import contract as c
 from features import schema as s
 from features.dataset import Dataset
-from features.transforms import MS_PER_DAY, FactIndex, days_between, make_keyer
+from features.transforms import MS_PER_DAY, FactIndex, Query, days_between, make_keyer
 
 logger = logging.getLogger(__name__)
 
@@ -284,16 +284,17 @@ def _compute(
     is_touch = a_type != "none"
     automated = np.nan_to_num(_get_num(A, c.IS_AUTOMATED), nan=0.0)
     t_idx = np.flatnonzero(is_touch)
+    queries = {"contact": Query(a_contact[targets], qt), "deal": Query(a_deal[targets], qt)}
     for who, codes in (("contact", a_contact), ("deal", a_deal)):
         idx = FactIndex(codes[t_idx], t[t_idx], avail[t_idx], {"auto": automated[t_idx]}, keyer=keyer)
-        qc = codes[targets]
+        qc = queries[who]
         for w in s.WINDOWS_DAYS:
-            feats[f"touches_{who}_{w}d"] = idx.window_sum(qc, qt, w * MS_PER_DAY)
+            feats[f"touches_{who}_{w}d"] = idx.window_sum(qc, w * MS_PER_DAY)
         n30 = feats[f"touches_{who}_30d"]
-        auto30 = idx.window_sum(qc, qt, 30 * MS_PER_DAY, "auto")
+        auto30 = idx.window_sum(qc, 30 * MS_PER_DAY, "auto")
         with np.errstate(invalid="ignore", divide="ignore"):
             feats[f"automated_share_{who}_30d"] = np.where(n30 > 0, auto30 / np.maximum(n30, 1), np.nan)
-        feats[f"days_since_touch_{who}"] = days_between(qt, idx.last_pos(qc, qt))
+        feats[f"days_since_touch_{who}"] = days_between(qt, idx.last_pos(qc))
 
     # --- responsiveness ---------------------------------------------------------------------
     resp = _get_str(R, c.RESPONSE)
@@ -302,22 +303,23 @@ def _compute(
     meaningful = r_ok & np.isin(resp, list(c.MEANINGFUL_RESPONSES))
     negative = r_ok & np.isin(resp, list(c.NEGATIVE_RESPONSES))
     for who, codes in (("contact", a_contact), ("deal", a_deal)):
-        qc = codes[targets]
+        qc = queries[who]
         m = np.flatnonzero(meaningful)
         out_idx = FactIndex(codes[r_act[m]], r_t[m], r_known[m], keyer=keyer)
         for w in (7, 30, 90):
-            feats[f"outputs_{who}_{w}d"] = out_idx.window_sum(qc, qt, w * MS_PER_DAY)
+            feats[f"outputs_{who}_{w}d"] = out_idx.window_sum(qc, w * MS_PER_DAY)
         g = np.flatnonzero(negative)
         neg_idx = FactIndex(codes[r_act[g]], r_t[g], r_known[g], keyer=keyer)
-        feats[f"negatives_{who}_30d"] = neg_idx.window_sum(qc, qt, 30 * MS_PER_DAY)
-        feats[f"days_since_output_{who}"] = days_between(qt, out_idx.last_pos(qc, qt))
+        feats[f"negatives_{who}_30d"] = neg_idx.window_sum(qc, 30 * MS_PER_DAY)
+        feats[f"days_since_output_{who}"] = days_between(qt, out_idx.last_pos(qc))
 
     # --- deal state at t -------------------------------------------------------------------
     s_order = _get_num(S, c.STAGE_ORDER)
     s_ok = (s_deal >= 0) & (s_t != NO_TIME) & ~np.isnan(s_order)
     stage_idx = FactIndex(s_deal[s_ok], s_t[s_ok], weights={"order": s_order[s_ok]}, keyer=keyer)
     qd = a_deal[targets]
-    order_now, entered = stage_idx.last_value(qd, qt, "order")
+    qdeal = queries["deal"]
+    order_now, entered = stage_idx.last_value(qdeal, "order")
     days_in_stage = days_between(qt, entered)
     if serving is not None and "__stage_override__" in A:
         # The request states the stage without an entry time: use it, days unknown.
@@ -334,11 +336,11 @@ def _compute(
     adv_deal, adv_t = _advance_events(s_deal[s_ok], s_t[s_ok], s_order[s_ok])
     o_ok = (o_deal >= 0) & (o_t != NO_TIME)
     outcome_idx = FactIndex(o_deal[o_ok], o_t[o_ok], keyer=keyer)
-    feats["outcomes_deal"] = outcome_idx.window_sum(qd, qt, None)
+    feats["outcomes_deal"] = outcome_idx.window_sum(qdeal, None)
     event_deal = np.concatenate([adv_deal, o_deal[o_ok]])
     event_t = np.concatenate([adv_t, o_t[o_ok]])
     event_idx = FactIndex(event_deal, event_t, keyer=keyer)
-    feats["days_since_outcome_deal"] = days_between(qt, event_idx.last_pos(qd, qt))
+    feats["days_since_outcome_deal"] = days_between(qt, event_idx.last_pos(qdeal))
 
     # people engaged on the deal: first known touch of each (deal, contact) pair
     senior_rank = _seniority_rank(_get_str(C, c.SENIORITY))
@@ -352,8 +354,8 @@ def _compute(
         _, first = np.unique(pair_key, return_index=True)
         p = p[first]
     engaged_idx = FactIndex(a_deal[p], avail[p], weights={"senior": a_senior[p].astype(np.float64)}, keyer=keyer)
-    feats["contacts_engaged_deal"] = engaged_idx.window_sum(qd, qt, None)
-    feats["max_seniority_engaged_deal"] = engaged_idx.running_max(qd, qt, "senior", 8)
+    feats["contacts_engaged_deal"] = engaged_idx.window_sum(qdeal, None)
+    feats["max_seniority_engaged_deal"] = engaged_idx.running_max(qdeal, "senior", 8)
 
     # --- contact, account, rep -------------------------------------------------------
     qcon = a_contact[targets]
@@ -382,11 +384,12 @@ def _compute(
         closes = t[k] + horizon_ms
         rep_idx = FactIndex(a_rep[k], closes, np.maximum(closes, avail[k]), {"y": y[k]}, keyer=keyer)
         glob_idx = FactIndex(np.zeros(len(k), dtype=np.int64), closes, np.maximum(closes, avail[k]), {"y": y[k]}, keyer=keyer)
-        rep_sum = rep_idx.window_sum(qrep, qt, None, "y")
-        rep_n = rep_idx.window_sum(qrep, qt, None)
-        zeros = np.zeros(len(qt), dtype=np.int64)
-        prior_sum = glob_idx.window_sum(zeros, qt, None, "y")
-        prior_n = glob_idx.window_sum(zeros, qt, None)
+        q_rep = Query(qrep, qt)
+        rep_sum = rep_idx.window_sum(q_rep, None, "y")
+        rep_n = rep_idx.window_sum(q_rep, None)
+        q_all = Query(np.zeros(len(qt), dtype=np.int64), qt)
+        prior_sum = glob_idx.window_sum(q_all, None, "y")
+        prior_n = glob_idx.window_sum(q_all, None)
         labels = {k2: v[targets] for k2, v in full_labels.items()}
     else:
         recs = [serving.reps.get(r) if r is not None else None for r in _get_str(A, c.REP_ID)[targets]]
@@ -472,7 +475,7 @@ def _labels(n, t, avail, a_deal, a_acc, r_act, r_t, meaningful, negative, event_
     h_out = horizons.outcome_days * MS_PER_DAY
     h_resp = horizons.output_days * MS_PER_DAY
     event_idx = FactIndex(event_deal, event_t, keyer=keyer)
-    hit, first = event_idx.any_in_range(a_deal, t, t + h_out)
+    hit, first = event_idx.any_in_range(Query(a_deal, t), t, t + h_out)
     outcome = np.where(a_deal >= 0, hit.astype(np.float64), np.nan)
     first_event = np.where(a_deal >= 0, first, -1)
 
@@ -491,7 +494,7 @@ def _labels(n, t, avail, a_deal, a_acc, r_act, r_t, meaningful, negative, event_
         pairs = pairs[is_open]
         if len(pairs):
             pt = pairs["t"].to_numpy(np.int64)
-            ph, pf = event_idx.any_in_range(pairs["deal"].to_numpy(np.int64), pt, pt + h_out)
+            ph, pf = event_idx.any_in_range(Query(pairs["deal"].to_numpy(np.int64), pt), pt, pt + h_out)
             agg = pd.DataFrame({"row": pairs["row"].to_numpy(), "hit": ph, "first": np.where(ph, pf, np.iinfo(np.int64).max)})
             agg = agg.groupby("row").agg(hit=("hit", "max"), first=("first", "min"))
             rows = agg.index.to_numpy(np.int64)

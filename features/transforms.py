@@ -39,6 +39,40 @@ class _Keyer:
         return self.key(code, np.clip(t, lo, hi))
 
 
+class Query:
+    """Query rows ``(code, t)``; remembers the order that sorts them by (code, t).
+
+    Binary searches over millions of needles are ~10x faster when the needles come in
+    sorted order (cache locality), and every window start ``t - w`` keeps that order, so
+    one argsort serves all searches of a query set.
+    """
+
+    def __init__(self, code: np.ndarray, t: np.ndarray) -> None:
+        self.code = code.astype(np.int64)
+        self.t = t.astype(np.int64)
+        self.valid = self.code >= 0
+        self.qc = np.where(self.valid, self.code, 0)
+        self._order: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    @property
+    def order(self) -> np.ndarray:
+        if self._order is None:
+            self._order = np.lexsort((self.t, self.qc))
+        return self._order
+
+    def search(self, sorted_keys: np.ndarray, needles: np.ndarray, side: str) -> np.ndarray:
+        """``np.searchsorted(sorted_keys, needles, side)`` for needles in this query's order."""
+        if len(needles) < 2048:
+            return np.searchsorted(sorted_keys, needles, side)
+        o = self.order
+        out = np.empty(len(needles), dtype=np.int64)
+        out[o] = np.searchsorted(sorted_keys, needles[o], side)
+        return out
+
+
 class FactIndex:
     """Facts of one kind (touches, outputs, stage entries ...) indexed for point-in-time queries."""
 
@@ -63,6 +97,7 @@ class FactIndex:
         order_a = np.argsort(self._ka, kind="stable")
         self._ka = self._ka[order_a]
         self._order_a = order_a
+        self._code_a = self.code[order_a]
         self._cum_a = {k: _cumsum0(w[order_a]) for k, w in self.weights.items()}
         # Order by (code, pos): "happened before t - window".
         self._kp = keyer.key(self.code, self.pos)
@@ -74,27 +109,27 @@ class FactIndex:
         self._late_cache: dict[int, tuple[np.ndarray, ...]] = {}
 
     # -- counts and sums ---------------------------------------------------------------
-    def window_sum(self, q_code: np.ndarray, q_t: np.ndarray, window_ms: int | None, weight: str | None = None) -> np.ndarray:
+    def _group_start(self, q: Query, keys: np.ndarray) -> np.ndarray:
+        return q.search(keys, self.keyer.key(q.qc, np.full(len(q), self.keyer.offset + 1, dtype=np.int64)), "left")
+
+    def window_sum(self, q: Query, window_ms: int | None, weight: str | None = None) -> np.ndarray:
         """Sum of ``weight`` (or count) over facts with ``avail < t`` and ``pos >= t - window``."""
-        q_code = q_code.astype(np.int64)
-        out = np.zeros(len(q_code), dtype=np.float64)
-        valid = q_code >= 0
-        if self.n == 0 or not valid.any():
+        out = np.zeros(len(q), dtype=np.float64)
+        if self.n == 0 or not q.valid.any():
             return out
-        qc = np.where(valid, q_code, 0)
-        start = np.searchsorted(self._ka, self.keyer.key(qc, np.full_like(q_t, self.keyer.offset + 1)), "left")
-        end = np.searchsorted(self._ka, self.keyer.clip_key(qc, q_t), "left")
+        start = self._group_start(q, self._ka)
+        end = q.search(self._ka, self.keyer.clip_key(q.qc, q.t), "left")
         total = self._prefix(self._cum_a, weight, end) - self._prefix(self._cum_a, weight, start)
         if window_ms is not None:
-            t0 = q_t - window_ms
-            pstart = np.searchsorted(self._kp, self.keyer.key(qc, np.full_like(q_t, self.keyer.offset + 1)), "left")
-            pend = np.searchsorted(self._kp, self.keyer.clip_key(qc, t0), "left")
+            t0 = q.t - window_ms
+            pstart = self._group_start(q, self._kp)
+            pend = q.search(self._kp, self.keyer.clip_key(q.qc, t0), "left")
             old = self._prefix(self._cum_p, weight, pend) - self._prefix(self._cum_p, weight, pstart)
             # Facts that happened before t - window but became known only at or after t
-            # are in `old` but not in `total`: add them back (they need lag > window).
-            old -= self._late_correction(qc, q_t, t0, window_ms, weight)
+            # are in `old` but not in `total`: take them back out (they need lag > window).
+            old -= self._late_correction(q.qc, q.t, t0, window_ms, weight)
             total = total - old
-        out[valid] = total[valid]
+        out[q.valid] = total[q.valid]
         return out
 
     def _prefix(self, cums: dict[str, np.ndarray], weight: str | None, idx: np.ndarray) -> np.ndarray:
@@ -131,69 +166,66 @@ class FactIndex:
         return corr
 
     # -- last and running values -------------------------------------------------------
-    def last_pos(self, q_code: np.ndarray, q_t: np.ndarray) -> np.ndarray:
+    def _last_known(self, q: Query) -> tuple[np.ndarray, np.ndarray]:
+        """Index (in avail order) of the last fact known before t, and whether it exists."""
+        end = q.search(self._ka, self.keyer.clip_key(q.qc, q.t), "left")
+        i = np.maximum(end - 1, 0)
+        ok = (end > 0) & q.valid & (self._code_a[i] == q.qc)
+        return i, ok
+
+    def last_pos(self, q: Query) -> np.ndarray:
         """Latest ``pos`` among facts known before t (int64 ms), or -1 where there is none."""
-        out = np.full(len(q_code), -1, dtype=np.int64)
+        out = np.full(len(q), -1, dtype=np.int64)
         if self.n == 0:
             return out
         running = self._running_max_pos()
-        qc = np.where(q_code >= 0, q_code, 0).astype(np.int64)
-        end = np.searchsorted(self._ka, self.keyer.clip_key(qc, q_t), "left")
-        has = (end > 0) & (q_code >= 0)
-        prev = running[np.maximum(end - 1, 0)]
-        same = has & (self.code[self._order_a][np.maximum(end - 1, 0)] == qc)
-        out[same] = prev[same] - qc[same] * self.keyer.span + self.keyer.offset
+        i, ok = self._last_known(q)
+        out[ok] = running[i][ok] - q.qc[ok] * self.keyer.span + self.keyer.offset
         return out
 
     def _running_max_pos(self) -> np.ndarray:
         cached = getattr(self, "_rmax", None)
         if cached is None:
-            comb = self.keyer.key(self.code[self._order_a], self.pos[self._order_a])
+            comb = self.keyer.key(self._code_a, self.pos[self._order_a])
             cached = np.maximum.accumulate(comb) if len(comb) else comb
             self._rmax = cached
         return cached
 
-    def running_max(self, q_code: np.ndarray, q_t: np.ndarray, weight: str, levels: int) -> np.ndarray:
+    def running_max(self, q: Query, weight: str, levels: int) -> np.ndarray:
         """Max of an integer weight in ``[0, levels)`` over facts known before t; NaN where none."""
-        out = np.full(len(q_code), np.nan)
+        out = np.full(len(q), np.nan)
         if self.n == 0:
             return out
         w = self.weights[weight][self._order_a].astype(np.int64)
-        codes = self.code[self._order_a]
-        comb = np.maximum.accumulate(codes * levels + w)
-        qc = np.where(q_code >= 0, q_code, 0).astype(np.int64)
-        end = np.searchsorted(self._ka, self.keyer.clip_key(qc, q_t), "left")
-        i = np.maximum(end - 1, 0)
-        ok = (end > 0) & (q_code >= 0) & (codes[i] == qc)
-        out[ok] = (comb[i] - qc * levels)[ok]
+        comb = np.maximum.accumulate(self._code_a * levels + w)
+        i, ok = self._last_known(q)
+        out[ok] = (comb[i] - q.qc * levels)[ok]
         return out
 
-    def last_value(self, q_code: np.ndarray, q_t: np.ndarray, weight: str) -> tuple[np.ndarray, np.ndarray]:
+    def last_value(self, q: Query, weight: str) -> tuple[np.ndarray, np.ndarray]:
         """Weight and pos of the fact with the latest ``pos`` among those known before t.
 
         Meant for facts whose ``avail == pos`` (stage entries): then "latest known" is a
         prefix of the avail order. Returns (value or NaN, pos or -1).
         """
-        vals = np.full(len(q_code), np.nan)
-        pos = np.full(len(q_code), -1, dtype=np.int64)
+        vals = np.full(len(q), np.nan)
+        pos = np.full(len(q), -1, dtype=np.int64)
         if self.n == 0:
             return vals, pos
-        qc = np.where(q_code >= 0, q_code, 0).astype(np.int64)
-        end = np.searchsorted(self._ka, self.keyer.clip_key(qc, q_t), "left")
-        i = np.maximum(end - 1, 0)
+        i, ok = self._last_known(q)
         fi = self._order_a[i]
-        ok = (end > 0) & (q_code >= 0) & (self.code[fi] == qc)
         vals[ok] = self.weights[weight][fi][ok]
         pos[ok] = self.pos[fi][ok]
         return vals, pos
 
-    def any_in_range(self, q_code: np.ndarray, lo_excl: np.ndarray, hi_incl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def any_in_range(self, q: Query, lo_excl: np.ndarray, hi_incl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per query: whether a fact has ``lo < pos <= hi``, and the earliest such pos (-1 if none)."""
-        qc = np.where(q_code >= 0, q_code, 0).astype(np.int64)
-        a = np.searchsorted(self._kp, self.keyer.clip_key(qc, lo_excl), "right")
-        b = np.searchsorted(self._kp, self.keyer.clip_key(qc, hi_incl), "right")
-        hit = (b > a) & (q_code >= 0)
-        first = np.full(len(q_code), -1, dtype=np.int64)
+        first = np.full(len(q), -1, dtype=np.int64)
+        if self.n == 0:
+            return np.zeros(len(q), dtype=bool), first
+        a = q.search(self._kp, self.keyer.clip_key(q.qc, lo_excl), "right")
+        b = q.search(self._kp, self.keyer.clip_key(q.qc, hi_incl), "right")
+        hit = (b > a) & q.valid
         if hit.any():
             first[hit] = self.pos[self._order_p[a[hit]]]
         return hit, first
