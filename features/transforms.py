@@ -30,13 +30,13 @@ class _Keyer:
             raise OverflowError("time span x entity count too large for int64 keys")
 
     def key(self, code: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return code.astype(np.int64) * self.span + (t.astype(np.int64) - self.offset)
+        return code.astype(np.int64, copy=False) * self.span + (t.astype(np.int64, copy=False) - self.offset)
 
     def clip_key(self, code: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Key with t clipped into the keyer's range (for window starts far in the past)."""
         lo = self.offset + 1
         hi = self.offset + self.span - 1
-        return self.key(code, np.clip(t, lo, hi))
+        return self.key(code, np.minimum(np.maximum(t, lo), hi))
 
 
 class Query:
