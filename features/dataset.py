@@ -2,7 +2,7 @@
 
 A :class:`Dataset` holds typed frames: contract columns get the dtypes of
 :data:`features.contract.PANDAS_DTYPES`; custom fields become ``float64`` when every
-non-empty value is numeric, ``string`` otherwise.
+non-empty value is numeric (or ``true``/``false``, read as 1/0), ``string`` otherwise.
 
 :func:`load_dataset` checks the files while it parses them (the checks live in
 :mod:`features.validation`) and raises :class:`DatasetError`, carrying the full
@@ -198,15 +198,20 @@ def coerce_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def infer_custom(values: pd.Series) -> pd.Series:
-    """Custom field: numeric when every non-empty value parses as a number, else string."""
+    """Custom field: numeric when every non-empty value is a number (or true/false), else string."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype("float64")
     if pd.api.types.is_numeric_dtype(values):
         return values.astype("float64")
     s = _as_string(values)
+    n_values = s.notna().sum()
     numeric = pd.to_numeric(s, errors="coerce")
-    if s.notna().sum() > 0 and numeric.notna().sum() == s.notna().sum():
+    if n_values > 0 and numeric.notna().sum() == n_values:
         return numeric.astype("float64")
+    # true/false text (how write_dataset stores booleans in CSV) is a 0/1 number, as a Parquet bool is.
+    low = s.str.lower()
+    if n_values > 0 and low.isin(["true", "false"]).sum() == n_values:
+        return (low == "true").astype("float64").where(s.notna())
     return s
 
 

@@ -49,6 +49,7 @@ import difflib
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,10 +261,11 @@ def _rows_text(positions: Sequence[int], lines: Sequence[int | None], total: int
 
 
 def _show(value: object, limit: int = 60) -> str:
+    """A value for a message: text quoted (so blanks and quotes show), numbers as they are."""
     text = str(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
-    return repr(text)
+    return repr(text) if isinstance(value, str) else text
 
 
 def _isin(values: pd.Series, known) -> np.ndarray:
@@ -299,7 +301,12 @@ def _read_table(src: _Source, out: _Collector) -> pd.DataFrame | None:
     kwargs: dict = {}
     for _attempt in range(3):
         try:
-            raw = _read_csv(src.path, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.ParserWarning)
+                raw = _read_csv(src.path, **kwargs)
+            if not isinstance(raw.index, pd.RangeIndex):
+                # pandas turns the first column into an index when the first data row has an extra field
+                raise pd.errors.ParserError("a data row has more fields than the header")
             break
         except pd.errors.EmptyDataError:
             out.issue(ERROR, src.file, "the file is empty; it needs at least a header row", code="unreadable")
@@ -315,7 +322,7 @@ def _read_table(src: _Source, out: _Collector) -> pd.DataFrame | None:
             if width is None:
                 out.issue(ERROR, src.file, f"cannot read this CSV file: {err}", code="unreadable")
                 return None
-            kwargs.update(engine="python", on_bad_lines=lambda fields, n=width: fields[:n])
+            kwargs.update(engine="python", index_col=False, on_bad_lines=lambda fields, n=width: fields[:n])
         except OSError as err:
             out.issue(ERROR, src.file, f"cannot read this file: {err.strerror or err}", code="unreadable")
             return None
@@ -607,6 +614,19 @@ class _Table:
     custom: list[str] = field(default_factory=list)
 
 
+def _normal(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _near(name: str, candidates: list[str]) -> str | None:
+    """The candidate that is probably ``name`` misspelt (case, spaces, a typo), if any."""
+    by_normal = {_normal(x): x for x in candidates}
+    if _normal(name) in by_normal:
+        return by_normal[_normal(name)]
+    close = difflib.get_close_matches(_normal(name), list(by_normal), n=1, cutoff=0.8)
+    return by_normal[close[0]] if close else None
+
+
 def _parse_table(src: _Source, out: _Collector) -> _Table | None:
     raw = _read_table(src, out)
     if raw is None:
@@ -617,22 +637,21 @@ def _parse_table(src: _Source, out: _Collector) -> _Table | None:
     raw.columns = columns
     for col in spec.required_columns:
         if col not in columns:
-            close = difflib.get_close_matches(col, columns, n=1, cutoff=0.75)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = _near(col, columns)
+            hint = f"; did you mean {close!r}?" if close else ""
             out.issue(ERROR, src.file, f"missing required column {col}; the file has columns: "
                       f"{', '.join(columns) or '(none)'}{hint}", column=col, code="missing_column")
     if not len(raw):
         out.issue(WARNING, src.file, "the table has a header but no rows", code="empty_table")
     typed: dict[str, pd.Series] = {}
     table = _Table(src, pd.DataFrame())
-    known = {name.lower().replace(" ", "_"): name for name in spec.column_names}
     for col in columns:
         kind = spec.kind(col)
         if kind is None:
             typed[col] = infer_custom(raw[col]).reset_index(drop=True)
             table.custom.append(col)
-            twin = known.get(col.strip().lower().replace(" ", "_"))
-            if twin and twin not in columns:
+            twin = _near(col, [x for x in spec.column_names if x not in columns])
+            if twin:
                 out.issue(WARNING, src.file, f"{col!r} is read as a custom field; rename it to {twin!r} if it "
                           "is that contract column", column=col, code="custom_looks_like_contract")
             continue
