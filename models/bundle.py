@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,40 @@ class FeatureSpec:
                     unseen[f.name] = n_unseen
             else:
                 matrix[:, j] = _numeric_values(f.name, col)
+        return matrix, unseen
+
+    def encode_columns(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, int]]:
+        """:meth:`encode_report` for a dict of equal-length arrays (the serving fast path, no pandas).
+
+        Takes what ``features.build.build_serving_columns`` returns and gives the same matrix
+        and unseen counts as encoding ``build_serving_frame`` of the same items.
+        """
+        missing = [n for n in self.names if n not in columns]
+        if missing:
+            raise BundleInputError(f"feature columns lack {len(missing)} model column(s): {_short_list(missing)}")
+        n = len(columns[self.names[0]]) if self.names else 0
+        matrix = np.empty((n, len(self.features)), dtype=np.float64)
+        unseen: dict[str, int] = {}
+        for j, f in enumerate(self.features):
+            values = columns[f.name]
+            if f.kind == CATEGORICAL:
+                lookup = self._lookup[f.name]
+                n_unseen = 0
+                for i, v in enumerate(values):
+                    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+                        matrix[i, j] = math.nan
+                        continue
+                    code = lookup.get(v if isinstance(v, str) else str(v), math.nan)
+                    matrix[i, j] = code
+                    n_unseen += code != code
+                if n_unseen:
+                    unseen[f.name] = n_unseen
+            else:
+                arr = np.asarray(values)
+                if arr.dtype == object:
+                    matrix[:, j] = _numeric_values(f.name, pd.Series(arr, dtype=object))
+                else:
+                    matrix[:, j] = arr.astype(np.float64, copy=False)
         return matrix, unseen
 
     def _encode_categorical(self, f: SpecFeature, col: pd.Series) -> tuple[np.ndarray, int]:
