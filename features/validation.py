@@ -120,7 +120,7 @@ class _Source:
         self.file = path.name
         self.is_csv = path.suffix == ".csv"
         self.n_rows = 0
-        self.arrow_types: dict[str, str] = {}  # Parquet column -> Arrow type, for messages
+        self.arrow_types: dict[str, object] = {}  # Parquet column -> its pyarrow DataType
         self._simple: bool | None = None
         self._record_lines: np.ndarray | None = None
 
@@ -397,7 +397,7 @@ def _read_parquet(src: _Source, out: _Collector) -> pd.DataFrame | None:
 
     try:
         raw = pd.read_parquet(src.path)
-        src.arrow_types = {f.name: str(f.type) for f in pq.read_schema(src.path)}
+        src.arrow_types = {f.name: f.type for f in pq.read_schema(src.path)}
     except (OSError, ValueError, pa.ArrowException) as err:
         out.issue(ERROR, src.file, f"cannot read this Parquet file: {err}", code="unreadable")
         return None
@@ -459,11 +459,19 @@ _KIND_WORDS = {c.STR: "text", c.TIMESTAMP: "a timestamp", c.FLOAT: "a number", c
                c.BOOL: "a boolean"}
 
 
+def _is_nested_or_binary(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return arrow_type is not None and (pa.types.is_nested(arrow_type) or pa.types.is_binary(arrow_type)
+                                       or pa.types.is_large_binary(arrow_type))
+
+
 def _parse_column(src: _Source, col: str, kind: str, raw: pd.Series, out: _Collector) -> _Column:
-    family = _family(raw)
+    arrow_type = src.arrow_types.get(col)
+    family = "other" if _is_nested_or_binary(arrow_type) else _family(raw)
     n = len(raw)
     if family not in _ACCEPTS[kind]:
-        stored = src.arrow_types.get(col, str(raw.dtype))
+        stored = str(arrow_type) if arrow_type is not None else str(raw.dtype)
         hint = {c.TIMESTAMP: "store ISO 8601 text or a Parquet timestamp"}.get(kind, f"store it as {_KIND_WORDS[kind]}")
         out.issue(ERROR, src.file, f"has type {stored}, which cannot be read as {_KIND_WORDS[kind]}; {hint}",
                   column=col, code="wrong_type")
@@ -697,7 +705,7 @@ def _check_with_pandera(table: _Table, out: _Collector) -> None:
         mask[group["index"].astype("int64").to_numpy()] = True
         if check == "field_uniqueness":
             out.values(src, ERROR, "duplicate_id", col, frame[col], mask,
-                       lambda v, n, where, col=col: f"duplicate {col} {_show(v)} in {n} rows: {where}",
+                       lambda v, n, where, col=col: f"duplicate {col} {_show(v)} in {n:,} rows: {where}",
                        f"duplicated {col} values", count=lambda n: n - 1)
         else:
             rule, other = ranges[col]
@@ -852,6 +860,8 @@ def _check_references(tables: dict[str, _Table], out: _Collector) -> None:
             key = c.TABLES[ref].key
             if col not in table.frame or ref_table is None or key not in ref_table.frame:
                 continue
+            if len(ref_table.frame) and ref_table.frame[key].isna().all():
+                continue  # the key column itself is unreadable (already an error): no flood of orphans
             values = table.frame[col]
             mask = values.notna().to_numpy(bool) & ~_isin(values, ref_table.frame[key])
             if not mask.any():
@@ -883,7 +893,8 @@ def _warn_suspicious(tables: dict[str, _Table], out: _Collector, late_log_days: 
                  f"logged more than {late_log_days:g} days after they occurred")
         early = (delay < pd.Timedelta(0)).fillna(False).to_numpy(bool)
         out.rows(acts.src, WARNING, "logged_before_occurred", c.LOGGED_AT, early,
-                 lambda p: f"logged_at {_fmt_ts(logged.iloc[p])} is before occurred_at {_fmt_ts(occurred.iloc[p])}",
+                 lambda p: f"logged_at {_fmt_ts(logged.iloc[p])} is before occurred_at {_fmt_ts(occurred.iloc[p])} "
+                           "(expected for meetings scheduled ahead; otherwise check the columns are not swapped)",
                  "logged before they occurred")
     if acts is not None and not {c.DEAL_ID, c.ACCOUNT_ID} & set(acts.frame.columns):
         out.issue(WARNING, acts.src.file, "has neither deal_id nor account_id, so no activity can be linked to "
@@ -1083,7 +1094,8 @@ def _print_summary(console, report: ValidationReport, summary: DatasetSummary) -
         lines.append("Types: " + ", ".join(f"{k} {v / max(summary.n_activities, 1):.0%}" for k, v in top[:8])
                      + (f", {len(top) - 8} more" if len(top) > 8 else ""))
     if summary.output_rate is None:
-        lines.append("Outputs: n/a (no responses table)")
+        lines.append("Outputs: n/a (" + ("no activities" if c.RESPONSES in report.files else "no responses table")
+                     + ")")
     else:
         lines.append(f"Outputs: {_pct(summary.output_rate)} of activities got a meaningful output "
                      f"({', '.join(sorted(c.MEANINGFUL_RESPONSES))}), "
