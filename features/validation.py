@@ -658,7 +658,7 @@ def _parse_table(src: _Source, out: _Collector) -> _Table | None:
         if kind is None:
             typed[col] = infer_custom(raw[col]).reset_index(drop=True)
             table.custom.append(col)
-            twin = _near(col, [x for x in spec.column_names if x not in columns])
+            twin = next((x for x in spec.column_names if x not in columns and _normal(x) == _normal(col)), None)
             if twin:
                 out.issue(WARNING, src.file, f"{col!r} is read as a custom field; rename it to {twin!r} if it "
                           "is that contract column", column=col, code="custom_looks_like_contract")

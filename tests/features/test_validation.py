@@ -496,6 +496,37 @@ def test_bad_meta_json_is_an_error(tmp_path):
     assert str(only(validate_dataset(d).errors, "bad_meta")).startswith("dataset.json: not valid JSON")
 
 
+def test_table_in_both_formats_reads_parquet_and_warns(tmp_path):
+    tables = make_tables()
+    d = write_csv(tmp_path / "data", tables)
+    write_dataset({c.REPS: coerce_table(c.REPS, tables[c.REPS])}, d / "tmp", fmt="parquet")
+    (d / "tmp" / "reps.parquet").rename(d / "reps.parquet")
+    (d / "tmp").rmdir()
+    report = validate_dataset(d, now=NOW)
+    assert report.ok and report.files[c.REPS] == "reps.parquet"
+    assert report.ignored_files == ["reps.csv"]
+    assert str(only(report.warnings, "duplicate_table")).startswith("reps.csv: both reps.csv and reps.parquet exist")
+
+
+def test_misspelt_contract_column_read_as_custom_field_is_flagged(tmp_path):
+    tables = make_tables()
+    tables[c.ACTIVITIES] = tables[c.ACTIVITIES].rename(columns={c.DURATION_S: "Duration S"})
+    report = check(tmp_path, tables)
+    assert report.ok and report.custom_fields[c.ACTIVITIES]["Duration S"] == "numeric"
+    assert str(only(report.warnings, "custom_looks_like_contract")) == (
+        "activities.csv, column Duration S: 'Duration S' is read as a custom field; rename it to 'duration_s' if it "
+        "is that contract column")
+
+
+def test_parquet_nested_column_is_a_type_error(tmp_path):
+    tables = typed(make_tables())
+    tables[c.ACTIVITIES][c.PERSONALIZATION] = [[0.5]] * 6
+    d = tmp_path / "data"
+    write_dataset(tables, d, fmt="parquet")
+    issue = only(validate_dataset(d, now=NOW).errors, "wrong_type")
+    assert str(issue).startswith("activities.parquet, column personalization: has type list<element: double>")
+
+
 # --- load_dataset ------------------------------------------------------------------------
 
 
