@@ -50,12 +50,14 @@ def read_csv_export(path: Path) -> pd.DataFrame:
         raise CrmInputError(f"{path.name}: not a readable CSV file: {err}") from err
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame()
-    lowered = [str(col).strip().lower() for col in frame.columns]
+    original = [str(col).strip() for col in frame.columns]
+    lowered = [col.lower() for col in original]
     dupes = sorted({col for col in lowered if lowered.count(col) > 1})
     if dupes:
         raise CrmInputError(f"{path.name}: duplicate columns (headers are case-insensitive): {', '.join(dupes)}")
     frame.columns = lowered
     frame = frame.reset_index(drop=True)
+    frame.attrs["headers"] = dict(zip(lowered, original))
     frame[ROW] = [f"{path.name} row {i + 1}" for i in range(len(frame))]
     return frame
 
@@ -230,6 +232,8 @@ def record_stage(report: ConversionReport, info: StageInfo, via: str, n: int) ->
         report.stages[info.name] = StageMapping(info.name, info.order, info.closed, info.won, n, via)
     else:
         m.rows += n
+        if via not in m.via.split(", "):
+            m.via = f"{m.via}, {via}"
 
 
 # --- responses -----------------------------------------------------------------------

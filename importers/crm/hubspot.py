@@ -566,6 +566,15 @@ class _HubSpot:
         responses_frame = responses_frame[responses_frame[c.OCCURRED_AT] <= self.as_of]
         return activities, dedupe_responses(responses_frame, activities[c.ACTIVITY_ID])
 
+    def _timed(self, frame: pd.DataFrame, occurred: pd.Series, obj: str, prop: str) -> tuple[pd.DataFrame, pd.Series]:
+        """Drop records without an activity time (counted), and those after as-of."""
+        missing = occurred.isna()
+        self.counts(obj).drop(f"no activity time ({prop})", int(missing.sum()))
+        future = occurred > self.as_of
+        self.counts(obj).drop(DROP_FUTURE, int(future.sum()))
+        keep = (~missing & ~future).to_numpy(bool)
+        return frame[keep].reset_index(drop=True), occurred[keep].reset_index(drop=True)
+
     def _base(self, frame: pd.DataFrame, occurred: pd.Series, kind: pd.Series | str, obj: str) -> pd.DataFrame:
         created = self.ts(frame, "hs_createdate", obj).fillna(self.ts(frame, "created", obj))
         out = pd.DataFrame({
@@ -609,8 +618,7 @@ class _HubSpot:
         excluded = {s.upper() for s in self.hs.excluded_call_statuses}
         calls = self._keep(calls, ~status.isin(excluded).fillna(False), "calls", "not a completed call (hs_call_status)")
         occurred = self.ts(calls, "hs_timestamp", "calls").fillna(self.ts(calls, "created", "calls"))
-        future = occurred > self.as_of
-        calls, occurred = self._keep(calls, ~future, "calls", DROP_FUTURE), occurred[~future.to_numpy(bool)].reset_index(drop=True)
+        calls, occurred = self._timed(calls, occurred, "calls", "hs_timestamp")
         out = self._base(calls, occurred, "call", "calls")
         callee_type = col(calls, "hs_call_callee_object_type").str.upper()
         callee = col(calls, "hs_call_callee_object_id").where(callee_type.eq("CONTACT").fillna(False))
@@ -667,7 +675,9 @@ class _HubSpot:
         counts.drop("not sent (hs_email_status)", int((keep_dir & ~sent).sum()))
         future = occurred_all > self.as_of
         counts.drop(DROP_FUTURE, int((keep_dir & sent & future).sum()))
-        mask = (keep_dir & sent & ~future).to_numpy(bool)
+        untimed = occurred_all.isna()
+        counts.drop("no activity time (hs_timestamp)", int((keep_dir & sent & untimed).sum()))
+        mask = (keep_dir & sent & ~future & ~untimed).to_numpy(bool)
         emails, occurred, status, is_in = (emails[mask].reset_index(drop=True), occurred_all[mask].reset_index(drop=True),
                                            status[mask].reset_index(drop=True), is_in[mask].reset_index(drop=True))
         out = self._base(emails, occurred, "email", "emails")
@@ -695,9 +705,9 @@ class _HubSpot:
                               "canceled or rescheduled (hs_meeting_outcome)")
         outcome = outcome[~outcome.isin(excluded).fillna(False)].reset_index(drop=True)
         start = self.ts(meetings, "hs_meeting_start_time", "meetings").fillna(self.ts(meetings, "hs_timestamp", "meetings"))
-        future = start > self.as_of
-        meetings = self._keep(meetings, ~future, "meetings", DROP_FUTURE)
-        start, outcome = start[~future.to_numpy(bool)].reset_index(drop=True), outcome[~future.to_numpy(bool)].reset_index(drop=True)
+        keep = (start.notna() & (start <= self.as_of)).to_numpy(bool)
+        outcome = outcome[keep].reset_index(drop=True)
+        meetings, start = self._timed(meetings, start, "meetings", "hs_meeting_start_time")
         types = {k.lower(): v for k, v in self.hs.meeting_types.items()}
         kind = pd.Series([types.get(str(t).lower(), self.hs.default_meeting_type) if isinstance(t, str)
                           else self.hs.default_meeting_type for t in col(meetings, "hs_activity_type")], dtype="string")

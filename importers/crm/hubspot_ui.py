@@ -210,10 +210,11 @@ def _records(frame: pd.DataFrame, file: str, obj: str, labels: dict[str, str], c
     hs = cfg.hubspot
     props = pd.DataFrame(index=frame.index)
     entered: list[tuple[str, str, str]] = []  # (column, stage label, pipeline label)
+    headers = frame.attrs.get("headers", {})
     for column in frame.columns:
         if column == ROW:
             continue
-        m = _DATE_ENTERED.match(column)
+        m = _DATE_ENTERED.match(headers.get(column, column))
         if m and obj == "deals":
             entered.append((column, m.group(1).strip(), m.group(2).strip()))
         elif column in labels:
@@ -251,6 +252,7 @@ def _records(frame: pd.DataFrame, file: str, obj: str, labels: dict[str, str], c
             "id": rid,
             "properties": {k: v for k, v in row.items() if not k.startswith("__") and isinstance(v, str)},
             "archived": False,
+            "createdAt": row.get("hs_createdate") or row.get("createdate"),
             "associations": {
                 "contacts": {"results": [{"id": x} for x in ids(row.get("__contacts"))]},
                 "companies": {"results": [{"id": x, "type": "primary"} for x in ids(row.get("__companies_primary"))]

@@ -117,15 +117,17 @@ def render_report(report: ConversionReport, console) -> None:
     how = " (inferred: latest record time in the export; pass --as-of to set it)" if report.as_of_inferred else ""
     console.print(f"[bold]{report.source}[/bold] export in {report.input_dir}  as of {as_of}{how}  config: {report.config_source}")
 
-    rows = Table(title="Rows read", show_lines=False)
-    for col in ("input", "read", "kept", "dropped", "why"):
-        rows.add_column(col, justify="right" if col in ("read", "kept", "dropped") else "left")
+    rows = Table(title="Rows read")
+    for col in ("input", "read", "kept", "dropped"):
+        rows.add_column(col, justify="left" if col == "input" else "right")
     for name, counts in report.inputs.items():
-        why = ", ".join(f"{reason}: {n}" for reason, n in counts.dropped.most_common())
-        notes = "; ".join(f"{remark}: {n}" for remark, n in counts.notes.most_common())
-        rows.add_row(name, str(counts.read), str(counts.kept), str(sum(counts.dropped.values())),
-                     why + (f" [dim]({notes})[/dim]" if notes else ""))
+        rows.add_row(name, str(counts.read), str(counts.kept), str(sum(counts.dropped.values())))
     console.print(rows)
+    for name, counts in report.inputs.items():
+        for reason, n in counts.dropped.most_common():
+            console.print(f"  {name}: dropped {n} - {reason}", highlight=False)
+        for remark, n in counts.notes.most_common():
+            console.print(f"  {name}: {n} - {remark}", highlight=False, style="dim")
 
     if report.stages:
         stages = Table(title="Stages mapped")

@@ -120,13 +120,14 @@ def _to_datetime(text: pd.Series, *, utc: bool, lenient: bool, day_first: bool) 
 
 
 def _localize(local: pd.Series, tz: str, dst: DstNotes | None) -> pd.Series:
-    """Wall-clock times in ``tz`` → UTC; repeated hour → first (DST) reading, skipped hour → shifted."""
+    """Wall-clock times in ``tz`` → UTC; repeated hour → first (DST) reading, skipped hour → one hour later."""
     probe = local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-    first = local.dt.tz_localize(tz, ambiguous=np.ones(len(local), dtype=bool), nonexistent="shift_forward")
+    # a skipped wall-clock time comes from a clock that was not moved yet: shift it by the (one-hour) gap
+    first = local.dt.tz_localize(tz, ambiguous=np.ones(len(local), dtype=bool), nonexistent=pd.Timedelta(hours=1))
     if dst is not None:
         flagged = probe.isna()
         if flagged.any():
-            # nonexistent: shift_forward moved it; ambiguous: both readings exist
+            # nonexistent: the shift moved it; ambiguous: both readings exist
             shifted = first[flagged].dt.tz_localize(None) != local[flagged]
             dst.nonexistent += int(shifted.sum())
             dst.ambiguous += int((~shifted).sum())
