@@ -165,7 +165,7 @@ def test_ui_export_without_pipelines_uses_the_config_or_says_what_is_missing(ui_
 def test_ui_export_unknown_stage_column_is_an_error_naming_it(ui_export):
     deals = ui_export / "deals.csv"
     frame = pd.read_csv(deals, dtype=str)
-    frame[ENTERED.format("Security Review")] = "2025-03-01 10:00"
+    frame[ENTERED.format("Security Review")] = "2025-04-01 10:00"
     frame.to_csv(deals, index=False)
     conversion = convert_crm("hubspot", ui_export, as_of="2025-12-01", config=NY)
     assert conversion.report.unmapped_stages == {"deals.csv": ["Security Review (Sales Pipeline)"]}
