@@ -9,6 +9,8 @@ Layout (``BUNDLE_FORMAT`` 1.x)::
       booster_<label>_<variant>.txt   one LightGBM text model per (label, variant)
       calibration.json      per (label, variant): isotonic knots or Platt a/b, plain numbers
       metrics.json          test-window metrics written by training
+      serving_context.json  what the service needs beyond a request (rep track records,
+                            custom fields, time zone): ``features.build.context_to_dict``
 
 Every booster takes the same input: the float64 matrix :meth:`FeatureSpec.encode`
 builds from a feature frame, columns in spec order, categoricals as the index of the
@@ -40,6 +42,7 @@ MANIFEST_FILE = "manifest.json"
 SPEC_FILE = "feature_spec.json"
 CALIBRATION_FILE = "calibration.json"
 METRICS_FILE = "metrics.json"
+CONTEXT_FILE = "serving_context.json"  # features.build.ServingContext as a dict (rep track records, ...)
 
 VARIANT_PLAN = PLAN  # plan-time features only: ranks planned activities (/rank)
 VARIANT_FULL = "full"  # plus execution-time features: scores activities that happened (/score, `score`)
@@ -341,15 +344,17 @@ class ModelBundle:
         boosters: ``(label, trained_variant) -> lightgbm.Booster``.
         calibrators: ``(label, trained_variant) -> calibrator``.
         metrics: test-window metrics (as written by training).
+        serving_context: plain-dict serving context (see :meth:`context`), or None.
     """
 
     def __init__(self, manifest: Manifest, spec: FeatureSpec, boosters: dict, calibrators: dict,
-                 metrics: dict | None = None):
+                 metrics: dict | None = None, serving_context: dict | None = None):
         self.manifest = manifest
         self.spec = spec
         self.boosters = boosters
         self.calibrators = calibrators
         self.metrics = metrics or {}
+        self.serving_context = serving_context
         for label in manifest.labels:
             for variant in set(manifest.variants.values()):
                 if (label, variant) not in boosters or (label, variant) not in calibrators:
@@ -358,6 +363,14 @@ class ModelBundle:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.manifest.labels
+
+    def context(self):
+        """The ``features.build.ServingContext`` stored with the bundle (a default one if none was)."""
+        from features.build import ServingContext, context_from_dict
+
+        if self.serving_context is None:
+            return ServingContext(timezone=self.manifest.timezone)
+        return context_from_dict(self.serving_context)
 
     def trained_variant(self, variant: str) -> str:
         try:
@@ -437,6 +450,8 @@ class ModelBundle:
             calibration.setdefault(label, {})[variant] = self.calibrators[(label, variant)].to_dict()
         _write_json(path / CALIBRATION_FILE, calibration)
         _write_json(path / METRICS_FILE, self.metrics)
+        if self.serving_context is not None:
+            _write_json(path / CONTEXT_FILE, self.serving_context)
         logger.info("saved bundle to %s (%d boosters)", path, len(self.boosters))
         return path
 
@@ -466,14 +481,16 @@ class ModelBundle:
                 except KeyError:
                     raise BundleError(f"{path}: {CALIBRATION_FILE} has no entry for {label}/{variant}") from None
         metrics = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).exists() else {}
+        context = _read_json(path / CONTEXT_FILE) if (path / CONTEXT_FILE).exists() else None
         for booster in boosters.values():
             if booster.num_feature() != len(spec):
                 raise BundleError(f"{path}: booster expects {booster.num_feature()} features, spec has {len(spec)}")
-        return cls(manifest, spec, boosters, calibrators, metrics)
+        return cls(manifest, spec, boosters, calibrators, metrics, context)
 
     def with_manifest(self, **changes: Any) -> ModelBundle:
         """Same models with manifest fields replaced (e.g. the registry version once known)."""
-        return ModelBundle(replace(self.manifest, **changes), self.spec, self.boosters, self.calibrators, self.metrics)
+        return ModelBundle(replace(self.manifest, **changes), self.spec, self.boosters, self.calibrators, self.metrics,
+                           self.serving_context)
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -40,7 +40,7 @@ class ActivityScorerModel(_PythonModel):
         self.bundle = ModelBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]))
         logger.info("loaded bundle %s (%s)", self.bundle.manifest.model_name, self.bundle.manifest.trained_at)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Score a feature frame; ``params={"variant": "plan"}`` for planned activities."""
         if self.bundle is None:
             raise RuntimeError("model context not loaded")

@@ -8,6 +8,7 @@ the same functions.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -15,6 +16,9 @@ import typer
 from training.env import apply_privacy_defaults
 
 apply_privacy_defaults()
+# LightGBM's OpenMP threads sleep instead of spinning when idle: on a shared 2-core machine
+# spinning threads slow training down by an order of magnitude. An explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     name="activity-scorer",
@@ -88,6 +92,210 @@ def features(
     if table.stats["logged_after_outcome"]:
         typer.echo(f"{table.stats['logged_after_outcome']:,} activities were logged after the outcome that "
                    f"followed them (column logged_after_outcome); training leaves them out of the outcome model")
+
+
+# --- training, promotion, batch scoring, demo ------------------------------------------------
+
+
+def _setup_logging(verbose: bool) -> None:
+    """INFO logs with --verbose; otherwise warnings only, so the summary stays on one screen."""
+    if verbose:
+        configure_logging(True)
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _console(stderr: bool = False):
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output (CI logs, files) gets a wide fixed width so tables are not truncated.
+    return Console(stderr=stderr, soft_wrap=True, highlight=False, width=None if stream.isatty() else 160)
+
+
+def _progress(console, enabled: bool = True):
+    """A rich status line for long steps, and the callback that updates it."""
+    import contextlib
+
+    if not enabled or not console.is_terminal:
+        return contextlib.nullcontext(), lambda msg: logging.getLogger("activity_scorer").info("%s", msg)
+    status = console.status("starting")
+    return status, lambda msg: status.update(msg)
+
+
+def _load_train_config(config: Path | None, **overrides):
+    from training.config import ConfigError, load_config
+
+    try:
+        return load_config(config, **overrides)
+    except ConfigError as err:
+        fail(f"config: {err}")
+
+
+def _parse_date_option(value: str | None, option: str):
+    from training.data import parse_date
+
+    try:
+        return parse_date(value, option)
+    except ValueError as err:
+        fail(str(err))
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="Dataset directory (data contract)."),
+    until: str = typer.Option(None, "--until", help="Use only what was known before this date (ISO 8601)."),
+    config: Path = typer.Option(None, "--config", help="Training YAML (default: training/configs/default.yaml)."),
+    model_name: str = typer.Option(None, "--model-name", help="Registered model name (config: registered_model)."),
+    experiment: str = typer.Option(None, "--experiment", help="MLflow experiment (config: experiment)."),
+    seed: int = typer.Option(None, "--seed", help="LightGBM seed (config: lightgbm.seed)."),
+    bundle_out: Path = typer.Option(None, "--bundle-out", help="Also keep the model bundle in this directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+) -> None:
+    """Build features and labels, train, calibrate, evaluate, log to MLflow, register a 'challenger'."""
+    from features.dataset import DatasetError
+    from training.env import configure_stores
+    from training.report import dumps, print_refusal, print_train_summary, train_document
+    from training.train import TrainingRefused
+    from training.workflow import train_and_register
+
+    _setup_logging(verbose)
+    cfg = _load_train_config(config, registered_model=model_name, experiment=experiment, **{"lightgbm.seed": seed})
+    until_ts = _parse_date_option(until, "--until")
+    if not data.is_dir():
+        fail(f"--data {data}: no such dataset directory")
+    configure_stores()
+    err_console = _console(stderr=True)
+    status, progress = _progress(err_console, enabled=not verbose)
+    try:
+        with status:
+            run = train_and_register(data, cfg, until_ts, progress, bundle_out)
+    except TrainingRefused as err:
+        print_refusal(err_console, err.problems)
+        raise typer.Exit(1) from None
+    except (DatasetError, FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    if as_json:
+        typer.echo(dumps(train_document(run)))
+    else:
+        print_train_summary(_console(), run)
+
+
+@app.command()
+def promote(
+    version: str = typer.Option(None, "--version", help="Registered version to promote (default: the challenger)."),
+    data: Path = typer.Option(None, "--data", help="Dataset for the comparison window (default: the candidate's)."),
+    force: bool = typer.Option(False, "--force", help="Promote even if the gate fails (recorded as forced)."),
+    reason: str = typer.Option(None, "--reason", help="Why a forced promotion is needed (recorded)."),
+    config: Path = typer.Option(None, "--config", help="Training YAML with the promotion settings."),
+    model_name: str = typer.Option(None, "--model-name", help="Registered model name (config: registered_model)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+) -> None:
+    """Make a version the champion if it is at least as good as the current one on the same recent window."""
+    import tempfile
+
+    from features.dataset import DatasetError
+    from training.env import configure_stores
+    from training.promote import PromotionError, run_promotion
+    from training.report import dumps, print_promotion
+
+    _setup_logging(verbose)
+    cfg = _load_train_config(config, registered_model=model_name)
+    configure_stores()
+    err_console = _console(stderr=True)
+    status, progress = _progress(err_console, enabled=not verbose)
+    try:
+        with status, tempfile.TemporaryDirectory(prefix="activity-scorer-promote-") as tmp:
+            decision = run_promotion(cfg, Path(tmp), version, data, force, reason, progress)
+    except (PromotionError, DatasetError, FileNotFoundError, ValueError) as err:
+        fail(f"promote: {err}")
+    if as_json:
+        typer.echo(dumps(decision.to_dict()))
+    else:
+        print_promotion(_console(), decision)
+    if not decision.promoted and not decision.already_champion:
+        fail(f"promotion refused for v{decision.candidate_version}: " + "; ".join(decision.reasons))
+
+
+@app.command()
+def score(
+    data: Path = typer.Option(..., "--data", help="Dataset directory (data contract)."),
+    out: Path = typer.Option(..., "--out", help="Output file, .csv or .parquet."),
+    since: str = typer.Option(None, "--since", help="Score activities at or after this date (ISO 8601)."),
+    model: str = typer.Option(None, "--model", help="models:/NAME@ALIAS, models:/NAME/V, runs:/RUN_ID or a bundle dir "
+                                                     "(default: the champion)."),
+    config: Path = typer.Option(None, "--config", help="Training YAML (for the registered model name)."),
+    model_name: str = typer.Option(None, "--model-name", help="Registered model name (config: registered_model)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+) -> None:
+    """Score every activity at or after --since with the champion (or --model): activity_id, p_outcome, p_output, p_negative."""
+    import tempfile
+
+    from features.dataset import DatasetError
+    from training.env import configure_stores
+    from training.report import dumps
+    from training.score import ScoringError, output_format, run_scoring
+
+    _setup_logging(verbose)
+    cfg = _load_train_config(config, registered_model=model_name)
+    since_ts = _parse_date_option(since, "--since")
+    try:
+        output_format(out)
+    except ScoringError as err:
+        fail(str(err))
+    if not data.is_dir():
+        fail(f"--data {data}: no such dataset directory")
+    configure_stores()
+    err_console = _console(stderr=True)
+    status, progress = _progress(err_console, enabled=not verbose)
+    try:
+        with status, tempfile.TemporaryDirectory(prefix="activity-scorer-score-") as tmp:
+            result = run_scoring(data, out, cfg, Path(tmp), since_ts, model, progress)
+    except (ScoringError, DatasetError, FileNotFoundError, ValueError) as err:
+        fail(f"score: {err}")
+    if as_json:
+        typer.echo(dumps(result.to_dict()))
+        return
+    model_txt = f"{result.model_name} v{result.model_version}" if result.model_version else result.model_uri
+    typer.echo(f"wrote {result.out}: {result.n_scored:,} of {result.n_activities:,} activities scored with "
+               f"{model_txt} in {result.seconds['total']:.1f}s")
+    if result.unseen:
+        typer.echo("unseen category values (drift): " + ", ".join(f"{k} {v:,}" for k, v in result.unseen.items()))
+
+
+@app.command()
+def demo(
+    activities: int = typer.Option(60_000, "--activities", help="Size of the simulated dataset."),
+    seed: int = typer.Option(0, "--seed", help="Simulation seed."),
+    config: Path = typer.Option(None, "--config", help="Training YAML."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+) -> None:
+    """Simulate a dataset into the data home, validate it, train, promote, and say what was done where."""
+    from training.demo import DemoError, run_demo
+    from training.env import configure_stores
+
+    _setup_logging(verbose)
+    cfg = _load_train_config(config)
+    home = configure_stores()
+    console = _console()
+    status, progress = _progress(_console(stderr=True), enabled=not verbose)
+    try:
+        with status:
+            res = run_demo(home, cfg, activities, seed, progress)
+    except DemoError as err:
+        fail(f"demo: {err}")
+    for name, what in res.steps:
+        console.print(f"[bold]{name:>9}[/bold]  {what}  [dim]({res.seconds.get(name, 0):.1f}s)[/dim]")
+    import os
+
+    console.print(f"data home {home}; MLflow store {os.environ.get('MLFLOW_TRACKING_URI')} "
+                  f"(browse: mlflow ui --backend-store-uri {os.environ.get('MLFLOW_TRACKING_URI')})")
+    console.print(f"score it: activity-scorer score --data {res.data} --out scores.csv --since 2025-12-01")
 
 
 _register_commands()

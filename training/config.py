@@ -112,7 +112,7 @@ class Promotion:
     """Promotion gate: the candidate against the champion on the same recent window."""
 
     auc_tolerance: float = 0.005
-    ece_tolerance: float = 0.005
+    ece_tolerance: float = 0.01
     min_auc: float = 0.55  # absolute gates, also for the first champion
     max_ece: float = 0.05
     gate_labels: tuple[str, ...] = ("outcome",)

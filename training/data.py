@@ -37,6 +37,7 @@ class LoadedData:
     execution_time_fields: set[str] = field(default_factory=set)
     source: Path | None = None
     truth: pd.DataFrame | None = None  # simulator ground truth, when the dataset has one
+    dataset: Any = None  # features.dataset.Dataset, for the serving context stored in the bundle
 
 
 def parse_date(value: str | None, option: str = "--until") -> pd.Timestamp | None:
@@ -52,25 +53,31 @@ def parse_date(value: str | None, option: str = "--until") -> pd.Timestamp | Non
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def load_table(data: Path, cfg: TrainConfig, until: pd.Timestamp | None = None) -> LoadedData:
+def load_table(data: Path, cfg: TrainConfig, until: pd.Timestamp | None = None, dataset=None) -> LoadedData:
     """Read a dataset directory and build its training table with the feature pipeline.
 
     Args:
         data: dataset directory (data contract).
         cfg: horizons and timezone come from here.
         until: use only what was known before this instant.
+        dataset: the already loaded ``features.dataset.Dataset`` of ``data``, if any.
+
+    Raises:
+        features.dataset.DatasetError: the dataset breaks the contract (the message lists why).
     """
     from features.build import Horizons, build_training_frame
     from features.dataset import load_dataset
 
-    dataset = load_dataset(Path(data))
+    if dataset is None:
+        dataset = load_dataset(Path(data))
     table = build_training_frame(
         dataset,
         until=until,
         horizons=Horizons(outcome_days=cfg.horizons.outcome_days, output_days=cfg.horizons.output_days),
         timezone=cfg.timezone,
     )
-    return LoadedData(table, set(dataset.execution_time_fields), Path(data).resolve(), read_truth(Path(data)))
+    return LoadedData(table, set(dataset.execution_time_fields), Path(data).resolve(), read_truth(Path(data)),
+                      dataset)
 
 
 def read_truth(data: Path) -> pd.DataFrame | None:

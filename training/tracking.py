@@ -13,6 +13,7 @@ the alias ``challenger`` at it; ``promote`` moves ``champion``. No stages.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
@@ -83,7 +84,8 @@ def ensure_experiment(name: str) -> str:
     import mlflow
 
     client = _client()
-    exp = client.get_experiment_by_name(name)
+    with _quiet("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..."
+        exp = client.get_experiment_by_name(name)
     if exp is None:
         root = _local_artifact_root(tracking_uri())
         exp_id = client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
@@ -140,9 +142,7 @@ def log_training(
         plots: PNG files to log under ``plots/``.
         extra_tags: more run tags.
     """
-    import mlflow
-
-    from models.pyfunc import BUNDLE_ARTIFACT, ActivityScorerModel, input_example, signature_for
+    from models.pyfunc import BUNDLE_ARTIFACT
 
     cfg = result.config
     bundle = result.bundle
@@ -159,6 +159,20 @@ def log_training(
         "leakage.dropped": ",".join(result.leakage.dropped),
         "variants": json.dumps(bundle.manifest.variants),
     } | (extra_tags or {})
+    with tempfile.TemporaryDirectory(prefix="activity-scorer-log-") as tmp:
+        staged = Path(tmp) / BUNDLE_ARTIFACT  # MLflow files an artifact directory under its own name
+        shutil.copytree(bundle_dir, staged)
+        run, info, version = _log_and_register(result, staged, example_frame, plots, exp_id, tags)
+    return RegisteredRun(run.info.run_id, exp_id, info.model_uri, cfg.registered_model, str(version.version))
+
+
+def _log_and_register(result, bundle_dir: Path, example_frame, plots: list[Path], exp_id: str, tags: dict):
+    import mlflow
+
+    from models.pyfunc import BUNDLE_ARTIFACT, ActivityScorerModel, input_example, signature_for
+
+    cfg = result.config
+    bundle = result.bundle
     with mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
         params = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in cfg.flat().items()}
         params |= {"n_rows": result.n_rows, "n_features": len(result.features_used)}
@@ -168,14 +182,15 @@ def log_training(
         for p in plots:
             mlflow.log_artifact(str(p), artifact_path="plots")
         mlflow.log_artifacts(str(bundle_dir), artifact_path=BUNDLE_RUN_ARTIFACT)
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=ActivityScorerModel(),
-            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-            signature=signature_for(bundle),
-            input_example=input_example(bundle, example_frame),
-            pip_requirements=pip_requirements(),
-        )
+        with _quiet("mlflow.pyfunc", "mlflow.models"):  # the cloudpickle notice: we pickle by reference on purpose
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=ActivityScorerModel(),
+                artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+                signature=signature_for(bundle),
+                input_example=input_example(bundle, example_frame),
+                pip_requirements=pip_requirements(),
+            )
         flat = flatten_metrics(bundle.metrics)
         mlflow.log_metrics(flat, model_id=info.model_id)
         version = mlflow.register_model(
@@ -186,7 +201,20 @@ def log_training(
         _client().set_registered_model_alias(cfg.registered_model, CHALLENGER, version.version)
         logger.info("run %s registered %s version %s as %s", run.info.run_id, cfg.registered_model,
                     version.version, CHALLENGER)
-        return RegisteredRun(run.info.run_id, exp_id, info.model_uri, cfg.registered_model, str(version.version))
+    return run, info, version
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    """Raise the named loggers to ERROR for a block (MLflow's INFO chatter on routine calls)."""
+    saved = [(name, logging.getLogger(name).level) for name in loggers]
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in saved:
+            logging.getLogger(name).setLevel(level)
 
 
 def pip_requirements() -> list[str]:
@@ -269,7 +297,8 @@ def _find_bundle_dir(root: Path) -> Path | None:
     for candidate in (root, root / "artifacts" / "bundle", root / "bundle"):
         if (candidate / MANIFEST_FILE).exists():
             return candidate
-    return None
+    found = sorted((root / "artifacts").glob(f"*/{MANIFEST_FILE}")) if (root / "artifacts").is_dir() else []
+    return found[0].parent if found else None
 
 
 def fetch_bundle(uri: str, dst: Path) -> FetchedBundle:

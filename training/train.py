@@ -48,6 +48,7 @@ from training.leakage import LeakageReport, probe
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+SMALL_TRAIN_ROWS = 20_000
 MIN_TYPE_ROWS = 50  # per-activity-type metrics need at least this many test rows
 
 
@@ -325,11 +326,23 @@ def run_training(
         {k: f.booster for k, f in fits.items()},
         {k: f.calibrator for k, f in fits.items()},
         metrics,
+        serving_context(loaded, cfg, data_end),
     )
     seconds["total"] = time.perf_counter() - t_start
     logger.info("trained %d models on %d rows in %.1fs", len(fits), len(frame), seconds["total"])
     return TrainingResult(bundle, cfg, split, counts, leakage, fits, fingerprint, len(frame),
                           list(spec.names), seconds, shap, types)
+
+
+def serving_context(loaded: LoadedData, cfg: TrainConfig, data_end: pd.Timestamp) -> dict | None:
+    """The serving context as of the end of the training data (rep track records, custom fields)."""
+    if loaded.dataset is None:
+        return None
+    from features.build import Horizons, context_to_dict, rep_context
+
+    ctx = rep_context(loaded.dataset, loaded.table, at=data_end, timezone=cfg.timezone,
+                      horizons=Horizons(outcome_days=cfg.horizons.outcome_days, output_days=cfg.horizons.output_days))
+    return context_to_dict(ctx)
 
 
 def fit_one(
@@ -351,6 +364,8 @@ def fit_one(
     t = time.perf_counter()
     tr, va, ca, te = (np.flatnonzero(masks[name]) for name in SLICES)
     names = [f"f{i}" for i in range(len(spec))]  # LightGBM refuses some characters in names
+    if len(tr) < SMALL_TRAIN_ROWS:  # threads cost more than they save on tiny data
+        params = params | {"num_threads": 1}
     dtrain = lgb.Dataset(matrix[tr], label=y[tr], feature_name=names,
                          categorical_feature=spec.categorical_indices, params={"max_bin": params["max_bin"],
                                                                                "verbose": -1},

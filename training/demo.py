@@ -1,0 +1,141 @@
+"""``activity-scorer demo``: the README's main job on a simulated dataset.
+
+Steps, each recorded in :class:`DemoResult.steps` (a later step, such as serving, is
+one more function appended to :data:`STEPS`):
+
+1. simulate a dataset into ``<data home>/demo`` (reused when one with the same seed and
+   size is already there);
+2. validate it against the data contract;
+3. train, calibrate, evaluate, log to MLflow and register a ``challenger``;
+4. promote it to ``champion`` through the promotion gate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainConfig
+from training.train import Progress
+
+logger = logging.getLogger(__name__)
+
+DEMO_ACTIVITIES = 60_000
+DEMO_SEED = 0
+DEMO_DIR = "demo"
+
+
+class DemoError(RuntimeError):
+    """A demo step failed (the message says which and why)."""
+
+
+@dataclass
+class DemoResult:
+    home: Path
+    data: Path
+    activities: int
+    seed: int
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (step, one-line outcome)
+    train_run: Any = None  # training.workflow.TrainRun
+    promotion: Any = None  # training.promote.PromotionDecision
+    dataset: Any = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _same_simulation(data: Path, activities: int, seed: int) -> bool:
+    meta_path = data / "ground_truth.json"
+    if not meta_path.exists() or not (data / "activities.parquet").exists():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+    requested = meta.get("n_activities_requested", meta.get("n_activities"))
+    return meta.get("seed") == seed and requested == activities
+
+
+def step_simulate(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:
+    if _same_simulation(res.data, res.activities, res.seed):
+        res.steps.append(("simulate", f"reused {res.data} (seed {res.seed}, {res.activities:,} activities)"))
+        return
+    from simulator.generate import simulate, write_simulation
+    from simulator.params import SimulationConfig
+
+    progress(f"simulating {res.activities:,} activities (seed {res.seed})")
+    sim = simulate(SimulationConfig(n_activities=res.activities, seed=res.seed))
+    write_simulation(sim, res.data)
+    res.steps.append(("simulate", f"wrote {res.data} ({len(sim.tables['activities']):,} activities, seed {res.seed})"))
+
+
+def step_validate(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:
+    from features.validation import parse_dataset
+
+    progress("validating the dataset")
+    dataset, report = parse_dataset(res.data)
+    if dataset is None:
+        raise DemoError(f"validate: {res.data}: {report.headline()} (activity-scorer validate --data {res.data})")
+    res.dataset = dataset
+    res.steps.append(("validate", f"valid: {report.headline()}"))
+
+
+def step_train(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:
+    from training.train import TrainingRefused
+    from training.workflow import train_and_register
+
+    try:
+        run = train_and_register(res.data, cfg, progress=progress, dataset=res.dataset)
+    except TrainingRefused as err:
+        raise DemoError(f"train: refused: {err}") from None
+    res.train_run = run
+    head = run.result.headline()
+    reg = run.registered
+    res.steps.append(("train", f"{reg.name} v{reg.version} (challenger): outcome AUC full {head.get('full_auc', float('nan')):.3f}"
+                               f", plan {head.get('plan_auc', float('nan')):.3f}; ECE {head.get('full_ece', float('nan')):.3f}"))
+
+
+def step_promote(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:
+    from training.promote import PromotionError, run_promotion
+
+    with tempfile.TemporaryDirectory(prefix="activity-scorer-promote-") as tmp:
+        try:
+            decision = run_promotion(cfg, Path(tmp), progress=progress)
+        except PromotionError as err:
+            raise DemoError(f"promote: {err}") from None
+    res.promotion = decision
+    if decision.promoted:
+        res.steps.append(("promote", f"v{decision.candidate_version} is the champion"
+                                     + (f" (was v{decision.champion_version})" if decision.champion_version else "")))
+    else:
+        res.steps.append(("promote", f"v{decision.candidate_version} not promoted: " + "; ".join(decision.reasons)))
+
+
+Step = Callable[[DemoResult, TrainConfig, Progress], None]
+STEPS: list[tuple[str, Step]] = [
+    ("simulate", step_simulate),
+    ("validate", step_validate),
+    ("train", step_train),
+    ("promote", step_promote),
+]
+
+
+def run_demo(home: Path, cfg: TrainConfig, activities: int = DEMO_ACTIVITIES, seed: int = DEMO_SEED,
+             progress: Progress | None = None, steps: list[tuple[str, Step]] | None = None) -> DemoResult:
+    """Run the demo steps in order; returns what each did.
+
+    Raises:
+        DemoError: a step failed.
+    """
+    progress = progress or (lambda _: None)
+    res = DemoResult(Path(home), Path(home) / DEMO_DIR, activities, seed)
+    for name, step in steps or STEPS:
+        t = time.perf_counter()
+        step(res, cfg, progress)
+        res.seconds[name] = time.perf_counter() - t
+    return res

@@ -1,0 +1,84 @@
+"""Train and register in one call: what ``activity-scorer train`` and ``demo`` run.
+
+Build the training table, train (:func:`training.train.run_training`), save the bundle,
+draw the plots, log everything to MLflow and register a ``challenger`` version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from training import data as data_mod
+from training import tracking
+from training.config import TrainConfig
+from training.plots import write_plots
+from training.train import Progress, TrainingResult, run_training
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainRun:
+    """A finished ``train``: the result, where the bundle was saved, and the registry entry."""
+
+    result: TrainingResult
+    registered: tracking.RegisteredRun | None
+    bundle_dir: Path | None
+    seconds: dict[str, float]
+
+
+def train_and_register(
+    data: Path,
+    cfg: TrainConfig,
+    until: pd.Timestamp | None = None,
+    progress: Progress | None = None,
+    bundle_out: Path | None = None,
+    register: bool = True,
+    dataset=None,
+) -> TrainRun:
+    """Build features from ``data``, train, evaluate, and (by default) log and register.
+
+    Args:
+        data: dataset directory.
+        cfg: training settings.
+        until: use only what was known before this instant.
+        progress: called with a short message at each long step.
+        bundle_out: also keep the bundle directory here.
+        register: log to MLflow and register a version aliased ``challenger``.
+        dataset: an already loaded ``features.dataset.Dataset`` of ``data`` (skips reading it again).
+
+    Raises:
+        training.train.TrainingRefused: the minimum-data gate or the leakage probe left nothing to train.
+    """
+    progress = progress or (lambda _: None)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    progress("building features and labels")
+    loaded = data_mod.load_table(Path(data), cfg, until, dataset=dataset)
+    seconds["features"] = time.perf_counter() - t
+    result = run_training(loaded, cfg, until=until, progress=progress)
+    seconds["training"] = result.seconds.get("total", 0.0)
+    registered = None
+    with tempfile.TemporaryDirectory(prefix="activity-scorer-train-") as tmp:
+        bundle_dir = result.bundle.save(Path(bundle_out) if bundle_out else Path(tmp) / "bundle")
+        if register:
+            t = time.perf_counter()
+            progress("drawing plots")
+            plots = write_plots(result, Path(tmp) / "plots")
+            seconds["plots"] = time.perf_counter() - t
+            t = time.perf_counter()
+            progress("logging to MLflow and registering")
+            # MLflow prints registry messages on stdout; keep stdout for the command's own output.
+            with contextlib.redirect_stdout(sys.stderr):
+                registered = tracking.log_training(result, bundle_dir, loaded.table.frame, loaded.source, plots)
+            seconds["mlflow"] = time.perf_counter() - t
+    seconds["total"] = sum(seconds.values())
+    return TrainRun(result, registered, Path(bundle_out) if bundle_out else None, seconds)
