@@ -77,3 +77,35 @@ def test_full_bank_import_matches_the_published_description(tmp_path):
     cut = int(len(acts) * 0.8)
     assert pos.iloc[:cut].mean() == pytest.approx(0.06, abs=0.01)
     assert pos.iloc[cut:].mean() == pytest.approx(0.31, abs=0.02)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_full_bank_import_then_a_small_training(tmp_path):
+    from features.schema import custom_feature_name
+    from training.config import load_config
+    from training.data import load_table, parse_date
+    from training.train import run_training
+
+    data = tmp_path / "bank"
+    report = import_flat(BANK_FILE, data, load_mapping("bank_marketing"))
+    assert report.rows_written == 41188
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "benchmarks" / "bank_marketing.yaml", **{"lightgbm.num_boost_round": 60})
+    until = parse_date("2010-12-11")  # 15 days after the last call: no label is censored
+    loaded = load_table(data, cfg, until=until)
+    assert loaded.table.stats["outcome_labelled"] == 41188
+    result = run_training(loaded, cfg, until=until)
+
+    spec = result.bundle.spec
+    duration = spec.names.index(custom_feature_name(c.ACTIVITIES, "duration"))
+    assert duration in spec.execution_indices
+    plan, full = result.fits[("outcome", "plan")], result.fits[("outcome", "full")]
+    # the plan-time model never splits on duration; the full model leans on it
+    assert plan.importance_gain[duration] == 0
+    assert full.importance_gain[duration] == full.importance_gain.max()
+    # the test window is the most recent tenth of the calls, where the positive rate has drifted
+    test = plan.metrics["test"]
+    assert test["base_rate"] > 0.3
+    assert 0.5 < test["auc"] < full.metrics["test"]["auc"]
+    assert np.isfinite(test["ece"]) and np.isfinite(test["ece_uncalibrated"])
