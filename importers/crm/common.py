@@ -252,7 +252,7 @@ def attribute_bookings(
         responses rows (activity_id, response, occurred_at = booking time).
     """
     empty = pd.DataFrame(columns=[c.ACTIVITY_ID, c.RESPONSE, c.OCCURRED_AT])
-    if bookings.empty or activities.empty:
+    if bookings.empty or activities.empty or window_days <= 0:
         return empty
     touches = activities[
         activities[c.TYPE].isin(["call", "email"])

@@ -88,8 +88,9 @@ class SalesforceConfig:
     closed_task_statuses: list[str] = field(default_factory=lambda: ["Completed"])
     keep_archived: bool = True
     automated_owner_ids: list[str] = field(default_factory=list)
+    response_fields: dict[str, str] = field(default_factory=dict)
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
-    custom_fields: dict[str, list[str]] = field(default_factory=dict)
+    custom_fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class HubSpotConfig:
     outcome_properties: dict[str, str] = field(default_factory=dict)
     outcome_date_properties: dict[str, str] = field(default_factory=dict)
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
-    custom_fields: dict[str, list[str]] = field(default_factory=dict)
+    custom_fields: dict[str, Any] = field(default_factory=dict)
     pipelines: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     ui_list_separator: str = ";"
     ui_duration_unit: str = "ms"
@@ -235,6 +236,11 @@ def _check(cfg: CrmConfig, where: str) -> None:
     for rule in cfg.salesforce.task_types:
         if set(rule) - {"field", "match", "type"} or not {"field", "match", "type"} <= set(rule):
             raise CrmConfigError(f"{where}: salesforce.task_types rules need exactly field, match, type: {rule}")
+    for response, field_name in cfg.salesforce.response_fields.items():
+        if not isinstance(field_name, str) or not field_name:
+            raise CrmConfigError(f"{where}: salesforce.response_fields[{response!r}] must be a field name")
+    if cfg.booking_window_days < 0 or cfg.reply_window_days < 0:
+        raise CrmConfigError(f"{where}: booking_window_days and reply_window_days must be >= 0")
     if cfg.hubspot.ui_duration_unit not in ("ms", "s"):
         raise CrmConfigError(f"{where}: hubspot.ui_duration_unit must be 'ms' or 's'")
     for section_name in ("salesforce", "hubspot"):
@@ -253,20 +259,33 @@ def _check(cfg: CrmConfig, where: str) -> None:
         for table, names in section.custom_fields.items():
             if table not in _TABLES_WITH_FIELDS:
                 raise CrmConfigError(f"{where}: {section_name}.custom_fields: {table!r} is not one of {_TABLES_WITH_FIELDS}")
+            if not isinstance(names, (list, dict)):
+                raise CrmConfigError(f"{where}: {section_name}.custom_fields.{table} must be a list of fields or a "
+                                     "mapping field -> column name")
             outcome_fields = {
                 k.lower() for k in [*getattr(section, "outcome_fields", {}), *getattr(section, "outcome_properties", {})]
             }
-            for name in names:
+            for name, column in custom_field_columns(names):
+                if column in c.TABLES[table].column_names:
+                    raise CrmConfigError(
+                        f"{where}: {section_name}.custom_fields.{table}: {column!r} clashes with a contract column; "
+                        "map it with `fields` instead"
+                    )
                 if is_current_state_field(str(name)) or str(name).lower() in outcome_fields:
                     raise CrmConfigError(
                         f"{where}: {section_name}.custom_fields.{table}: refusing {name!r}, a current-state field "
                         "that reveals the result (use its history instead)"
                     )
-                if str(name) in c.TABLES[table].column_names:
-                    raise CrmConfigError(
-                        f"{where}: {section_name}.custom_fields.{table}: {name!r} clashes with a contract column; "
-                        "map it with `fields` instead"
-                    )
+
+
+def custom_field_columns(spec: list | dict) -> list[tuple[str, str]]:
+    """``custom_fields`` of one table as (source field, output column) pairs.
+
+    A list keeps the source name; a mapping renames (``{Tier__c: tier}``).
+    """
+    if isinstance(spec, dict):
+        return [(str(k), str(v)) for k, v in spec.items()]
+    return [(str(k), str(k)) for k in spec]
 
 
 def load_config(path: Path | str | None = None, **overrides: Any) -> CrmConfig:

@@ -43,7 +43,7 @@ from importers.crm.common import (
     slug,
     stage_runs,
 )
-from importers.crm.config import CrmConfig, load_config
+from importers.crm.config import CrmConfig, custom_field_columns, load_config
 from importers.crm.errors import CrmInputError
 from importers.crm.report import ConversionReport
 from importers.crm.times import DstNotes, UTC_DTYPE, parse_instants, parse_numbers
@@ -596,8 +596,8 @@ class _HubSpot:
         for column, prop in self.hs.fields.get(c.ACTIVITIES, {}).items():
             if prop.lower() in frame.columns:
                 out[column] = col(frame, prop)
-        for name in self.hs.custom_fields.get(c.ACTIVITIES, []):
-            out[name] = col(frame, name)
+        for name, column in custom_field_columns(self.hs.custom_fields.get(c.ACTIVITIES, [])):
+            out[column] = col(frame, name)
         return out
 
     def _live(self, obj: str) -> pd.DataFrame:
@@ -797,8 +797,8 @@ class _HubSpot:
     def _extra(self, out: pd.DataFrame, source: pd.DataFrame, table: str) -> None:
         for column, prop in self.hs.fields.get(table, {}).items():
             out[column] = col(source, prop).to_numpy()
-        for name in self.hs.custom_fields.get(table, []):
-            out[name] = col(source, name).to_numpy()
+        for name, column in custom_field_columns(self.hs.custom_fields.get(table, [])):
+            out[column] = col(source, name).to_numpy()
 
 
 def _truthy(value) -> bool:

@@ -41,7 +41,7 @@ from importers.crm.common import (
     slug,
     stage_runs,
 )
-from importers.crm.config import CrmConfig, load_config
+from importers.crm.config import CrmConfig, custom_field_columns, load_config
 from importers.crm.errors import CrmInputError
 from importers.crm.report import ConversionReport
 from importers.crm.times import (
@@ -474,8 +474,8 @@ class _Salesforce:
             deals[c.AMOUNT] = initial
         for column, source in self.sf.fields.get(c.DEALS, {}).items():
             deals[column] = col(opps, source)
-        for name in self.sf.custom_fields.get(c.DEALS, []):
-            deals[name] = col(opps, name)
+        for name, column in custom_field_columns(self.sf.custom_fields.get(c.DEALS, [])):
+            deals[column] = col(opps, name)
         closing = closing.set_index(c.DEAL_ID) if len(closing) else closing
         deals[c.CLOSED_AT] = deal_ids.map(closing[c.CLOSED_AT]) if len(closing) else pd.NaT
         deals[c.WON] = deal_ids.map(closing[c.WON]) if len(closing) else pd.NA
@@ -570,6 +570,12 @@ class _Salesforce:
         owner = col(tasks, "OwnerId")
         tz = self.tz_of(owner)
         occurred, backdated = self._task_time(tasks, tz)
+        if first_msg is not None:
+            # an email's MessageDate is the instant it was sent or received: better than any task date
+            sent_at = task_ids.map(first_msg["at"]).astype(UTC_DTYPE)
+            has_msg = sent_at.notna()
+            occurred = occurred.where(~has_msg, sent_at)
+            backdated = backdated & ~has_msg
         future = occurred > self.as_of
         counts.drop(DROP_FUTURE, int(future.sum()))
         keep = (~future).to_numpy(bool)
@@ -616,6 +622,9 @@ class _Salesforce:
             for response in disposition_responses(text, self.cfg):
                 rows.append((aid, response, at))
         responses = pd.DataFrame(rows, columns=[c.ACTIVITY_ID, c.RESPONSE, c.OCCURRED_AT])
+        fielded = self._field_responses(acts, tasks, obj)
+        if len(fielded):
+            responses = pd.concat([responses, fielded], ignore_index=True)
         return acts, responses
 
     def _task_time(self, tasks: pd.DataFrame, tz: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -671,8 +680,37 @@ class _Salesforce:
                 values = col(source, field_name)
                 acts[column] = values if column not in acts else acts[column].astype("object").where(
                     values.isna(), values)
-        for name in self.sf.custom_fields.get(c.ACTIVITIES, []):
-            acts[name] = col(source, name)
+        for name, column in custom_field_columns(self.sf.custom_fields.get(c.ACTIVITIES, [])):
+            acts[column] = col(source, name)
+
+    def _field_responses(self, acts: pd.DataFrame, source: pd.DataFrame, obj: str) -> pd.DataFrame:
+        """Responses recorded in Task/Event fields (``salesforce.response_fields``).
+
+        A datetime is the response time; a date is 12:00 rep-local; a true checkbox is
+        the activity's own time.
+        """
+        out = []
+        tz = self.tz_of(acts[c.REP_ID])
+        for response, field_name in self.sf.response_fields.items():
+            if not has_col(source, field_name):
+                continue
+            raw = col(source, field_name)
+            flag = raw.str.lower()
+            truthy = flag.isin(["true", "1", "yes"]).fillna(False)
+            falsy = flag.isin(["false", "0", "no"]).fillna(False)
+            is_date = raw.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)
+            stamped = raw.notna() & ~truthy & ~falsy & ~is_date
+            at = pd.Series(pd.NaT, index=raw.index, dtype=UTC_DTYPE)
+            if stamped.any():
+                at[stamped] = parse_instants(raw[stamped], where=f"{self.files[obj]}, {field_name}",
+                                             row_labels=source[ROW][stamped])
+            if is_date.any():
+                at[is_date] = local_noon(raw[is_date], tz[is_date])
+            at[truthy] = acts[c.OCCURRED_AT][truthy]
+            hit = at.notna().to_numpy(bool)
+            out.append(pd.DataFrame({c.ACTIVITY_ID: acts[c.ACTIVITY_ID][hit], c.RESPONSE: response,
+                                     c.OCCURRED_AT: at[hit]}))
+        return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[c.ACTIVITY_ID, c.RESPONSE, c.OCCURRED_AT])
 
     def _events(self):
         events = self._drop_deleted("Event")
@@ -747,6 +785,9 @@ class _Salesforce:
                                           c.OCCURRED_AT: acts[c.OCCURRED_AT][no_show]})
             else:
                 self.report.warn(f"no_show_field {field_name} is not a column of {file}")
+        fielded = self._field_responses(acts, ev, obj)
+        if len(fielded):
+            responses = pd.concat([responses, fielded], ignore_index=True)
         return acts, responses, bookings
 
     def _email_responses(self, msgs: pd.DataFrame, activities: pd.DataFrame) -> pd.DataFrame:
@@ -766,7 +807,7 @@ class _Salesforce:
                 unthreaded += 1
                 continue
             rows.append((target, reply_kind(m.text, self.cfg), m.at))
-        if unthreaded:
+        if unthreaded and self.cfg.inbound_email == "response":
             self.report.warn(f"{unthreaded} incoming emails have no ReplyToEmailMessageId: not counted as replies")
         return pd.DataFrame(rows, columns=[c.ACTIVITY_ID, c.RESPONSE, c.OCCURRED_AT])
 
@@ -826,15 +867,15 @@ class _Salesforce:
             rows[c.HIRED_AT] = pd.NaT
             for column, field_name in self.sf.fields.get(c.REPS, {}).items():
                 rows[column] = rows[c.REP_ID].map(col(users, field_name).set_axis(col(users, "Id")).to_dict())
-            for name in self.sf.custom_fields.get(c.REPS, []):
-                rows[name] = rows[c.REP_ID].map(col(users, name).set_axis(col(users, "Id")).to_dict())
+            for name, column in custom_field_columns(self.sf.custom_fields.get(c.REPS, [])):
+                rows[column] = rows[c.REP_ID].map(col(users, name).set_axis(col(users, "Id")).to_dict())
         return rows
 
     def _extra(self, out: pd.DataFrame, source: pd.DataFrame, table: str) -> None:
         for column, field_name in self.sf.fields.get(table, {}).items():
             out[column] = col(source, field_name).to_numpy()
-        for name in self.sf.custom_fields.get(table, []):
-            out[name] = col(source, name).to_numpy()
+        for name, column in custom_field_columns(self.sf.custom_fields.get(table, [])):
+            out[column] = col(source, name).to_numpy()
 
 
 def _as_utc(value) -> pd.Timestamp:
