@@ -417,3 +417,38 @@ def test_hubspot_unknown_stage_id_is_an_error(crm, tmp_path):
                                                              deals=[deal]), as_of=AS_OF)
     assert conversion.report.unmapped_stages == {"deals.json": ["9999"]}
     assert "pipelines_deals.json" in conversion.report.errors[0]
+
+
+# Fallbacks ---------------------------------------------------------------------------------
+
+def test_stage_history_from_field_history_when_opportunity_history_is_missing(crm, tmp_path):
+    fh = [
+        {"Id": crm.sf_id("017", 1), "OpportunityId": crm.OPP, "CreatedDate": "2025-03-05T09:00:00.000Z",
+         "Field": "StageName", "OldValue": "Prospecting", "NewValue": "Qualification", "IsDeleted": "false"},
+        {"Id": crm.sf_id("017", 2), "OpportunityId": crm.OPP, "CreatedDate": "2025-03-06T09:00:00.000Z",
+         "Field": "Amount", "OldValue": "8000", "NewValue": "10000", "IsDeleted": "false"},
+        {"Id": crm.sf_id("017", 3), "OpportunityId": crm.OPP, "CreatedDate": "2025-03-09T09:00:00.000Z",
+         "Field": "StageName", "OldValue": "Qualification", "NewValue": "Closed Won", "IsDeleted": "false"},
+    ]
+    path = crm.write_sf_export(tmp_path, tasks=[crm.task(1)], histories=[], field_history=fh,
+                               opportunities=[crm.opportunity(StageName="Closed Won", Amount="10000.0")])
+    conversion = sf(path)
+    stages = conversion.tables[c.DEAL_STAGES]
+    assert list(zip(stages[c.STAGE], stages[c.ENTERED_AT])) == [
+        ("Prospecting", T("2025-03-01T09:00:00Z")), ("Qualification", T("2025-03-05T09:00:00Z")),
+        ("Closed Won", T("2025-03-09T09:00:00Z"))]
+    deal = one(conversion.tables[c.DEALS], deal_id=crm.OPP)
+    assert deal[c.AMOUNT] == 8000.0 and bool(deal[c.WON])  # the amount before its first change
+    assert any("OpportunityFieldHistory" in w for w in conversion.report.warnings)
+
+
+def test_hubspot_incoming_email_as_an_activity(crm, tmp_path):
+    sent = crm.hs_object("801", {"hs_timestamp": "2025-03-03T13:00:00Z", "hs_email_direction": "EMAIL",
+                                 "hs_email_status": "SENT"}, deals=())
+    answer = crm.hs_object("802", {"hs_timestamp": "2025-03-03T15:00:00Z", "hs_email_direction": "INCOMING_EMAIL",
+                                   "hs_email_text": "Thanks, received."}, deals=())
+    conversion = hs(crm.write_hs_export(tmp_path, emails=[sent, answer]),
+                    cfg=config_from_dict({"inbound_email": "activity"}))
+    acts = conversion.tables[c.ACTIVITIES].set_index(c.ACTIVITY_ID)
+    assert acts.loc["802", c.DIRECTION] == "inbound"
+    assert responses_of(conversion, "801") == {"replied": T("2025-03-03T15:00:00Z")}
