@@ -114,6 +114,9 @@ class FeatureSpec:
         self.categorical_indices: list[int] = [i for i, f in enumerate(self.features) if f.kind == CATEGORICAL]
         self.plan_indices: list[int] = [i for i, f in enumerate(self.features) if f.timing == PLAN]
         self.execution_indices: list[int] = [i for i, f in enumerate(self.features) if f.timing != PLAN]
+        self._index: dict[str, pd.Index] = {
+            f.name: pd.Index(list(f.levels or ()), dtype=object) for f in self.features if f.kind == CATEGORICAL
+        }
         self._lookup: dict[str, dict[Any, float]] = {
             f.name: {v: float(i) for i, v in enumerate(f.levels or ())} for f in self.features if f.kind == CATEGORICAL
         }
@@ -257,11 +260,12 @@ class FeatureSpec:
             n_unseen = int(sum(1 for v, c in zip(values, codes) if v is not None and c != c))
             return codes, n_unseen
         text = col if isinstance(col.dtype, pd.StringDtype) else col.astype("string")
-        raw = pd.Categorical(text, categories=list(f.levels or ())).codes
+        present = text.notna().to_numpy(dtype=bool, na_value=False)
+        raw = self._index[f.name].get_indexer(text.to_numpy(dtype=object, na_value=None))
         codes = raw.astype(np.float64)
         unseen_mask = raw < 0
         codes[unseen_mask] = math.nan
-        n_unseen = int((unseen_mask & text.notna().to_numpy(dtype=bool, na_value=False)).sum())
+        n_unseen = int((unseen_mask & present).sum())
         return codes, n_unseen
 
     def decode_value(self, name: str, value: float) -> Any:

@@ -43,7 +43,7 @@ class SigmoidCalibrator:
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
         z = self.a * np.asarray(raw, dtype=np.float64) + self.b
-        return _clip(1.0 / (1.0 + np.exp(-z)))
+        return _clip(_expit(z))
 
     def to_dict(self) -> dict:
         return {"method": SIGMOID, "a": float(self.a), "b": float(self.b)}
@@ -84,25 +84,47 @@ def calibrator_from_dict(values: dict) -> Calibrator:
     raise ValueError(f"unknown calibration method {method!r} (expected {ISOTONIC!r} or {SIGMOID!r})")
 
 
-def fit_sigmoid(raw: np.ndarray, y: np.ndarray, max_iter: int = 50) -> SigmoidCalibrator:
-    """Platt scaling by Newton's method, with Platt's smoothed targets against overconfidence."""
+def _expit(z: np.ndarray) -> np.ndarray:
+    """Overflow-free logistic function."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _platt_loss(a: float, b: float, raw: np.ndarray, t: np.ndarray) -> float:
+    z = a * raw + b
+    # log(1 + exp(z)) - t * z, computed stably
+    return float(np.sum(np.logaddexp(0.0, z) - t * z))
+
+
+def fit_sigmoid(raw: np.ndarray, y: np.ndarray, max_iter: int = 100) -> SigmoidCalibrator:
+    """Platt scaling by damped Newton steps, with Platt's smoothed targets against overconfidence."""
     raw = np.asarray(raw, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n_pos = float(y.sum())
     n_neg = float(len(y) - n_pos)
     t = np.where(y > 0.5, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
-    a, b = 1.0, 0.0
+    a, b = 1.0, float(np.log((n_pos + 1.0) / (n_neg + 1.0)) - np.mean(raw))
+    loss = _platt_loss(a, b, raw, t)
     X = np.column_stack([raw, np.ones_like(raw)])
     for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(a * raw + b)))
+        p = _expit(a * raw + b)
         grad = X.T @ (p - t)
         w = np.maximum(p * (1.0 - p), 1e-12)
         hess = (X * w[:, None]).T @ X + 1e-9 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        a, b = a - step[0], b - step[1]
-        if np.max(np.abs(step)) < 1e-10:
+        scale = 1.0
+        while scale > 1e-8:  # backtrack until the loss does not increase
+            na, nb = a - scale * step[0], b - scale * step[1]
+            new_loss = _platt_loss(na, nb, raw, t)
+            if new_loss <= loss + 1e-12:
+                break
+            scale *= 0.5
+        else:
             break
-    if a < 0:  # a decreasing map would invert the booster's ranking: fall back to the identity slope
+        converged = abs(loss - new_loss) < 1e-10 * max(1.0, abs(loss))
+        a, b, loss = na, nb, new_loss
+        if converged:
+            break
+    if a < 0:  # a decreasing map would invert the booster's ranking
         logger.warning("Platt slope came out negative (%.3f): using slope 0, the base rate", a)
         a, b = 0.0, float(np.log((n_pos + 1.0) / (n_neg + 1.0)))
     return SigmoidCalibrator(float(a), float(b))
