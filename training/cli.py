@@ -298,6 +298,96 @@ def demo(
     console.print(f"score it: activity-scorer score --data {res.data} --out scores.csv --since 2025-12-01")
 
 
+# --- the HTTP service (serving/) -------------------------------------------------------------
+# training never imports serving: `serve` resolves the model to a bundle directory, then runs
+# `bentoml serve serving.service:ActivityScorer` with ACTIVITY_SCORER_BUNDLE pointing at it.
+
+SERVICE_TARGET = "serving.service:ActivityScorer"
+
+
+def _serving_bundle(model: str | None, home: Path) -> tuple[Path, str]:
+    """A local bundle directory for --model (default: the champion) and a label for it."""
+    import re
+    import shutil
+
+    from models.bundle import MANIFEST_FILE
+    from training import tracking
+    from training.config import ConfigError, load_config
+
+    if model and (Path(model) / MANIFEST_FILE).is_file():
+        return Path(model).resolve(), str(Path(model).resolve())
+    if model is None:
+        try:
+            model = tracking.default_model_uri(load_config().registered_model)
+        except ConfigError as err:
+            fail(f"serve: config: {err}")
+    dst = home / "serving" / re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    try:
+        fetched = tracking.fetch_bundle(model, dst)
+    except tracking.TrackingError as err:
+        fail(f"serve: {err}")
+    label = f"{fetched.name} v{fetched.version}" if fetched.version else model
+    return fetched.path, label
+
+
+def service_command(bundle: Path, host: str, port: int, workers: int | None = None) -> tuple[list[str], dict[str, str]]:
+    """The ``bentoml serve`` command line and environment that serve ``bundle`` on ``host:port``."""
+    import os
+    import sys
+
+    env = dict(os.environ)
+    env["ACTIVITY_SCORER_BUNDLE"] = str(bundle)
+    env.pop("ACTIVITY_SCORER_MODEL_TAG", None)
+    env.setdefault("OMP_NUM_THREADS", "1")  # one LightGBM thread per worker (see serving/service.py)
+    if workers is not None:
+        env["ACTIVITY_SCORER_WORKERS"] = str(workers)
+    root = Path(__file__).resolve().parents[1]
+    cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", SERVICE_TARGET, "--host", host, "--port", str(port),
+           "--working-dir", str(root)]
+    return cmd, env
+
+
+def port_free(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+        return True
+    except OSError:
+        return False
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes the service to the network)."),
+    port: int = typer.Option(3000, "--port", help="TCP port."),
+    model: str = typer.Option(None, "--model", help="models:/NAME@ALIAS, models:/NAME/V, runs:/RUN_ID or a bundle dir "
+                                                     "(default: the champion)."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Server processes (default 1; env ACTIVITY_SCORER_WORKERS)."),
+) -> None:
+    """Start the HTTP scoring service (POST /score, POST /rank, GET /model) on the champion; Ctrl+C stops it.
+
+    API keys: set ACTIVITY_SCORER_API_KEYS (comma-separated) or ACTIVITY_SCORER_API_KEYS_FILE; every
+    call then needs 'Authorization: Bearer <key>'. Other settings: docs/serving.md.
+    """
+    import os
+
+    from training.env import configure_stores
+
+    if not 0 < port < 65536:
+        fail(f"--port {port}: must be between 1 and 65535")
+    if not port_free(host, port):
+        fail(f"serve: cannot listen on {host}:{port} (in use, or not an address of this machine); try --port")
+    home = configure_stores()
+    bundle, label = _serving_bundle(model, home)
+    cmd, env = service_command(bundle, host, port, workers)
+    typer.echo(f"serving {label} on http://{host}:{port} (API docs at /, model at /model; Ctrl+C stops it)")
+    os.execve(cmd[0], cmd, env)
+
+
 _register_commands()
 
 
