@@ -1,0 +1,199 @@
+"""The service's ASGI middleware: API keys, body limits, clean error bodies, one log line per request.
+
+:class:`RequestGuard` sits inside BentoML's own middleware (metrics, tracing, timeout) and
+in front of the service's routes:
+
+- paths other than health, metrics and the docs need ``Authorization: Bearer <key>`` when
+  keys are configured (401 otherwise, before the body is read);
+- ``/score`` and ``/rank`` bodies are read here, refused with 413 above
+  ``max_body_bytes`` (whatever the transfer encoding) and always parsed as JSON,
+  whatever ``Content-Type`` says (curl's default form type included);
+- BentoML answers invalid input with 400 and pydantic's error list; that answer is
+  rewritten to 422 (413 for size limits) with ``{"errors": [{"item", "field",
+  "message"}]}`` (see :mod:`serving.errors`);
+- after the response, one INFO line: method, path, status, counts, unseen category
+  values, model version and latency. Never the payload, never a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from serving.auth import ApiKeys
+from serving.errors import STATUS_TOO_LARGE, STATUS_UNAUTHORIZED, details_from_pydantic, error_body, unauthorized_body
+from serving.scorer import RequestStats
+
+logger = logging.getLogger(__name__)
+
+API_PATHS = frozenset({"/score", "/rank"})
+PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json"})
+PUBLIC_PREFIXES = ("/static_content/", "/assets/")
+JSON_CONTENT_TYPE = b"application/json"
+
+# The API method fills the stats of the request it serves (set here, read after the response).
+REQUEST_STATS: ContextVar[RequestStats | None] = ContextVar("activity_scorer_request_stats", default=None)
+
+
+async def _respond(send: Any, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
+                   ) -> None:
+    headers = [(b"content-type", JSON_CONTENT_TYPE), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class RequestGuard:
+    """ASGI middleware; see the module docstring.
+
+    Args:
+        app: the wrapped ASGI app.
+        keys: API keys (empty: no authentication).
+        max_body_bytes: largest ``/score`` or ``/rank`` body accepted.
+        model_version: returns the served model's version (logged with every request).
+        metrics: optional :class:`serving.service.ServiceMetrics`-like object with
+            ``observe(path, status, stats)``.
+    """
+
+    def __init__(self, app: Any, keys: ApiKeys, max_body_bytes: int,
+                 model_version: Callable[[], str] | None = None, metrics: Any = None) -> None:
+        self.app = app
+        self.keys = keys
+        self.max_body_bytes = max_body_bytes
+        self._model_version = model_version
+        self._version = ""
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        method = scope.get("method", "")
+        stats = RequestStats()
+        status_box = [0]
+        try:
+            if self.keys.enabled and not self.keys.check_header(_header(scope, b"authorization")):
+                status_box[0] = STATUS_UNAUTHORIZED
+                await _respond(send, STATUS_UNAUTHORIZED, unauthorized_body(),
+                               [(b"www-authenticate", b'Bearer realm="activity-scorer"')])
+                return
+            if path not in API_PATHS or method != "POST":
+                await self.app(scope, receive, _status_recorder(send, status_box))
+                return
+            body = await self._read_body(receive)
+            if body is None:  # client went away
+                return
+            if len(body) > self.max_body_bytes:
+                status_box[0] = STATUS_TOO_LARGE
+                await _respond(send, STATUS_TOO_LARGE, error_body([{
+                    "item": None, "field": "body",
+                    "message": f"request body is larger than the limit of {self.max_body_bytes} bytes"}]))
+                return
+            scope = dict(scope)
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope["headers"].append((b"content-type", JSON_CONTENT_TYPE))
+            token = REQUEST_STATS.set(stats)
+            try:
+                await self.app(scope, _replay(body, receive), _ErrorRewriter(send, status_box))
+            finally:
+                REQUEST_STATS.reset(token)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            n_unseen = sum(stats.unseen.values())
+            if not self._version and self._model_version is not None:
+                self._version = self._model_version() or ""
+            logger.info("%s %s status=%d items=%d history_rows=%d unseen=%d model=%s ms=%.2f", method, path,
+                        status_box[0], stats.items, stats.history_rows, n_unseen, self._version or "-", elapsed_ms)
+            if self.metrics is not None:
+                self.metrics.observe(path, status_box[0], stats)
+
+    async def _read_body(self, receive: Any) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    return b" " * size  # over the limit: the caller answers 413, the rest is not read
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _header(scope: Any, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
+    return None
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _status_recorder(send: Any, status_box: list[int]) -> Any:
+    async def recorder(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status_box[0] = message["status"]
+        await send(message)
+
+    return recorder
+
+
+class _ErrorRewriter:
+    """Passes responses through, except BentoML's 400 for invalid input, which it rewrites."""
+
+    def __init__(self, send: Any, status_box: list[int]):
+        self.send = send
+        self.status_box = status_box
+        self.held: dict[str, Any] | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] == 400:
+                self.held = message
+                return
+            self.status_box[0] = message["status"]
+            await self.send(message)
+            return
+        if self.held is None or message["type"] != "http.response.body":
+            await self.send(message)
+            return
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        status, body = self._rewrite(b"".join(self.chunks))
+        self.status_box[0] = status
+        await _respond(self.send, status, body)
+
+    def _rewrite(self, original: bytes) -> tuple[int, bytes]:
+        try:
+            payload = json.loads(original)
+        except ValueError:
+            payload = None
+        errors = payload.get("detail") if isinstance(payload, dict) else None
+        if not isinstance(errors, list) or not errors:
+            message = payload.get("error") if isinstance(payload, dict) else None
+            return 400, error_body([{"item": None, "field": "body", "message": str(message or "invalid request")}])
+        details, status = details_from_pydantic(e for e in errors if isinstance(e, dict))
+        return status, error_body(details)

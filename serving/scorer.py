@@ -1,0 +1,277 @@
+"""Scoring and ranking: validated requests in, responses out; no BentoML here.
+
+Requests go through the feature code training uses (``features.build.build_serving_columns``),
+the bundle's encoding (``FeatureSpec.encode_columns``) and ``ModelBundle.predict_proba``:
+the ``full`` variant for ``/score`` (activities as they happened), the ``plan`` variant for
+``/rank`` (planned activities, plan-time features only). Explanations are the bundle's
+``pred_contrib`` rows for the outcome label.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from features import contract as c
+from features import schema as s
+from features.build import build_serving_columns
+from models.bundle import LABEL_NAMES, SCORE_COLUMNS, VARIANT_FULL, VARIANT_PLAN
+from serving import candidates as cand
+from serving.errors import InvalidRequest
+from serving.explain import Explainer
+from serving.model_store import LoadedModel
+from serving.schemas import (
+    Factor,
+    ModelRef,
+    RankedActivity,
+    RankRequest,
+    RankResponse,
+    ScoreRequest,
+    ScoreResponse,
+    ScoreResult,
+)
+
+logger = logging.getLogger(__name__)
+
+OUTCOME = "outcome"  # the label explanations and ranking are about (a key of features.schema.LABELS)
+CANDIDATE_ID_PREFIX = "candidate-"
+
+
+@dataclass
+class RequestStats:
+    """Counts of one request, for the request log line and metrics (no payload)."""
+
+    items: int = 0
+    history_rows: int = 0
+    unseen: dict[str, int] = field(default_factory=dict)
+    proposed: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Scorer:
+    """Scores and ranks with one loaded bundle.
+
+    Args:
+        model: the bundle and its serving context.
+        max_factors: factors per result when explanations are asked for.
+        max_rank_contacts: contacts ``/rank`` proposes candidates for.
+        max_candidates: most candidates ``/rank`` proposes.
+    """
+
+    def __init__(self, model: LoadedModel, max_factors: int = 5, max_rank_contacts: int = 5,
+                 max_candidates: int = 60):
+        self.model = model
+        self.bundle = model.bundle
+        self.spec = model.bundle.spec
+        self.context = model.context
+        self.explainer = Explainer(self.spec, max_factors)
+        self.max_rank_contacts = max_rank_contacts
+        self.max_candidates = max_candidates
+        m = self.bundle.manifest
+        self.model_ref = ModelRef(name=m.model_name, version=None if m.model_version is None else str(m.model_version),
+                                  trained_at=m.trained_at)
+        self._categorical = [(j, f.name) for j, f in enumerate(self.spec.features) if f.kind == s.CATEGORICAL]
+        self._numeric_custom = [cf for cf in self.context.custom_fields if cf.kind == s.NUMERIC]
+
+    # -- shared steps ------------------------------------------------------------------------
+
+    def _predict(self, items: list[dict[str, Any]], variant: str, stats: RequestStats
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], list[list[str]]]:
+        """Features, encoding and calibrated probabilities; returns (proba, matrix, raw columns, unseen per row)."""
+        columns = build_serving_columns(items, self.context)
+        matrix, unseen = self.spec.encode_columns(columns)
+        if variant == VARIANT_PLAN and self.spec.execution_indices:
+            matrix[:, self.spec.execution_indices] = np.nan  # as the plan model was trained
+        proba = self.bundle.predict_proba(matrix, variant)
+        unseen_rows: list[list[str]] = [[] for _ in items]
+        if unseen:
+            for j, name in self._categorical:
+                if name not in unseen:
+                    continue
+                raw = columns[name]
+                for i in np.flatnonzero(np.isnan(matrix[:, j])):
+                    if raw[i] is not None:
+                        unseen_rows[i].append(name)
+            for name, n in unseen.items():
+                stats.unseen[name] = stats.unseen.get(name, 0) + n
+        return proba, matrix, columns, unseen_rows
+
+    def _contributions(self, matrix: np.ndarray, variant: str, rows: list[int] | None = None) -> np.ndarray:
+        """Outcome-model contributions of the given rows (all rows by default), in that order."""
+        return self.bundle.contributions(matrix if rows is None else matrix[rows], variant, OUTCOME)
+
+    @staticmethod
+    def _scores(proba: dict[str, np.ndarray], i: int) -> dict[str, float | None]:
+        """``{"p_outcome": ..., "p_output": ..., "p_negative": ...}`` of row ``i`` (None: label not trained)."""
+        out: dict[str, float | None] = {}
+        for label in LABEL_NAMES:
+            values = proba.get(label)
+            v = None if values is None else float(values[i])
+            out[SCORE_COLUMNS[label]] = v if v is not None and math.isfinite(v) else None
+        return out
+
+    def _check_custom_fields(self, rows: list[tuple[int | None, str, dict[str, Any] | None, str]]) -> None:
+        """Numeric custom fields must hold numbers (text that is not one would be silently lost)."""
+        if not self._numeric_custom:
+            return
+        errors = []
+        for item, path, row, table in rows:
+            if not row:
+                continue
+            for cf in self._numeric_custom:
+                if cf.table != table or cf.column not in row:
+                    continue
+                value = row[cf.column]
+                if isinstance(value, str):
+                    try:
+                        float(value)
+                        continue
+                    except ValueError:
+                        errors.append({"item": item, "field": f"{path}.{cf.column}",
+                                       "message": "expected a number: this custom field is numeric in the model"})
+        if errors:
+            raise InvalidRequest(errors)
+
+    @staticmethod
+    def _rows_of(item_index: int | None, prefix: str, item: dict[str, Any]
+                 ) -> list[tuple[int | None, str, dict[str, Any] | None, str]]:
+        rows = [(item_index, f"{prefix}activity", item.get("activity"), c.ACTIVITIES),
+                (item_index, f"{prefix}deal", item.get("deal"), c.DEALS),
+                (item_index, f"{prefix}contact", item.get("contact"), c.CONTACTS),
+                (item_index, f"{prefix}account", item.get("account"), c.ACCOUNTS)]
+        history = item.get("history") or {}
+        for table in (c.ACTIVITIES, c.CONTACTS):
+            for k, row in enumerate(history.get(table) or []):
+                rows.append((item_index, f"{prefix}history.{table}[{k}]", row, table))
+        return rows
+
+    def _factors(self, contrib: np.ndarray | None, columns: dict[str, np.ndarray], row: int, column_row: int
+                 ) -> list[Factor] | None:
+        if contrib is None:
+            return None
+        return [Factor.model_construct(**f) for f in self.explainer.factors(contrib, columns, row, column_row)]
+
+    # -- /score ----------------------------------------------------------------------------
+
+    def score(self, request: ScoreRequest, stats: RequestStats | None = None) -> ScoreResponse:
+        """Score every item with the ``full`` model (one result per item, same order).
+
+        Raises:
+            InvalidRequest: a numeric custom field holds text.
+        """
+        stats = stats if stats is not None else RequestStats()
+        now = None
+        items = []
+        rows = []
+        for i, item in enumerate(request.items):
+            d = item.model_dump(exclude_none=True)
+            activity = d["activity"]
+            if c.OCCURRED_AT not in activity:
+                now = now or _now()
+                activity[c.OCCURRED_AT] = now
+            if item.history is not None:
+                stats.history_rows += item.history.n_rows()
+            items.append(d)
+            if self._numeric_custom:
+                rows += self._rows_of(i, "", d)
+        stats.items = len(items)
+        self._check_custom_fields(rows)
+        proba, matrix, columns, unseen_rows = self._predict(items, VARIANT_FULL, stats)
+        contrib = self._contributions(matrix, VARIANT_FULL) if request.explain else None
+        results = [
+            ScoreResult.model_construct(
+                activity_id=item["activity"].get(c.ACTIVITY_ID),
+                **self._scores(proba, i),
+                factors=self._factors(contrib, columns, i, i),
+                unseen=unseen_rows[i],
+            )
+            for i, item in enumerate(items)
+        ]
+        return ScoreResponse.model_construct(model=self.model_ref, results=results, effect_unit="log-odds")
+
+    # -- /rank -----------------------------------------------------------------------------
+
+    def rank(self, request: RankRequest, stats: RequestStats | None = None) -> RankResponse:
+        """Score candidate activities at ``at`` with the ``plan`` model, best ``p_outcome`` first.
+
+        Raises:
+            InvalidRequest: a numeric custom field holds text.
+        """
+        stats = stats if stats is not None else RequestStats()
+        at = request.at or _now()
+        base = request.model_dump(exclude_none=True, include={"deal", "contact", "account", "history"})
+        if request.history is not None:
+            stats.history_rows = request.history.n_rows()
+        deal = base.get("deal") or {}
+        contact = base.get("contact") or {}
+        rep_default = request.rep_id or deal.get(c.OWNER_REP_ID)
+        if request.candidates is not None:
+            given = [cd.model_dump(exclude_none=True) for cd in request.candidates]
+            proposed = False
+        else:
+            given = cand.propose(self.spec, base, at, self.max_rank_contacts, self.max_candidates)
+            proposed = True
+        stats.proposed = proposed
+        contacts_by_id = {r[c.CONTACT_ID]: r for r in (base.get("history") or {}).get(c.CONTACTS) or []}
+        if contact.get(c.CONTACT_ID):
+            contacts_by_id[contact[c.CONTACT_ID]] = contact
+        items, shown = [], []
+        for k, candidate in enumerate(given):
+            activity = {c.DIRECTION: "outbound", **candidate}
+            activity[c.ACTIVITY_ID] = f"{CANDIDATE_ID_PREFIX}{k}"
+            activity[c.OCCURRED_AT] = at
+            activity.setdefault(c.CONTACT_ID, contact.get(c.CONTACT_ID))
+            activity.setdefault(c.REP_ID, rep_default)
+            if deal.get(c.DEAL_ID) is not None:
+                activity[c.DEAL_ID] = deal[c.DEAL_ID]
+            activity = {key: v for key, v in activity.items() if v is not None}
+            contact_id = activity.get(c.CONTACT_ID)
+            who = contacts_by_id.get(contact_id) if contact_id else contact or None
+            if who is None and contact_id:
+                who = {c.CONTACT_ID: contact_id}
+            item = {"activity": activity, "history": base.get("history") or {}}
+            for key, value in (("deal", deal or None), ("contact", who), ("account", base.get("account"))):
+                if value:
+                    item[key] = value
+            items.append(item)
+            shown.append({key: v for key, v in activity.items() if key != c.ACTIVITY_ID})
+        if self._numeric_custom:
+            rows = self._rows_of(None, "", base | {"activity": None})
+            rows += [(None, f"candidates[{k}]", cd, c.ACTIVITIES) for k, cd in enumerate(given)]
+            self._check_custom_fields(rows)
+        stats.items = len(items)
+        proba, matrix, columns, unseen_rows = self._predict(items, VARIANT_PLAN, stats)
+        p_out = proba[OUTCOME]
+        order = sorted(range(len(items)), key=lambda i: (-p_out[i], i))[: request.top_k]
+        contrib = self._contributions(matrix, VARIANT_PLAN, order) if request.explain else None
+        at_text = at.isoformat()
+        ranked = []
+        for k, i in enumerate(order):
+            activity = shown[i]
+            activity[c.OCCURRED_AT] = at_text
+            ranked.append(RankedActivity.model_construct(
+                activity=activity,
+                **self._scores(proba, i),
+                factors=self._factors(contrib, columns, k, i),
+                unseen=unseen_rows[i],
+            ))
+        return RankResponse.model_construct(model=self.model_ref, effect_unit="log-odds", at=at_text,
+                                            n_candidates=len(items), proposed=proposed, ranked=ranked)
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """One score and one rank on a made-up item, so first requests pay no lazy set-up."""
+        from serving.schemas import Activity, RankRequest, ScoreItem
+
+        at = _now()
+        self.score(ScoreRequest(items=[ScoreItem(activity=Activity(type="call", occurred_at=at))], explain=True))
+        self.rank(RankRequest(at=at, top_k=1))

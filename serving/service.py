@@ -1,0 +1,145 @@
+"""The BentoML service: ``bentoml serve serving.service:ActivityScorer`` (or ``activity-scorer serve``).
+
+Wiring only: settings, the loaded bundle, the :class:`serving.scorer.Scorer`, the request
+guard (API keys, limits, error bodies, request log) and the routes of shared/API.md:
+``POST /score``, ``POST /rank``, ``GET /model``; BentoML adds ``/livez``, ``/readyz``,
+``/metrics`` and the OpenAPI docs at ``/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+# One OpenMP thread per worker: LightGBM otherwise predicts a one-row request on every core and
+# the idle OpenMP threads spin, which multiplies per-request latency on a shared machine. Set
+# before LightGBM (and its OpenMP runtime) is loaded; parallelism comes from workers instead.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import bentoml  # noqa: E402
+from bentoml.exceptions import BentoMLException  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from serving import runtime  # noqa: E402
+from serving.auth import load_api_keys  # noqa: E402
+from serving.errors import InvalidRequest, error_body  # noqa: E402
+from serving.middleware import REQUEST_STATS, RequestGuard  # noqa: E402
+from serving.model_store import load_model  # noqa: E402
+from serving.schemas import Limits, RankRequest, RankResponse, ScoreRequest, ScoreResponse, set_limits  # noqa: E402
+from serving.scorer import RequestStats, Scorer  # noqa: E402
+from serving.settings import load_settings  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+# Read at import only for what BentoML needs when the class is declared (timeout, workers) and to
+# fail fast on a bad key file; the app and the instance read the environment again when built.
+SETTINGS = load_settings()
+load_api_keys(SETTINGS)
+logging.getLogger("serving").setLevel(SETTINGS.log_level.upper())
+if SETTINGS.runtime_fixes:
+    runtime.install()
+
+
+class ServiceMetrics:
+    """Prometheus counters of the service (besides BentoML's request metrics)."""
+
+    def __init__(self) -> None:
+        self.items = bentoml.metrics.Counter(
+            name="activity_scorer_items", documentation="Activities scored (items of /score, candidates of /rank)",
+            labelnames=["endpoint"])
+        self.unseen = bentoml.metrics.Counter(
+            name="activity_scorer_unseen_values", documentation="Category values not seen in training (drift)",
+            labelnames=["feature"])
+        self.refused = bentoml.metrics.Counter(
+            name="activity_scorer_refused", documentation="Requests refused (bad input, limits, auth)",
+            labelnames=["endpoint", "status"])
+        self.gc_pause = bentoml.metrics.Histogram(
+            name="activity_scorer_gc_pause_seconds", documentation="Garbage-collection pauses by generation",
+            labelnames=["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+        runtime.GcWatch(lambda generation, seconds: self.gc_pause.labels(generation=str(generation)).observe(seconds)
+                        ).install()
+
+    def observe(self, path: str, status: int, stats: RequestStats) -> None:
+        if stats.items:
+            self.items.labels(endpoint=path).inc(stats.items)
+        for feature, n in stats.unseen.items():
+            self.unseen.labels(feature=feature).inc(n)
+        if 400 <= status < 500:
+            self.refused.labels(endpoint=path, status=str(status)).inc()
+
+
+def _invalid(err: InvalidRequest) -> Response:
+    return Response(error_body(err.errors), status_code=err.status, media_type="application/json")
+
+
+@bentoml.service(
+    name="activity-scorer",
+    traffic={"timeout": SETTINGS.timeout_s},
+    workers=SETTINGS.workers,
+    logging={"access": {"enabled": False}},
+)
+class ActivityScorer:
+    """Scores CRM activities and ranks next-best activities with one model bundle."""
+
+    def __init__(self) -> None:
+        settings = load_settings()
+        set_limits(Limits(settings.max_items, settings.max_history_rows, settings.max_candidates))
+        self.model = load_model(settings)
+        self.scorer = Scorer(self.model, settings.max_factors, settings.max_rank_contacts, settings.max_candidates)
+        self.runtime_fixes = settings.runtime_fixes
+        m = self.model.bundle.manifest
+        logger.info("serving %s version %s (trained %s) from %s", m.model_name, m.model_version, m.trained_at,
+                    self.model.source)
+
+    @bentoml.on_startup
+    def warm_up(self) -> None:
+        self.scorer.warm_up()
+        if self.runtime_fixes:
+            frozen = runtime.freeze_startup_heap()
+            logger.info("start-up heap frozen: %d objects", frozen)
+
+    @bentoml.api(route="/score")
+    def score(self, request: ScoreRequest, /) -> ScoreResponse:
+        """Score activities (done or planned): calibrated p_outcome, p_output, p_negative per item.
+
+        Factors (with explain=true) are the largest contributions to p_outcome; effect is in
+        log-odds of the outcome model's raw score, positive raises p_outcome.
+        """
+        try:
+            return self.scorer.score(request, REQUEST_STATS.get())
+        except InvalidRequest as err:
+            return _invalid(err)  # type: ignore[return-value]
+
+    @bentoml.api(route="/rank")
+    def rank(self, request: RankRequest, /) -> RankResponse:
+        """Rank next-best activities for a deal at `at` (plan-time model), best p_outcome first."""
+        try:
+            return self.scorer.rank(request, REQUEST_STATS.get())
+        except InvalidRequest as err:
+            return _invalid(err)  # type: ignore[return-value]
+
+    def describe(self) -> dict:
+        return self.model.describe()
+
+
+async def _model_info(_: Request) -> Response:
+    return JSONResponse(bentoml.get_current_service().describe())
+
+
+def _model_version() -> str:
+    try:
+        return bentoml.get_current_service().scorer.model_ref.version or ""
+    except BentoMLException:  # not started yet
+        return ""
+
+
+def _guard(app):  # noqa: ANN001, ANN202  (ASGI middleware factory: runs when the app is built)
+    settings = load_settings()
+    return RequestGuard(app, load_api_keys(settings), settings.max_body_bytes, _model_version, ServiceMetrics())
+
+
+ActivityScorer.add_asgi_middleware(_guard)
+ActivityScorer.mount_asgi_app(Starlette(routes=[Route("/model", _model_info, methods=["GET"])]), path="/")
