@@ -46,7 +46,7 @@ from importers.crm.common import (
 from importers.crm.config import CrmConfig, custom_field_columns, load_config
 from importers.crm.errors import CrmInputError
 from importers.crm.report import ConversionReport
-from importers.crm.times import DstNotes, UTC_DTYPE, parse_instants, parse_numbers
+from importers.crm.times import DstNotes, parse_instants, parse_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -820,4 +820,4 @@ def _clock_seconds(text: str) -> float:
     return seconds
 
 
-__all__ = ["HubSpotExport", "convert_hubspot", "read_hubspot_export", "UTC_DTYPE"]
+__all__ = ["HubSpotExport", "convert_hubspot", "read_hubspot_export"]

@@ -144,7 +144,10 @@ def read_ui_export(in_dir: Path, cfg: CrmConfig, report: ConversionReport) -> Hu
             continue
         if path.suffix.lower() == ".json":
             obj = _object_of(path.stem)
-            data = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise CrmInputError(f"{path.name}: not valid JSON: {err}") from err
             items = data.get("results", data) if isinstance(data, dict) else data
             if obj == "owners":
                 owners.extend(items)

@@ -68,6 +68,19 @@ ID_COLUMNS = {
     "actioncadencesteptrackerid", "campaignid", "lastmodifiedbyid",
 }
 SYSTEM_TIME_COLUMNS = ("createddate", "lastmodifieddate", "systemmodstamp")
+# Columns without which an object cannot be read at all.
+REQUIRED = {
+    "Task": ("Id", "CreatedDate"),
+    "Event": ("Id", "CreatedDate"),
+    "Opportunity": ("Id", "CreatedDate"),
+    "OpportunityHistory": ("OpportunityId", "StageName", "CreatedDate"),
+    "OpportunityFieldHistory": ("OpportunityId", "Field", "NewValue", "CreatedDate"),
+    "OpportunityStage": ("MasterLabel", "IsClosed", "IsWon"),
+    "EmailMessage": ("Id", "ActivityId", "Incoming"),
+    "Contact": ("Id",),
+    "Account": ("Id",),
+    "User": ("Id",),
+}
 
 DROP_DELETED = "deleted (IsDeleted = true)"
 DROP_ARCHIVED = "archived (IsArchived = true)"
@@ -158,6 +171,12 @@ class _Salesforce:
             if path is None:
                 continue
             frame = read_csv_export(path)
+            missing = [col_name for col_name in REQUIRED.get(name, ()) if not has_col(frame, col_name)]
+            if name == "OpportunityStage" and "masterlabel" not in frame.columns and "apiname" in frame.columns:
+                missing.remove("MasterLabel")
+            if missing:
+                raise CrmInputError(f"{path.name}: missing column(s) {', '.join(missing)} (found: "
+                                    f"{', '.join(c_ for c_ in frame.columns if c_ != ROW) or 'none'})")
             for column in frame.columns:
                 if column in ID_COLUMNS:
                     frame[column] = ids.normalize_id_series(frame[column])

@@ -29,7 +29,7 @@ import yaml
 from features import contract as c
 from features.dataset import Dataset, load_dataset
 from importers.crm.common import seniority_of
-from importers.crm.config import DEFAULT_CONFIG, load_config
+from importers.crm.config import load_config
 from importers.crm.ids import make_sf_id
 
 logger = logging.getLogger(__name__)
@@ -466,4 +466,4 @@ def to_salesforce_export(
     return SalesforceExport(out, id_maps, config, as_of, approx)
 
 
-__all__ = ["SalesforceExport", "to_salesforce_export", "DEFAULT_CONFIG"]
+__all__ = ["SalesforceExport", "to_salesforce_export"]

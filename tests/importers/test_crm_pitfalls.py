@@ -452,3 +452,21 @@ def test_hubspot_incoming_email_as_an_activity(crm, tmp_path):
     acts = conversion.tables[c.ACTIVITIES].set_index(c.ACTIVITY_ID)
     assert acts.loc["802", c.DIRECTION] == "inbound"
     assert responses_of(conversion, "801") == {"replied": T("2025-03-03T15:00:00Z")}
+
+
+def test_unreadable_exports_are_one_clear_error(crm, tmp_path):
+    path = crm.write_sf_export(tmp_path / "sf", tasks=[crm.task(1)])
+    text = (path / "Task.csv").read_text().replace('"CreatedDate"', '"Created"', 1)
+    (path / "Task.csv").write_text(text)
+    report = convert_crm("salesforce", path, as_of=AS_OF).report
+    assert report.exit_code == 1 and report.errors[0].startswith("Task.csv: missing column(s) CreatedDate")
+    path = crm.write_sf_export(tmp_path / "sf2", tasks=[crm.task(1, CompletedDateTime="yesterday")])
+    report = convert_crm("salesforce", path, as_of=AS_OF).report
+    assert "Task.csv, CompletedDateTime" in report.errors[0] and "Task.csv row 1: 'yesterday'" in report.errors[0]
+    hs_dir = crm.write_hs_export(tmp_path / "hs", calls=[crm.hs_call("901", "2025-03-03T15:00:00Z")])
+    (hs_dir / "deals.json").write_text("{not json")
+    report = convert_crm("hubspot", hs_dir, as_of=AS_OF).report
+    assert report.errors[0].startswith("deals.json: not valid JSON")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no Task.csv or Event.csv" in convert_crm("salesforce", empty).report.errors[0]
