@@ -186,6 +186,9 @@ def read_ui_export(in_dir: Path, cfg: CrmConfig, report: ConversionReport) -> Hu
             files[obj].append(path.name)
     if not any(files.values()):
         raise CrmInputError(f"{in_dir}: no HubSpot export files (API *.json or UI calls/emails/meetings/deals CSVs)")
+    if any(rec["_history"].get("dealstage") for rec in records["deals"]):
+        report.warn("UI export: one 'Date entered' per stage, so a deal that re-entered a stage keeps a single entry "
+                    "and its back-and-forth moves are lost (the API export keeps them; see docs/crm.md)")
     objects = {name: _records_frame(recs) for name, recs in records.items()}
     return HubSpotExport("ui", objects, files, owners, dispositions, pipelines, pipelines_file, dst, owner_names=True)
 

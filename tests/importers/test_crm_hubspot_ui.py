@@ -142,6 +142,7 @@ def test_ui_export_cannot_carry_a_deal_reentering_a_stage(ui_export, shared_crm)
     assert list(api[c.STAGE_ORDER]) == [1, 2, 3, 4, 3]  # the API history keeps the re-entry
     assert list(ui[c.STAGE_ORDER]) == [1, 2, 4, 3]      # the first Presentation Scheduled entry (4 Mar) is gone
     assert ui[c.ENTERED_AT].is_monotonic_increasing
+    assert any("re-entered a stage" in w for w in convert(ui_export).report.warnings)
 
 
 def test_ui_export_writes_a_valid_dataset(ui_export, tmp_path):
