@@ -161,6 +161,7 @@ def read_api_export(in_dir: Path, report: ConversionReport) -> HubSpotExport:
         items = _load_json(path)
         if obj == "owners":
             owners.extend(items)
+            files.setdefault("owners", []).append(path.name)
         elif obj == "dispositions":
             dispositions.update({str(d.get("id")): str(d.get("label")) for d in items if isinstance(d, dict)})
         elif obj == "pipelines":
@@ -787,7 +788,7 @@ class _HubSpot:
         rows[c.TEAM] = rows[c.REP_ID].map(self.owner_team).astype("string")
         rows[c.HIRED_AT] = pd.NaT
         if self.x.owners:
-            name = "owners"
+            name = self.name("owners")
             self.report.input(name).read = len(self.x.owners)
             self.report.input(name).kept = int(rows[c.REP_ID].isin(self.owner_team).sum())
             self.report.input(name).drop("owns no kept activity or deal",

@@ -137,6 +137,7 @@ def read_ui_export(in_dir: Path, cfg: CrmConfig, report: ConversionReport) -> Hu
     hs = cfg.hubspot
     dst = DstNotes()
     owners, dispositions, pipelines, pipelines_file = [], {}, [], "pipelines"
+    owner_files: list[str] = []
     csvs: dict[str, list[Path]] = {name: [] for name in OBJECTS}
     ignored = []
     for path in sorted(in_dir.iterdir()):
@@ -151,6 +152,7 @@ def read_ui_export(in_dir: Path, cfg: CrmConfig, report: ConversionReport) -> Hu
             items = data.get("results", data) if isinstance(data, dict) else data
             if obj == "owners":
                 owners.extend(items)
+                owner_files.append(path.name)
             elif obj == "pipelines":
                 pipelines.extend(items)
                 pipelines_file = path.name
@@ -186,6 +188,8 @@ def read_ui_export(in_dir: Path, cfg: CrmConfig, report: ConversionReport) -> Hu
             files[obj].append(path.name)
     if not any(files.values()):
         raise CrmInputError(f"{in_dir}: no HubSpot export files (API *.json or UI calls/emails/meetings/deals CSVs)")
+    if owner_files:
+        files["owners"] = owner_files
     if any(rec["_history"].get("dealstage") for rec in records["deals"]):
         report.warn("UI export: one 'Date entered' per stage, so a deal that re-entered a stage keeps a single entry "
                     "and its back-and-forth moves are lost (the API export keeps them; see docs/crm.md)")
