@@ -211,6 +211,7 @@ class _Salesforce:
     def _set_as_of(self) -> None:
         if self.as_of_arg is not None:
             self.as_of = _as_utc(self.as_of_arg)
+            self.report.as_of = self.as_of
             return
         latest = []
         for name, frame in self.frames.items():
@@ -222,11 +223,9 @@ class _Salesforce:
         self.as_of = max(latest) if latest else pd.Timestamp.now(tz="UTC").floor("s")
         self.report.as_of_inferred = True
         self.report.as_of = self.as_of
-        self.report.as_of = self.as_of
 
     # --- users and time zones -------------------------------------------------------
     def _users(self) -> None:
-        self.report.as_of = self.as_of
         users = self.f("User")
         self.user_tz: dict[str, str] = {}
         if users is not None:
