@@ -78,7 +78,10 @@ def import_flat(
     from importers.flat import import_flat as run_import
     from training.cli import configure_logging, fail
 
-    configure_logging(verbose)
+    if verbose:
+        configure_logging(True)
+    else:  # the report is the summary; logs only for warnings
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if (source is None) == (in_file is None):
         fail("give the flat file once: as SOURCE or with --in")
     path = source if source is not None else in_file

@@ -465,3 +465,16 @@ def test_command_needs_exactly_one_source(cli, bank_file, tmp_path):
     assert result.exit_code == 1 and "give the flat file once" in result.output
     result = cli("import-flat", tmp_path / "nope.csv", "--out", tmp_path / "ds", "--mapping", "bank_marketing")
     assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_byte_order_mark_is_dropped_and_bad_encoding_is_named(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufeffwhen;y\r\n2026-01-01T10:00:00Z;1\r\n".encode())
+    flat = read_flat(p)
+    assert flat.header == ["when", "y"] and flat.delimiter == ";"
+    p.write_bytes("when,y,name\n2026-01-01T10:00:00Z,1,ok\n2026-01-02T10:00:00Z,0,Jos\xe9\n".encode("latin-1"))
+    assert "line 3 is not valid utf-8-sig text; set the mapping key encoding" in _err(read_flat, p)
+    m = mapping_from_dict({"time_column": "when", "type": "call", "outcome_column": "y", "positive": ["1"],
+                           "encoding": "latin-1"})
+    conv = convert_flat(read_flat(p, encoding=m.encoding), m)
+    assert list(conv.tables[c.ACTIVITIES]["name"]) == ["ok", "José"]
