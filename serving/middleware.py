@@ -56,19 +56,24 @@ class RequestGuard:
         model_version: returns the served model's version (logged with every request).
         metrics: optional :class:`serving.service.ServiceMetrics`-like object with
             ``observe(path, status, stats)``.
+        reload: called when the server starts (ASGI lifespan) for fresh ``(keys, max_body_bytes)``.
     """
 
     def __init__(self, app: Any, keys: ApiKeys, max_body_bytes: int,
-                 model_version: Callable[[], str] | None = None, metrics: Any = None) -> None:
+                 model_version: Callable[[], str] | None = None, metrics: Any = None,
+                 reload: Callable[[], tuple[ApiKeys, int]] | None = None) -> None:
         self.app = app
         self.keys = keys
         self.max_body_bytes = max_body_bytes
+        self._reload = reload
         self._model_version = model_version
         self._version = ""
         self.metrics = metrics
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self._reload is not None:
+                self.keys, self.max_body_bytes = self._reload()
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):

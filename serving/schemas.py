@@ -27,7 +27,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
@@ -324,7 +326,18 @@ class ModelRef(BaseModel):
     trained_at: str | None = None
 
 
-class ScoreResult(BaseModel):
+class _Scored(BaseModel):
+    """A scored activity; ``factors`` is left out of the JSON when explanations were not asked for."""
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_factors(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("factors", ()) is None:
+            del data["factors"]
+        return data
+
+
+class ScoreResult(_Scored):
     activity_id: str | None = None
     p_outcome: float | None = Field(None, description="calibrated probability that the deal records an outcome "
                                                       "or advances a stage within the outcome horizon")
@@ -344,7 +357,7 @@ class ScoreResponse(BaseModel):
     results: list[ScoreResult]
 
 
-class RankedActivity(BaseModel):
+class RankedActivity(_Scored):
     activity: dict[str, Any] = Field(description="the candidate as scored: type, contact, rep, settings, time")
     p_outcome: float | None = None
     p_output: float | None = None

@@ -44,21 +44,31 @@ if SETTINGS.runtime_fixes:
 
 
 class ServiceMetrics:
-    """Prometheus counters of the service (besides BentoML's request metrics)."""
+    """Prometheus metrics of the service, besides BentoML's request metrics (one set per process).
+
+    Created when the app is built, in the worker, after BentoML has set up Prometheus'
+    multiprocess directory, so ``prometheus_client`` is imported only then.
+    """
+
+    _instance: ServiceMetrics | None = None
+
+    @classmethod
+    def get(cls) -> ServiceMetrics:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
 
     def __init__(self) -> None:
-        self.items = bentoml.metrics.Counter(
-            name="activity_scorer_items", documentation="Activities scored (items of /score, candidates of /rank)",
-            labelnames=["endpoint"])
-        self.unseen = bentoml.metrics.Counter(
-            name="activity_scorer_unseen_values", documentation="Category values not seen in training (drift)",
-            labelnames=["feature"])
-        self.refused = bentoml.metrics.Counter(
-            name="activity_scorer_refused", documentation="Requests refused (bad input, limits, auth)",
-            labelnames=["endpoint", "status"])
-        self.gc_pause = bentoml.metrics.Histogram(
-            name="activity_scorer_gc_pause_seconds", documentation="Garbage-collection pauses by generation",
-            labelnames=["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+        from prometheus_client import Counter, Histogram
+
+        self.items = Counter("activity_scorer_items", "Activities scored (items of /score, candidates of /rank)",
+                             ["endpoint"])
+        self.unseen = Counter("activity_scorer_unseen_values", "Category values not seen in training (drift)",
+                              ["feature"])
+        self.refused = Counter("activity_scorer_refused", "Requests refused (bad input, limits, auth)",
+                               ["endpoint", "status"])
+        self.gc_pause = Histogram("activity_scorer_gc_pause_seconds", "Garbage-collection pauses by generation",
+                                  ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
         runtime.GcWatch(lambda generation, seconds: self.gc_pause.labels(generation=str(generation)).observe(seconds)
                         ).install()
 
@@ -136,9 +146,14 @@ def _model_version() -> str:
         return ""
 
 
-def _guard(app):  # noqa: ANN001, ANN202  (ASGI middleware factory: runs when the app is built)
+def _guard_settings():  # noqa: ANN202
     settings = load_settings()
-    return RequestGuard(app, load_api_keys(settings), settings.max_body_bytes, _model_version, ServiceMetrics())
+    return load_api_keys(settings), settings.max_body_bytes
+
+
+def _guard(app):  # noqa: ANN001, ANN202  (ASGI middleware factory: runs when the app is built)
+    keys, max_body_bytes = _guard_settings()
+    return RequestGuard(app, keys, max_body_bytes, _model_version, ServiceMetrics.get(), reload=_guard_settings)
 
 
 ActivityScorer.add_asgi_middleware(_guard)

@@ -66,6 +66,32 @@ def train_bundle(dataset: Dataset, out: Path) -> Path:
     return out
 
 
+def with_late_activities(dataset: Dataset, n: int = 8, gap_days: int = 30) -> tuple[Dataset, list[str]]:
+    """The dataset plus ``n`` new activities ``gap_days`` after its last one (an hour apart).
+
+    Copies of the last activities of the busiest deals, so they have long histories. After
+    the gap every earlier outcome horizon has closed, so a serving context taken at the
+    first new activity is exactly what the training table knows of each rep at every new
+    activity: the condition for the service and the batch scorer to agree to the last bit.
+    """
+    import pandas as pd
+
+    from features.dataset import coerce_table
+
+    acts = dataset[c.ACTIVITIES]
+    start = acts[c.OCCURRED_AT].max() + pd.Timedelta(days=gap_days)
+    source = acts.set_index(c.ACTIVITY_ID, drop=False).loc[busy_activity_ids(dataset, n, min_history=20)]
+    new = source.copy()
+    new[c.ACTIVITY_ID] = [f"late{k}" for k in range(len(new))]
+    new[c.OCCURRED_AT] = [start + pd.Timedelta(hours=k) for k in range(len(new))]
+    if c.LOGGED_AT in new:
+        new[c.LOGGED_AT] = new[c.OCCURRED_AT] + pd.Timedelta(minutes=5)
+    tables = dict(dataset.tables)
+    tables[c.ACTIVITIES] = coerce_table(c.ACTIVITIES, pd.concat([acts, new.reset_index(drop=True)],
+                                                                ignore_index=True))
+    return Dataset(tables, dataset.custom_fields, dataset.execution_time_fields), list(new[c.ACTIVITY_ID])
+
+
 def busy_activity_ids(dataset: Dataset, n: int = 10, min_history: int = 50) -> list[str]:
     """Ids of the last activities of the busiest deals (each has a long history)."""
     acts = dataset[c.ACTIVITIES]

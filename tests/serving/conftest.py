@@ -1,0 +1,87 @@
+"""Serving fixtures: one trained bundle per session, in-process apps, one real server per session."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.serving.helpers import busy_activity_ids, item_with_history, make_dataset, train_bundle
+
+API_KEY = "test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def dataset():
+    return make_dataset()
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(dataset, tmp_path_factory) -> Path:
+    return train_bundle(dataset, tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="session")
+def score_item(dataset) -> dict:
+    """One activity with 50 history activities (and their responses, stages, contacts)."""
+    return item_with_history(dataset, busy_activity_ids(dataset, 1)[0], 50)
+
+
+@pytest.fixture(scope="session")
+def serving_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("serving-home")
+    (home / "prometheus").mkdir()
+    return home
+
+
+@contextlib.contextmanager
+def service_env(bundle: Path, home: Path, **settings: str) -> Iterator[None]:
+    """Environment of an in-process service: the bundle, stores in ``home``, extra settings."""
+    env = {
+        "ACTIVITY_SCORER_BUNDLE": str(bundle),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "PROMETHEUS_MULTIPROC_DIR": str(home / "prometheus"),
+        **{f"ACTIVITY_SCORER_{k.upper()}": str(v) for k, v in settings.items()},
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("ACTIVITY_SCORER_")]:
+            mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield
+
+
+_APP: list = []
+
+
+@contextlib.contextmanager
+def app_client(bundle: Path, home: Path, **settings: str):
+    """A Starlette TestClient on ``ActivityScorer.to_asgi()``, started with these settings.
+
+    BentoML registers its Prometheus metrics when it builds an app, so a process builds one
+    app; each client starts it afresh (ASGI lifespan), and the service and the request guard
+    read the settings at start-up.
+    """
+    import gc
+
+    from starlette.testclient import TestClient
+
+    with service_env(bundle, home, **settings):
+        if not _APP:
+            from serving.service import ActivityScorer
+
+            _APP.append(ActivityScorer.to_asgi())
+        with TestClient(_APP[0], raise_server_exceptions=False) as client:
+            client.frozen_at_startup = gc.get_freeze_count()
+            gc.unfreeze()  # the service froze the start-up heap: give the test session's objects back
+            yield client
+
+
+@pytest.fixture(scope="module")
+def client(bundle_dir, serving_home):
+    """In-process service with default settings (no API keys)."""
+    with app_client(bundle_dir, serving_home) as c:
+        yield c
