@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from features import contract as c
 from features.dataset import load_dataset
+from features.validation import validate_dataset
 from importers.flat import (
     FlatImportError,
     bundled_mappings,
@@ -160,6 +161,8 @@ def test_bank_sample_round_trips_through_the_dataset(bank_file, tmp_path):
     assert meta["execution_time_fields"] == ["activities.duration"]
 
     assert report.n_positive == 4 and report.outcome_rate == pytest.approx(0.4)
+    checked = validate_dataset(out)
+    assert checked.ok and checked.n_warnings == 0, [str(i) for i in [*checked.errors, *checked.warnings]]
     assert report.duplicate_rows == 1 and report.duplicate_examples == [(8, 9)]
     by_col = {f.column: f for f in report.fields}
     assert by_col["duration"].timing == "execution" and by_col["age"].timing == "plan"
@@ -229,6 +232,8 @@ def test_generic_export_with_keys_output_and_contract_columns(crm_file, tmp_path
     assert deals.loc["deal-p3", c.CREATED_AT] == acts.loc["a4", c.OCCURRED_AT]
     assert ds.execution_time_fields == {"activities.duration_s"}
     assert report.n_positive == 2 and report.n_outputs == 2 and report.n_contacts == 3
+    checked = validate_dataset(out)
+    assert checked.ok, [str(i) for i in checked.errors]
     assert any("without an outcome were counted as not positive" in w for w in report.warnings)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from features import contract as c
 from features.dataset import load_dataset
+from features.validation import validate_dataset
 from importers.flat import convert_flat, import_flat, load_mapping, read_flat
 
 BANK_FILE = (
@@ -56,6 +57,8 @@ def test_bank_mapping_round_trips_on_a_sample_of_the_file(tmp_path):
     yes = np.flatnonzero(src["y"].to_numpy() == "yes")
     assert sorted(ds[c.OUTCOMES][c.DEAL_ID]) == sorted(f"deal-row-{i + 1}" for i in yes)
     assert ds.execution_time_fields == {"activities.duration"}
+    checked = validate_dataset(out)
+    assert checked.ok and checked.n_warnings == 0, [str(i) for i in [*checked.errors, *checked.warnings]]
 
 
 @pytest.mark.realdata
