@@ -16,6 +16,7 @@ import os
 # before LightGBM (and its OpenMP runtime) is loaded; parallelism comes from workers instead.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import anyio  # noqa: E402
 import bentoml  # noqa: E402
 from bentoml.exceptions import BentoMLException  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
@@ -100,6 +101,8 @@ class ActivityScorer:
         self.model = load_model(settings)
         self.scorer = Scorer(self.model, settings.max_factors, settings.max_rank_contacts, settings.max_candidates)
         self.runtime_fixes = settings.runtime_fixes
+        self.inline_rows = settings.inline_rows
+        self._limiter = anyio.CapacityLimiter(1)
         m = self.model.bundle.manifest
         logger.info("serving %s version %s (trained %s) from %s", m.model_name, m.model_version, m.trained_at,
                     self.model.source)
@@ -112,24 +115,30 @@ class ActivityScorer:
             logger.info("start-up heap frozen: %d objects", frozen)
 
     @bentoml.api(route="/score")
-    def score(self, request: ScoreRequest, /) -> ScoreResponse:
+    async def score(self, request: ScoreRequest, /) -> ScoreResponse:
         """Score activities (done or planned): calibrated p_outcome, p_output, p_negative per item.
 
         Factors (with explain=true) are the largest contributions to p_outcome; effect is in
         log-odds of the outcome model's raw score, positive raises p_outcome.
         """
-        try:
-            return self.scorer.score(request, REQUEST_STATS.get())
-        except InvalidRequest as err:
-            return _invalid(err)  # type: ignore[return-value]
+        size = sum(1 + (i.history.n_rows() if i.history is not None else 0) for i in request.items)
+        return await self._run(self.scorer.score, request, size)
 
     @bentoml.api(route="/rank")
-    def rank(self, request: RankRequest, /) -> RankResponse:
+    async def rank(self, request: RankRequest, /) -> RankResponse:
         """Rank next-best activities for a deal at `at` (plan-time model), best p_outcome first."""
+        n = len(request.candidates) if request.candidates is not None else self.scorer.max_candidates
+        size = n * (1 + (request.history.n_rows() if request.history is not None else 0))
+        return await self._run(self.scorer.rank, request, size)
+
+    async def _run(self, method, request, size: int):  # noqa: ANN001, ANN202
+        """Small requests run on the event loop (no thread hand-off); large ones in a worker thread."""
         try:
-            return self.scorer.rank(request, REQUEST_STATS.get())
+            if size <= self.inline_rows:
+                return method(request, REQUEST_STATS.get())
+            return await anyio.to_thread.run_sync(method, request, REQUEST_STATS.get(), limiter=self._limiter)
         except InvalidRequest as err:
-            return _invalid(err)  # type: ignore[return-value]
+            return _invalid(err)
 
     def describe(self) -> dict:
         return self.model.describe()

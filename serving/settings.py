@@ -50,6 +50,8 @@ class Settings:
         max_rank_contacts: contacts ``/rank`` proposes candidates for, when it proposes them.
         timeout_s: per-request timeout (504 after it).
         workers: server processes.
+        inline_rows: requests up to this size (activities scored x (1 + history rows)) are computed
+            on the event loop; larger ones in a worker thread, so they never stall health checks.
         log_level: level of the service's own loggers (one line per request at INFO).
         runtime_fixes: apply the BentoML work-arounds of :mod:`serving.runtime` (on by default;
             ``0`` only to measure what they fix).
@@ -67,6 +69,7 @@ class Settings:
     max_rank_contacts: int = 5
     timeout_s: float = 10.0
     workers: int = 1
+    inline_rows: int = 1000
     log_level: str = "INFO"
     runtime_fixes: bool = True
 

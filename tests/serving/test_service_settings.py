@@ -42,3 +42,13 @@ def test_limits_are_refused_with_the_limit_stated(bundle_dir, serving_home):
         assert r.status_code == 413 and "at most 5 history rows per item" in r.json()["errors"][0]["message"]
         r = post(client, "/score", {"items": [{"activity": {"type": "call", "note": "x" * 3000}}]})
         assert r.status_code == 413 and "limit of 2000 bytes" in r.json()["errors"][0]["message"]
+
+
+def test_large_requests_run_in_a_worker_thread_with_the_same_answer(bundle_dir, serving_home, score_item):
+    body = {"items": [score_item], "explain": True}
+    with app_client(bundle_dir, serving_home) as client:
+        inline = post(client, "/score", body)
+    with app_client(bundle_dir, serving_home, inline_rows=1) as client:
+        threaded = post(client, "/score", body)
+    assert inline.status_code == threaded.status_code == 200
+    assert inline.json() == threaded.json()
