@@ -274,8 +274,10 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Simulation seed."),
     config: Path = typer.Option(None, "--config", help="Training YAML."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+    serve_it: bool = typer.Option(True, "--serve/--no-serve", help="Start the service and call /score and /rank."),
+    port: int = typer.Option(3000, "--port", help="Port of the service (a free one if taken)."),
 ) -> None:
-    """Simulate a dataset into the data home, validate it, train, promote, and say what was done where."""
+    """Simulate a dataset into the data home, validate it, train, promote, serve, and say what was done where."""
     from training.demo import DemoError, run_demo
     from training.env import configure_stores
 
@@ -296,6 +298,8 @@ def demo(
     console.print(f"data home {home}; MLflow store {os.environ.get('MLFLOW_TRACKING_URI')} "
                   f"(browse: mlflow ui --backend-store-uri {os.environ.get('MLFLOW_TRACKING_URI')})")
     console.print(f"score it: activity-scorer score --data {res.data} --out scores.csv --since 2025-12-01")
+    if serve_it:
+        _demo_serve(res, home, console, port)
 
 
 # --- the HTTP service (serving/) -------------------------------------------------------------
@@ -354,6 +358,7 @@ def port_free(host: str, port: int) -> bool:
 
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
             s.bind((host, port))
         return True
     except OSError:
@@ -386,6 +391,101 @@ def serve(
     cmd, env = service_command(bundle, host, port, workers)
     typer.echo(f"serving {label} on http://{host}:{port} (API docs at /, model at /model; Ctrl+C stops it)")
     os.execve(cmd[0], cmd, env)
+
+
+def _demo_serve(res, home: Path, console, port: int) -> None:
+    """The demo's last step: serve the champion in the background and show a real /score and /rank."""
+    import json
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    from features import contract as c
+    from features.build import request_items
+
+    pid_file, log_file = home / "serve.pid", home / "serve.log"
+    _stop_previous_service(pid_file)
+    model = None
+    if res.promotion is not None and not res.promotion.promoted and not getattr(res.promotion, "champion_version", None):
+        reg = res.train_run.registered
+        model = f"models:/{reg.name}/{reg.version}"  # nothing promoted yet: show the challenger
+    bundle, label = _serving_bundle(model, home)
+    if not port_free("127.0.0.1", port):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    cmd, env = service_command(bundle, "127.0.0.1", port)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    pid_file.write_text(str(proc.pid), encoding="utf-8")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            fail(f"demo: the service exited (code {proc.returncode}); see {log_file}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2):
+                break
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                fail(f"demo: the service did not start within 120 s; see {log_file}")
+            time.sleep(0.5)
+
+    import pandas as pd
+
+    acts = res.dataset[c.ACTIVITIES]
+    recent = acts[acts[c.OCCURRED_AT] >= acts[c.OCCURRED_AT].max() - pd.Timedelta(days=30)]
+    deal = recent[c.DEAL_ID].value_counts().index[0]  # the most active deal of the last month
+    last = recent[recent[c.DEAL_ID] == deal].sort_values(c.OCCURRED_AT).iloc[-1]
+    item = request_items(res.dataset, [str(last[c.ACTIVITY_ID])])[0]
+    at = item["activity"][c.OCCURRED_AT]
+    hist = item["history"]
+    hist[c.ACTIVITIES] = sorted((r for r in hist[c.ACTIVITIES] if r[c.OCCURRED_AT] < at),
+                                key=lambda r: r[c.OCCURRED_AT])[-30:]
+    kept = {r[c.ACTIVITY_ID] for r in hist[c.ACTIVITIES]}
+    hist[c.RESPONSES] = [r for r in hist.get(c.RESPONSES, []) if r[c.ACTIVITY_ID] in kept]
+    score_file, rank_file = home / "demo-score.json", home / "demo-rank.json"
+    score_file.write_text(json.dumps({"items": [item], "explain": True}, indent=1), encoding="utf-8")
+    rank_body = {k: item[k] for k in ("deal", "contact", "account", "history") if k in item} | {"at": at, "top_k": 5}
+    rank_file.write_text(json.dumps(rank_body, indent=1), encoding="utf-8")
+
+    def call(path: str, body_file: Path) -> dict:
+        req = urllib.request.Request(f"{url}{path}", data=body_file.read_bytes(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())
+
+    console.print(f"[bold]{'serve':>9}[/bold]  {label} on {url} (pid {proc.pid}, log {log_file})")
+    console.print(f"\n$ curl -s {url}/score -H 'Content-Type: application/json' -d @{score_file}")
+    result = call("/score", score_file)["results"][0]
+    console.print(f"  {result['activity_id']} ({item['activity'][c.TYPE]}): p_outcome {result['p_outcome']:.3f}, "
+                  f"p_output {result['p_output']:.3f}, p_negative {result['p_negative']:.3f}")
+    for f in result.get("factors", [])[:3]:
+        console.print(f"    {f['effect']:+.2f} log-odds  {f['text']}")
+    console.print(f"\n$ curl -s {url}/rank -H 'Content-Type: application/json' -d @{rank_file}")
+    for k, r in enumerate(call("/rank", rank_file)["ranked"], start=1):
+        a = r["activity"]
+        how = "automated" if a.get(c.IS_AUTOMATED) else "tailored" if c.IS_AUTOMATED in a else ""
+        console.print(f"  {k}. {a[c.TYPE]} {how} to {a.get(c.CONTACT_ID, 'the account')}: "
+                      f"p_outcome {r['p_outcome']:.3f}")
+    console.print(f"\nThe service keeps running: API docs at {url}/ ; stop it with: kill {proc.pid}")
+
+
+def _stop_previous_service(pid_file: Path) -> None:
+    """Stop the service an earlier demo started (its pid is in the data home), if it still runs."""
+    import psutil
+
+    try:
+        proc = psutil.Process(int(pid_file.read_text(encoding="utf-8").strip()))
+        if SERVICE_TARGET not in " ".join(proc.cmdline()):
+            return
+        proc.terminate()
+        proc.wait(timeout=15)
+    except (OSError, ValueError, psutil.Error):
+        return
 
 
 _register_commands()
