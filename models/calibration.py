@@ -162,8 +162,8 @@ def choose_method(n_rows: int, n_positives: int, n_negatives: int, min_rows: int
 def fit_calibrator(
     raw: np.ndarray,
     y: np.ndarray,
-    min_rows: int = 1000,
-    min_positives: int = 50,
+    min_rows: int = 20_000,
+    min_positives: int = 500,
 ) -> Calibrator:
     """Fit the calibrator the slice supports: isotonic when large enough, else sigmoid.
 

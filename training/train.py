@@ -366,6 +366,10 @@ def fit_one(
     names = [f"f{i}" for i in range(len(spec))]  # LightGBM refuses some characters in names
     if len(tr) < SMALL_TRAIN_ROWS:  # threads cost more than they save on tiny data
         params = params | {"num_threads": 1}
+    lg = cfg.lightgbm
+    if len(tr) >= lg.large_data_rows:
+        params = params | {"learning_rate": lg.large_data_learning_rate, "num_leaves": lg.large_data_num_leaves,
+                           "min_data_in_leaf": lg.large_data_min_data_in_leaf}
     dtrain = lgb.Dataset(matrix[tr], label=y[tr], feature_name=names,
                          categorical_feature=spec.categorical_indices, params={"max_bin": params["max_bin"],
                                                                                "verbose": -1},
@@ -406,6 +410,8 @@ def fit_one(
         "calibration_method": calibrator.method,
         "calibration_rows": int(len(ca)),
         "best_iteration": int(best),
+        "learning_rate": float(params["learning_rate"]),
+        "num_leaves": int(params["num_leaves"]),
         "rows": {name: int(masks[name].sum()) for name in SLICES},
         "calibration_curve": {k: v.tolist() for k, v in calibration_table(y_test, p_test).items()},
     }

@@ -86,10 +86,9 @@ def test_choose_method_by_slice_size():
     assert choose_method(5000, 60, 4940, min_rows=1000, min_positives=50) == ISOTONIC
     assert choose_method(999, 400, 599, min_rows=1000, min_positives=50) == SIGMOID
     assert choose_method(5000, 49, 4951, min_rows=1000, min_positives=50) == SIGMOID
-    raw, y, _ = draw(300, seed=8)
-    assert fit_calibrator(raw, y).method == SIGMOID
     raw, y, _ = draw(3000, seed=8)
-    assert fit_calibrator(raw, y).method == ISOTONIC
+    assert fit_calibrator(raw, y).method == SIGMOID
+    assert fit_calibrator(raw, y, min_rows=1000, min_positives=50).method == ISOTONIC
 
 
 def test_bad_stored_calibrators_are_refused():

@@ -1,0 +1,139 @@
+"""Benchmark: ``activity-scorer train`` end to end on simulated data, with the quality targets.
+
+Each size runs ``activity-scorer train --data DIR --json`` in a fresh subprocess against a
+fresh embedded MLflow store, so the wall time covers everything a user waits for
+(reading the dataset, features and labels, six boosters, calibration, evaluation, plots,
+MLflow logging and registration) and the peak memory (``ru_maxrss`` of that child, via
+``os.wait4``) is that size's alone. The smallest size >= 100k is the baseline: the script
+prints how time and memory grow from it (linear growth in rows would be the row ratio).
+
+    .venv/bin/python benchmarks/bench_train.py [--sizes 60000 100000 1000000] [--keep DIR]
+
+Targets (2 cores): on the simulator, at the demo size (60k) and 1M, outcome AUC on the
+test window within 0.02 of the oracle AUC and ECE at most 0.02; 1M activities in at most
+5 minutes and 8 GB peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "training.cli"]
+SEED = 7
+MAX_SECONDS = 300.0
+MAX_PEAK_MB = 8 * 1024
+MAX_AUC_GAP = 0.02
+MAX_ECE = 0.02
+
+_SIMULATE = r"""
+import sys
+from pathlib import Path
+from simulator.generate import simulate, write_simulation
+from simulator.params import SimulationConfig
+write_simulation(simulate(SimulationConfig(n_activities=int(sys.argv[2]), seed=int(sys.argv[3]))), Path(sys.argv[1]))
+"""
+
+
+def simulate(directory: Path, n: int, seed: int = SEED) -> None:
+    """Simulate ``n`` activities into ``directory`` unless it already holds a dataset."""
+    if (directory / "activities.parquet").exists():
+        return
+    subprocess.run([sys.executable, "-c", _SIMULATE, str(directory), str(n), str(seed)], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a command; returns (seconds, peak RSS of that child in MB, stdout)."""
+    with tempfile.TemporaryFile("w+") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    return seconds, usage.ru_maxrss / 1024, text
+
+
+def run_size(data: Path, home: Path) -> dict:
+    env = os.environ | {"ACTIVITY_SCORER_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
+    seconds, peak_mb, text = timed([*CLI, "train", "--data", str(data), "--json"], env)
+    doc = json.loads(text)
+    rows = {(m["label"], m["variant"]): m for m in doc["metrics"]}
+    out = rows[("outcome", "full")]
+    return {
+        "rows": sum(doc["window"]["rows"].values()),
+        "seconds": seconds,
+        "peak_mb": peak_mb,
+        "features_s": doc["seconds"].get("features"),
+        "training_s": doc["seconds"].get("training"),
+        "mlflow_s": doc["seconds"].get("mlflow"),
+        "auc": out["auc"],
+        "oracle_auc": out.get("oracle_auc"),
+        "ece": out["ece"],
+        "ece_truth": out.get("ece_truth"),
+        "plan_auc": rows[("outcome", "plan")]["auc"],
+        "output_gap": (rows[("output", "plan")].get("oracle_auc") or float("nan")) - rows[("output", "plan")]["auc"],
+        "negative_gap": (rows[("negative", "plan")].get("oracle_auc") or float("nan"))
+        - rows[("negative", "plan")]["auc"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[60_000, 100_000, 1_000_000])
+    parser.add_argument("--keep", type=Path, help="Keep (and reuse) simulated datasets in this directory.")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    results = {}
+    for n in args.sizes:
+        data = work / f"sim-{n}"
+        print(f"simulating {n:,} activities ...", flush=True)
+        simulate(data, n)
+        with tempfile.TemporaryDirectory(prefix="bench-train-home-") as home:
+            print(f"training on {n:,} ...", flush=True)
+            results[n] = run_size(data, Path(home))
+        r = results[n]
+        print(f"  {n:>9,}: {r['seconds']:6.1f}s (features {r['features_s']:.1f}s, training {r['training_s']:.1f}s, "
+              f"MLflow {r['mlflow_s']:.1f}s), peak {r['peak_mb']:,.0f} MB; outcome AUC {r['auc']:.4f} "
+              f"(plan {r['plan_auc']:.4f}) vs oracle {r['oracle_auc']:.4f}, ECE {r['ece']:.4f} "
+              f"(vs truth {r['ece_truth']:.4f}); oracle gap output {r['output_gap']:+.4f}, "
+              f"negative {r['negative_gap']:+.4f}", flush=True)
+    base = min((n for n in results if n >= 100_000), default=min(results))
+    print(f"\ngrowth from the {base:,} baseline:")
+    for n, r in results.items():
+        if n != base:
+            b = results[base]
+            print(f"  {n:>9,}: rows x{n / base:.1f}, time x{r['seconds'] / b['seconds']:.1f}, "
+                  f"memory x{r['peak_mb'] / b['peak_mb']:.1f}")
+    print("\ntargets:")
+    for n, r in results.items():
+        gap = r["oracle_auc"] - r["auc"]
+        checks = [(f"outcome AUC within {MAX_AUC_GAP} of oracle (gap {gap:.4f})", gap <= MAX_AUC_GAP),
+                  (f"ECE <= {MAX_ECE} ({r['ece']:.4f})", r["ece"] <= MAX_ECE)]
+        if n >= 1_000_000:
+            checks += [(f"time <= {MAX_SECONDS:.0f}s ({r['seconds']:.0f}s)", r["seconds"] <= MAX_SECONDS),
+                       (f"peak <= {MAX_PEAK_MB:,} MB ({r['peak_mb']:,.0f} MB)", r["peak_mb"] <= MAX_PEAK_MB)]
+        for what, ok in checks:
+            print(f"  {n:>9,}: {'PASS' if ok else 'FAIL'} {what}")
+    if not args.keep:
+        print(f"(datasets in {work}; pass --keep DIR to reuse them)")
+
+
+if __name__ == "__main__":
+    main()
