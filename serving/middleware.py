@@ -34,6 +34,7 @@ API_PATHS = frozenset({"/score", "/rank"})
 PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json"})
 PUBLIC_PREFIXES = ("/static_content/", "/assets/")
 JSON_CONTENT_TYPE = b"application/json"
+_TOO_LARGE = b"<too large>"  # sentinel of _read_body (compared by identity)
 
 # The API method fills the stats of the request it serves (set here, read after the response).
 REQUEST_STATS: ContextVar[RequestStats | None] = ContextVar("activity_scorer_request_stats", default=None)
@@ -94,7 +95,7 @@ class RequestGuard:
             body = await self._read_body(receive)
             if body is None:  # client went away
                 return
-            if len(body) > self.max_body_bytes:
+            if body is _TOO_LARGE:
                 status_box[0] = STATUS_TOO_LARGE
                 await _respond(send, STATUS_TOO_LARGE, error_body([{
                     "item": None, "field": "body",
@@ -119,6 +120,7 @@ class RequestGuard:
                 self.metrics.observe(path, status_box[0], stats)
 
     async def _read_body(self, receive: Any) -> bytes | None:
+        """The whole body; ``_TOO_LARGE`` as soon as it exceeds the limit (the rest is not read)."""
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -129,7 +131,7 @@ class RequestGuard:
             if chunk:
                 size += len(chunk)
                 if size > self.max_body_bytes:
-                    return b" " * size  # over the limit: the caller answers 413, the rest is not read
+                    return _TOO_LARGE
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
