@@ -274,7 +274,9 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Simulation seed."),
     config: Path = typer.Option(None, "--config", help="Training YAML."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
-    serve_it: bool = typer.Option(True, "--serve/--no-serve", help="Start the service and call /score and /rank."),
+    serve_it: bool = typer.Option(None, "--serve/--no-serve", show_default=False,
+                                  help="Start the service and call /score and /rank (default: serve, except "
+                                       "under pytest, where a background service would outlive the test)."),
     port: int = typer.Option(3000, "--port", help="Port of the service (a free one if taken)."),
 ) -> None:
     """Simulate a dataset into the data home, validate it, train, promote, serve, and say what was done where."""
@@ -298,6 +300,8 @@ def demo(
     console.print(f"data home {home}; MLflow store {os.environ.get('MLFLOW_TRACKING_URI')} "
                   f"(browse: mlflow ui --backend-store-uri {os.environ.get('MLFLOW_TRACKING_URI')})")
     console.print(f"score it: activity-scorer score --data {res.data} --out scores.csv --since 2025-12-01")
+    if serve_it is None:
+        serve_it = "PYTEST_CURRENT_TEST" not in os.environ
     if serve_it:
         _demo_serve(res, home, console, port)
 

@@ -72,7 +72,7 @@ def test_serve_command_errors_are_one_line(tmp_path):
 
 def test_demo_ends_with_a_running_service_and_how_to_stop_it(tmp_path):
     port = free_port()
-    cmd = [sys.executable, "-m", "training.cli", "demo", "--activities", "20000", "--port", str(port)]
+    cmd = [sys.executable, "-m", "training.cli", "demo", "--activities", "20000", "--port", str(port), "--serve"]
     done = subprocess.run(cmd, env=cli_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=900)
     pid_file = tmp_path / "serve.pid"
     try:
