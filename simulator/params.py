@@ -1,0 +1,99 @@
+"""How reps and buyers behave in the simulation (everything that is not the truth function).
+
+:class:`~simulator.truth.TruthParams` says what an activity is worth; :class:`BehaviourParams`
+says what reps actually do: how much, to whom, how tailored, and how deals go cold. Both are
+saved in ``ground_truth.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class BehaviourParams:
+    """Behaviour of the simulated sales team and its buyers."""
+
+    days: int = 365
+    # Size: one rep per this many activities; deals per account 1 or 2.
+    activities_per_rep: int = 2500
+    second_deal_share: float = 0.3
+
+    # Hand-made activities per open deal per weekday, before the multipliers below.
+    manual_rate: float = 0.5
+    # Confounding: reps work promising deals harder (log-rate per unit of latent quality).
+    quality_intensity: float = 0.45
+    stage_intensity: tuple[float, ...] = (0.9, 0.7, 0.6, 0.5, 0.5)
+    # Going cold: effort decays with the days since the deal last advanced.
+    cold_halflife_days: float = 45.0
+    cold_floor: float = 0.2
+    weekend_manual: float = 0.08
+
+    # Automated sequences: per open deal per day, mostly early in the funnel, also on weekends.
+    automated_rate: float = 0.15
+    automated_stage: tuple[float, ...] = (1.0, 0.4, 0.15, 0.05, 0.05)
+    weekend_automated: float = 0.5
+
+    # Type mix of hand-made activities per open stage 1..5, in the order of truth.TYPES
+    # (call email meeting demo inmail social proposal workshop none).
+    manual_type_mix: tuple[tuple[float, ...], ...] = (
+        (0.30, 0.33, 0.06, 0.03, 0.10, 0.10, 0.01, 0.02, 0.05),
+        (0.25, 0.30, 0.12, 0.10, 0.04, 0.06, 0.03, 0.05, 0.05),
+        (0.22, 0.30, 0.14, 0.08, 0.02, 0.04, 0.09, 0.06, 0.05),
+        (0.22, 0.32, 0.14, 0.04, 0.01, 0.03, 0.12, 0.03, 0.09),
+        (0.25, 0.33, 0.15, 0.02, 0.01, 0.02, 0.08, 0.02, 0.12),
+    )
+    automated_type_mix: tuple[float, ...] = (0.0, 0.85, 0.0, 0.0, 0.10, 0.05, 0.0, 0.0, 0.0)
+
+    # Whom reps reach per open stage, weights in the order of truth.SENIORITIES
+    # (c_level vp director manager individual_contributor unknown); the deal's primary
+    # contact gets an extra factor, which is what tires people out.
+    contact_preference: tuple[tuple[float, ...], ...] = (
+        (0.3, 0.6, 1.0, 1.3, 1.0, 0.5),
+        (0.3, 0.7, 1.1, 1.2, 0.8, 0.4),
+        (0.5, 0.9, 1.1, 1.0, 0.6, 0.3),
+        (0.7, 1.0, 1.0, 0.9, 0.5, 0.3),
+        (0.8, 1.0, 1.0, 0.8, 0.4, 0.3),
+    )
+    primary_contact_weight: float = 4.0
+
+    inbound_share: float = 0.06  # of hand-made calls, emails and meetings; more on good deals
+    automated_personalization: tuple[float, float] = (1.0, 14.0)  # Beta(a, b): near zero
+    personalization_concentration: float = 6.0
+
+    # An advance triggered by an activity lands 1..4 days later, in the morning update window.
+    advance_delay_probs: tuple[float, ...] = (0.35, 0.30, 0.20, 0.15)
+    update_window_hours: tuple[float, float] = (5.0, 8.0)
+    working_hours: tuple[float, float] = (8.0, 22.0)
+
+    # Losing a deal: daily hazard while nothing is pending, rising as the deal goes cold.
+    loss_base: float = 0.001
+    loss_cold: float = 0.03
+    loss_cold_midpoint_days: float = 100.0
+    loss_cold_scale_days: float = 15.0
+    loss_quality: float = -0.4
+    loss_max_age_days: int = 300
+
+    late_log_share: float = 0.03  # logged 1..10 days after the fact
+    open_rate: float = 0.45  # opens are nearly meaningless: barely related to anything
+    click_rate: float = 0.08
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> BehaviourParams:
+        def tup(v):
+            return tuple(tup(x) for x in v) if isinstance(v, list) else v
+
+        return cls(**{k: tup(v) for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """One simulation run."""
+
+    n_activities: int = 60_000
+    seed: int = 0
+    start: str = "2025-01-01"
+    behaviour: BehaviourParams = field(default_factory=BehaviourParams)
