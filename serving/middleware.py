@@ -11,6 +11,11 @@ in front of the service's routes:
 - BentoML answers invalid input with 400 and pydantic's error list; that answer is
   rewritten to 422 (413 for size limits) with ``{"errors": [{"item", "field",
   "message"}]}`` (see :mod:`serving.errors`);
+- with several worker processes, a keep-alive connection is closed (``Connection: close``)
+  after ``keepalive_requests`` API requests: the workers share one listening socket and the
+  first to wake accepts a whole burst of connections (16 connections of a client could all
+  land on one worker while the other idles); a client reconnecting lands on whichever
+  worker is free, so load spreads again within seconds;
 - after the response, one INFO line: method, path, status, counts, unseen category
   values, model version and latency. Never the payload, never a key.
 """
@@ -20,8 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from serving.auth import ApiKeys
@@ -40,6 +47,25 @@ _TOO_LARGE = b"<too large>"  # sentinel of _read_body (compared by identity)
 REQUEST_STATS: ContextVar[RequestStats | None] = ContextVar("activity_scorer_request_stats", default=None)
 
 
+MAX_TRACKED_CONNECTIONS = 4096
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """What the guard enforces (read from the settings when the server starts).
+
+    Attributes:
+        keys: API keys (empty: no authentication).
+        max_body_bytes: largest ``/score`` or ``/rank`` body accepted.
+        keepalive_requests: API requests served on one connection before it is closed
+            (0: never).
+    """
+
+    keys: ApiKeys
+    max_body_bytes: int
+    keepalive_requests: int = 0
+
+
 async def _respond(send: Any, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
                    ) -> None:
     headers = [(b"content-type", JSON_CONTENT_TYPE), (b"content-length", str(len(body)).encode())]
@@ -52,29 +78,42 @@ class RequestGuard:
 
     Args:
         app: the wrapped ASGI app.
-        keys: API keys (empty: no authentication).
-        max_body_bytes: largest ``/score`` or ``/rank`` body accepted.
+        config: keys, body limit, keep-alive limit.
         model_version: returns the served model's version (logged with every request).
         metrics: optional :class:`serving.service.ServiceMetrics`-like object with
             ``observe(path, status, stats)``.
-        reload: called when the server starts (ASGI lifespan) for fresh ``(keys, max_body_bytes)``.
+        reload: called when the server starts (ASGI lifespan) for a fresh :class:`GuardConfig`.
     """
 
-    def __init__(self, app: Any, keys: ApiKeys, max_body_bytes: int,
-                 model_version: Callable[[], str] | None = None, metrics: Any = None,
-                 reload: Callable[[], tuple[ApiKeys, int]] | None = None) -> None:
+    def __init__(self, app: Any, config: GuardConfig, model_version: Callable[[], str] | None = None,
+                 metrics: Any = None, reload: Callable[[], GuardConfig] | None = None) -> None:
         self.app = app
-        self.keys = keys
-        self.max_body_bytes = max_body_bytes
+        self.config = config
         self._reload = reload
         self._model_version = model_version
         self._version = ""
         self.metrics = metrics
+        self._served: OrderedDict[Any, int] = OrderedDict()  # API requests per client connection
+
+    def _last_on_connection(self, scope: Any) -> bool:
+        """Count an API request on its connection; True when the connection should close after it."""
+        limit = self.config.keepalive_requests
+        client = scope.get("client")
+        if not limit or client is None:
+            return False
+        n = self._served.pop(client, 0) + 1
+        if n >= limit:
+            return True
+        self._served[client] = n
+        if len(self._served) > MAX_TRACKED_CONNECTIONS:
+            self._served.popitem(last=False)
+        return False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan" and self._reload is not None:
-                self.keys, self.max_body_bytes = self._reload()
+                self.config = self._reload()
+                self._served.clear()
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
@@ -84,7 +123,8 @@ class RequestGuard:
         stats = RequestStats()
         status_box = [0]
         try:
-            if self.keys.enabled and not self.keys.check_header(_header(scope, b"authorization")):
+            keys = self.config.keys
+            if keys.enabled and not keys.check_header(_header(scope, b"authorization")):
                 status_box[0] = STATUS_UNAUTHORIZED
                 await _respond(send, STATUS_UNAUTHORIZED, unauthorized_body(),
                                [(b"www-authenticate", b'Bearer realm="activity-scorer"')])
@@ -99,14 +139,15 @@ class RequestGuard:
                 status_box[0] = STATUS_TOO_LARGE
                 await _respond(send, STATUS_TOO_LARGE, error_body([{
                     "item": None, "field": "body",
-                    "message": f"request body is larger than the limit of {self.max_body_bytes} bytes"}]))
+                    "message": f"request body is larger than the limit of {self.config.max_body_bytes} bytes"}]))
                 return
             scope = dict(scope)
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             scope["headers"].append((b"content-type", JSON_CONTENT_TYPE))
             token = REQUEST_STATS.set(stats)
             try:
-                await self.app(scope, _replay(body, receive), _ResponseShaper(send, status_box))
+                shaper = _ResponseShaper(send, status_box, close=self._last_on_connection(scope))
+                await self.app(scope, _replay(body, receive), shaper)
             finally:
                 REQUEST_STATS.reset(token)
         finally:
@@ -130,7 +171,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)
-                if size > self.max_body_bytes:
+                if size > self.config.max_body_bytes:
                     return _TOO_LARGE
                 chunks.append(chunk)
             if not message.get("more_body", False):
@@ -174,9 +215,10 @@ class _ResponseShaper:
     Its 400 answer to invalid input is rewritten on the way (see :meth:`_rewrite`).
     """
 
-    def __init__(self, send: Any, status_box: list[int]):
+    def __init__(self, send: Any, status_box: list[int], close: bool = False):
         self.send = send
         self.status_box = status_box
+        self.close = close
         self.held: dict[str, Any] | None = None
         self.chunks: list[bytes] = []
 
@@ -201,6 +243,8 @@ class _ResponseShaper:
         self.status_box[0] = held["status"]
         headers = [(k, v) for k, v in held.get("headers", ()) if k not in (b"content-length", b"transfer-encoding")]
         headers.append((b"content-length", str(len(body)).encode()))
+        if self.close:
+            headers.append((b"connection", b"close"))
         await self.send({"type": "http.response.start", "status": held["status"], "headers": headers})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -83,7 +83,7 @@ class Scorer:
 
     # -- shared steps ------------------------------------------------------------------------
 
-    def _predict(self, items: list[dict[str, Any]], variant: str, stats: RequestStats
+    def _predict(self, items: list[dict[str, Any]], variant: str
                  ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], list[list[str]]]:
         """Features, encoding and calibrated probabilities; returns (proba, matrix, raw columns, unseen per row)."""
         columns = build_serving_columns(items, self.context)
@@ -100,9 +100,13 @@ class Scorer:
                 for i in np.flatnonzero(np.isnan(matrix[:, j])):
                     if raw[i] is not None:
                         unseen_rows[i].append(name)
-            for name, n in unseen.items():
-                stats.unseen[name] = stats.unseen.get(name, 0) + n
         return proba, matrix, columns, unseen_rows
+
+    @staticmethod
+    def _count_unseen(stats: RequestStats, unseen_rows: list[list[str]]) -> None:
+        for names in unseen_rows:
+            for name in names:
+                stats.unseen[name] = stats.unseen.get(name, 0) + 1
 
     def _contributions(self, matrix: np.ndarray, variant: str, rows: list[int] | None = None) -> np.ndarray:
         """Outcome-model contributions of the given rows (all rows by default), in that order."""
@@ -167,7 +171,13 @@ class Scorer:
         Raises:
             InvalidRequest: a numeric custom field holds text.
         """
-        stats = stats if stats is not None else RequestStats()
+        (answer,) = self.score_batch([request], [stats if stats is not None else RequestStats()])
+        if isinstance(answer, InvalidRequest):
+            raise answer
+        return answer
+
+    def _score_items(self, request: ScoreRequest, stats: RequestStats) -> list[dict[str, Any]]:
+        """A request's items as plain data for the feature code (raises InvalidRequest)."""
         now = None
         items = []
         rows = []
@@ -184,18 +194,47 @@ class Scorer:
                 rows += self._rows_of(i, "", d)
         stats.items = len(items)
         self._check_custom_fields(rows)
-        proba, matrix, columns, unseen_rows = self._predict(items, VARIANT_FULL, stats)
-        contrib = self._contributions(matrix, VARIANT_FULL) if request.explain else None
-        results = [
-            ScoreResult.model_construct(
-                activity_id=item["activity"].get(c.ACTIVITY_ID),
-                **self._scores(proba, i),
-                factors=self._factors(contrib, columns, i, i),
-                unseen=unseen_rows[i],
-            )
-            for i, item in enumerate(items)
-        ]
-        return ScoreResponse.model_construct(model=self.model_ref, results=results, effect_unit="log-odds")
+        return items
+
+    def score_batch(self, requests: list[ScoreRequest], stats: list[RequestStats]
+                    ) -> list[ScoreResponse | InvalidRequest]:
+        """Score several ``/score`` requests with one feature and one model call (one answer each).
+
+        Items never see each other (the feature code keeps each item's history apart), so the
+        answers are those of scoring each request alone; a request that cannot be scored gets
+        its :class:`InvalidRequest` as its answer and does not affect the others.
+        """
+        answers: list[ScoreResponse | InvalidRequest | None] = [None] * len(requests)
+        items: list[dict[str, Any]] = []
+        spans: list[tuple[int, int, int]] = []  # (request, first row, end row)
+        for k, (request, st) in enumerate(zip(requests, stats, strict=True)):
+            try:
+                own = self._score_items(request, st)
+            except InvalidRequest as err:
+                answers[k] = err
+                continue
+            spans.append((k, len(items), len(items) + len(own)))
+            items += own
+        if items:
+            proba, matrix, columns, unseen_rows = self._predict(items, VARIANT_FULL)
+            explain_rows = [i for k, a, b in spans if requests[k].explain for i in range(a, b)]
+            contrib = self._contributions(matrix, VARIANT_FULL, explain_rows) if explain_rows else None
+            contrib_row = {i: n for n, i in enumerate(explain_rows)}
+            for k, a, b in spans:
+                self._count_unseen(stats[k], unseen_rows[a:b])
+                explain = requests[k].explain
+                results = [
+                    ScoreResult.model_construct(
+                        activity_id=items[i]["activity"].get(c.ACTIVITY_ID),
+                        **self._scores(proba, i),
+                        factors=self._factors(contrib, columns, contrib_row[i], i) if explain else None,
+                        unseen=unseen_rows[i],
+                    )
+                    for i in range(a, b)
+                ]
+                answers[k] = ScoreResponse.model_construct(model=self.model_ref, results=results,
+                                                           effect_unit="log-odds")
+        return answers  # type: ignore[return-value]
 
     # -- /rank -----------------------------------------------------------------------------
 
@@ -248,7 +287,8 @@ class Scorer:
             rows += [(None, f"candidates[{k}]", cd, c.ACTIVITIES) for k, cd in enumerate(given)]
             self._check_custom_fields(rows)
         stats.items = len(items)
-        proba, matrix, columns, unseen_rows = self._predict(items, VARIANT_PLAN, stats)
+        proba, matrix, columns, unseen_rows = self._predict(items, VARIANT_PLAN)
+        self._count_unseen(stats, unseen_rows)
         p_out = proba[OUTCOME]
         order = sorted(range(len(items)), key=lambda i: (-p_out[i], i))[: request.top_k]
         contrib = self._contributions(matrix, VARIANT_PLAN, order) if request.explain else None

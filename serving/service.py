@@ -26,8 +26,9 @@ from starlette.routing import Route  # noqa: E402
 
 from serving import runtime  # noqa: E402
 from serving.auth import load_api_keys  # noqa: E402
+from serving.batching import ScoreBatcher  # noqa: E402
 from serving.errors import InvalidRequest, error_body  # noqa: E402
-from serving.middleware import REQUEST_STATS, RequestGuard  # noqa: E402
+from serving.middleware import REQUEST_STATS, GuardConfig, RequestGuard  # noqa: E402
 from serving.model_store import load_model  # noqa: E402
 from serving.schemas import Limits, RankRequest, RankResponse, ScoreRequest, ScoreResponse, set_limits  # noqa: E402
 from serving.scorer import RequestStats, Scorer  # noqa: E402
@@ -68,6 +69,8 @@ class ServiceMetrics:
                               ["feature"])
         self.refused = Counter("activity_scorer_refused", "Requests refused (bad input, limits, auth)",
                                ["endpoint", "status"])
+        self.batch_size = Histogram("activity_scorer_batch_requests", "/score requests scored together in one call",
+                                    buckets=(1, 2, 4, 8, 16, 32))
         self.gc_pause = Histogram("activity_scorer_gc_pause_seconds", "Garbage-collection pauses by generation",
                                   ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
         runtime.GcWatch(lambda generation, seconds: self.gc_pause.labels(generation=str(generation)).observe(seconds)
@@ -103,6 +106,8 @@ class ActivityScorer:
         self.runtime_fixes = settings.runtime_fixes
         self.inline_rows = settings.inline_rows
         self._limiter = anyio.CapacityLimiter(1)
+        self.batcher = ScoreBatcher(self.scorer.score_batch, settings.batch_max_items, lambda r: len(r.items),
+                                    ServiceMetrics.get().batch_size.observe) if settings.batch_max_items > 1 else None
         m = self.model.bundle.manifest
         logger.info("serving %s version %s (trained %s) from %s", m.model_name, m.model_version, m.trained_at,
                     self.model.source)
@@ -122,6 +127,9 @@ class ActivityScorer:
         log-odds of the outcome model's raw score, positive raises p_outcome.
         """
         size = sum(1 + (i.history.n_rows() if i.history is not None else 0) for i in request.items)
+        if self.batcher is not None and size <= self.inline_rows:
+            answer = await self.batcher.submit(request, REQUEST_STATS.get() or RequestStats())
+            return _invalid(answer) if isinstance(answer, InvalidRequest) else answer
         return await self._run(self.scorer.score, request, size)
 
     @bentoml.api(route="/rank")
@@ -133,10 +141,11 @@ class ActivityScorer:
 
     async def _run(self, method, request, size: int):  # noqa: ANN001, ANN202
         """Small requests run on the event loop (no thread hand-off); large ones in a worker thread."""
+        stats = REQUEST_STATS.get() or RequestStats()
         try:
             if size <= self.inline_rows:
-                return method(request, REQUEST_STATS.get())
-            return await anyio.to_thread.run_sync(method, request, REQUEST_STATS.get(), limiter=self._limiter)
+                return method(request, stats)
+            return await anyio.to_thread.run_sync(method, request, stats, limiter=self._limiter)
         except InvalidRequest as err:
             return _invalid(err)
 
@@ -155,14 +164,14 @@ def _model_version() -> str:
         return ""
 
 
-def _guard_settings():  # noqa: ANN202
+def _guard_config() -> GuardConfig:
     settings = load_settings()
-    return load_api_keys(settings), settings.max_body_bytes
+    keepalive = settings.keepalive_requests if settings.workers > 1 else 0
+    return GuardConfig(load_api_keys(settings), settings.max_body_bytes, keepalive)
 
 
 def _guard(app):  # noqa: ANN001, ANN202  (ASGI middleware factory: runs when the app is built)
-    keys, max_body_bytes = _guard_settings()
-    return RequestGuard(app, keys, max_body_bytes, _model_version, ServiceMetrics.get(), reload=_guard_settings)
+    return RequestGuard(app, _guard_config(), _model_version, ServiceMetrics.get(), reload=_guard_config)
 
 
 ActivityScorer.add_asgi_middleware(_guard)

@@ -52,6 +52,11 @@ class Settings:
         workers: server processes.
         inline_rows: requests up to this size (activities scored x (1 + history rows)) are computed
             on the event loop; larger ones in a worker thread, so they never stall health checks.
+        keepalive_requests: with several workers, API requests served on one keep-alive
+            connection before the service asks the client to reconnect, so connections spread
+            over the workers (see :mod:`serving.middleware`).
+        batch_max_items: ``/score`` requests waiting for the same worker are scored together, up
+            to this many items per call (see :mod:`serving.batching`); 1 switches batching off.
         log_level: level of the service's own loggers (one line per request at INFO).
         runtime_fixes: apply the BentoML work-arounds of :mod:`serving.runtime` (on by default;
             ``0`` only to measure what they fix).
@@ -70,6 +75,8 @@ class Settings:
     timeout_s: float = 10.0
     workers: int = 1
     inline_rows: int = 1000
+    keepalive_requests: int = 50
+    batch_max_items: int = 16
     log_level: str = "INFO"
     runtime_fixes: bool = True
 

@@ -158,3 +158,42 @@ def test_metrics_logs_and_no_secrets(http, server, score_item):
     assert "POST /score status=200 items=1" in log and "POST /score status=422" in log
     assert secret not in log and API_KEY not in log
     assert "Traceback" not in log
+
+
+def test_concurrent_requests_get_their_own_answers(server, dataset):
+    """Requests that wait for the worker together are scored in one batch, each answered as if alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.serving.helpers import busy_activity_ids, item_with_history
+
+    bodies = [{"items": [item_with_history(dataset, a, 30)], "explain": k % 2 == 0}
+              for k, a in enumerate(busy_activity_ids(dataset, 8))]
+
+    def call(body):
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            return [post(client, "/score", body).json() for _ in range(5)]
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        alone = [post(client, "/score", b).json() for b in bodies]
+        before = client.get("/metrics").text
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        together = list(pool.map(call, bodies))
+    for expected, answers in zip(alone, together, strict=True):
+        assert all(a == expected for a in answers)
+
+    def batched(text: str) -> float:
+        # requests scored in batches of 2 or more (histogram buckets are cumulative)
+        total = one = 0.0
+        for line in text.splitlines():
+            if line.startswith("activity_scorer_batch_requests_count"):
+                total += float(line.rsplit(" ", 1)[1])
+            elif line.startswith('activity_scorer_batch_requests_bucket{le="1.0"}'):
+                one += float(line.rsplit(" ", 1)[1])
+        return total - one
+
+    assert batched(http_metrics(server)) > batched(before)
+
+
+def http_metrics(server) -> str:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        return client.get("/metrics").text
