@@ -65,7 +65,7 @@ def test_serve_command_errors_are_one_line(tmp_path):
     assert done.returncode == 1
     assert "serve: registered model 'activity-outcome' has no alias 'champion'" in done.stderr
     assert "Traceback" not in done.stderr
-    done = subprocess.run([*cmd[:-2], "--model", str(tmp_path / "nope")], env=cli_env(tmp_path), cwd=ROOT,
+    done = subprocess.run([*cmd, "--model", str(tmp_path / "nope")], env=cli_env(tmp_path), cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "no such bundle directory" in done.stderr
 
