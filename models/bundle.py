@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from features.schema import CATEGORICAL, EXECUTION, LABELS, NUMERIC, PLAN, Feature
-from models.calibration import Calibrator, calibrator_from_dict
+from models.calibration import calibrator_from_dict
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ Splits are time-ordered and never shuffled. The labelled rows, oldest first, are
 into ``train`` (fits the boosters), ``validation`` (early stopping), ``calibration``
 (fits the calibrators) and ``test`` (the most recent data, where every reported
 metric is measured). Cuts fall on timestamps, so rows at the same instant are never
-split across slices.
+split across slices; the shares are of the rows labelled for the outcome (see
+:func:`plan_splits`).
 """
 
 from __future__ import annotations
@@ -157,8 +158,30 @@ def _ts(ns: int) -> pd.Timestamp:
     return pd.Timestamp(int(ns), unit="ns", tz="UTC")
 
 
-def plan_splits(frame: pd.DataFrame, splits: Splits, data_end: pd.Timestamp, label_columns: list[str]) -> SplitPlan:
+def plan_splits(
+    frame: pd.DataFrame,
+    splits: Splits,
+    data_end: pd.Timestamp,
+    label_columns: list[str],
+    primary_column: str | None = None,
+    gap_days: int = 0,
+) -> SplitPlan:
     """Cut labelled rows into train/validation/calibration/test by time (see module docstring).
+
+    The test window is the last ``splits.test`` share of the rows labelled for the primary
+    label (or the last ``splits.test_days`` days). The other three slices share, by their
+    fractions, the primary-labelled rows before ``test start - gap_days``: the rows of the
+    gap (whose primary label reaches into the test window, so it is purged) stay in the
+    calibration slice for the labels with shorter horizons, and the calibration slice keeps
+    its share of primary-labelled rows however short the history.
+
+    Args:
+        frame: the training table (any row order).
+        splits: fractions or test days.
+        data_end: end of the data (or ``--until``).
+        label_columns: every label column trained; rows with none of them get slice -1.
+        primary_column: the label whose rows set the cuts (default: any label).
+        gap_days: the primary label's horizon when rows reaching into the test window are purged.
 
     Raises:
         ValueError: too few labelled rows or distinct times to cut four slices.
@@ -167,24 +190,26 @@ def plan_splits(frame: pd.DataFrame, splits: Splits, data_end: pd.Timestamp, lab
     labelled = np.zeros(len(frame), dtype=bool)
     for col in label_columns:
         labelled |= frame[col].notna().to_numpy()
-    times = np.sort(occ[labelled])
+    primary = frame[primary_column].notna().to_numpy() if primary_column else labelled
+    times = np.sort(occ[primary & labelled])
     if len(times) < 8:
         raise ValueError(f"only {len(times)} activities have a label: too few to split on time")
     if splits.test_days is not None:
-        test_start = pd.Timestamp(data_end).value - pd.Timedelta(days=splits.test_days).value
-        before = times[times < test_start]
-        if len(before) < 3:
-            raise ValueError(
-                f"splits.test_days={splits.test_days} leaves {len(before)} labelled rows before the test window")
-        head = splits.train + splits.validation + splits.calibration
-        cuts = [
-            before[min(int(len(before) * splits.train / head), len(before) - 1)],
-            before[min(int(len(before) * (splits.train + splits.validation) / head), len(before) - 1)],
-            test_start,
-        ]
+        test_start = int(pd.Timestamp(data_end).value - pd.Timedelta(days=splits.test_days).value)
     else:
-        fr = np.cumsum([splits.train, splits.validation, splits.calibration])
-        cuts = [times[min(int(len(times) * f), len(times) - 1)] for f in fr]
+        test_start = int(times[min(int(len(times) * (1.0 - splits.test)), len(times) - 1)])
+    before = times[times < test_start - pd.Timedelta(days=gap_days).value]
+    if len(before) < 3:
+        raise ValueError(
+            f"only {len(before)} labelled activities fall before the test window (starting {_ts(test_start)})"
+            + (f" less the {gap_days}-day label horizon" if gap_days else "")
+            + ": too little history to train, validate and calibrate")
+    head = splits.train + splits.validation + splits.calibration
+    cuts = [
+        int(before[min(int(len(before) * splits.train / head), len(before) - 1)]),
+        int(before[min(int(len(before) * (splits.train + splits.validation) / head), len(before) - 1)]),
+        test_start,
+    ]
     if not (cuts[0] < cuts[1] < cuts[2]):
         raise ValueError(
             "labelled activities span too few distinct times to cut train/validation/calibration/test "
@@ -192,7 +217,8 @@ def plan_splits(frame: pd.DataFrame, splits: Splits, data_end: pd.Timestamp, lab
         )
     slice_of_row = np.searchsorted(np.array(cuts, dtype=np.int64), occ, side="right").astype(np.int8)
     slice_of_row[~labelled] = -1
-    return SplitPlan(tuple(_ts(x) for x in cuts), _ts(times[0]), pd.Timestamp(data_end), slice_of_row)
+    first = int(np.sort(occ[labelled])[0])
+    return SplitPlan(tuple(_ts(x) for x in cuts), _ts(first), pd.Timestamp(data_end), slice_of_row)
 
 
 def label_masks(frame: pd.DataFrame, plan: SplitPlan, label: str, horizon_days: int,

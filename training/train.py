@@ -16,7 +16,6 @@ execution-time columns blanked, so it never splits on them.
 from __future__ import annotations
 
 import logging
-import math
 import platform
 import subprocess
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract as c
-from features.schema import EXECUTION, LABELS, LEAK_FLAG, PLAN, Feature, custom_feature_name
+from features.schema import EXECUTION, LABELS, PLAN, Feature, custom_feature_name
 from models.bundle import VARIANT_FULL, VARIANT_PLAN, FeatureSpec, Manifest, ModelBundle
 from models.calibration import fit_calibrator
 from models.metrics import binary_metrics, calibration_table, expected_calibration_error, log_loss, truth_metrics
@@ -228,7 +227,8 @@ def run_training(
 
     progress("splitting on time")
     try:
-        split = plan_splits(frame, cfg.splits, data_end, list(label_cols.values()))
+        split = plan_splits(frame, cfg.splits, data_end, list(label_cols.values()), label_cols["outcome"],
+                            cfg.horizons.outcome_days if cfg.splits.purge_before_test else 0)
     except ValueError as err:
         raise TrainingRefused([str(err)]) from None
     masks: dict[str, dict[str, np.ndarray]] = {}
@@ -513,7 +513,3 @@ def summary_rows(result: TrainingResult) -> list[dict[str, Any]]:
             row["ece_truth"] = truth["ece_truth"]
         rows.append(row)
     return rows
-
-
-def finite_or_none(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

@@ -20,17 +20,21 @@ def _train(data, model_name, *extra):
     return json.loads(result.stdout)
 
 
-def _weak_config(tmp_path):
-    p = tmp_path / "weak.yaml"
-    p.write_text("exclude_features: [type, personalization, seniority]\n")  # leaves mostly noise
+def _config(tmp_path, name, excluded):
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"exclude_features: [{', '.join(excluded)}]\n")
     return p
+
+
+def _weak_config(tmp_path):
+    return _config(tmp_path, "weak", ["type", "personalization", "seniority"])  # leaves mostly noise
 
 
 @pytest.mark.slow
 def test_first_candidate_becomes_champion_then_worse_is_refused_and_better_accepted(tmp_path, fake_loader,
                                                                                     model_name):
-    fake_loader(make_training_table(6000, seed=0))
-    first = _train(tmp_path, model_name)
+    fake_loader(make_training_table(20_000, seed=0))
+    first = _train(tmp_path, model_name, "--config", str(_config(tmp_path, "medium", ["seniority"])))
     assert first["version"] == "1" and first["alias"] == "challenger"
     result = runner.invoke(app, ["promote", "--model-name", model_name])
     assert result.exit_code == 0, result.output
@@ -47,13 +51,18 @@ def test_first_candidate_becomes_champion_then_worse_is_refused_and_better_accep
     assert str(client.get_model_version_by_alias(model_name, "champion").version) == "1"
     assert weak["version"] == "2"
 
-    better = _train(tmp_path, model_name, "--seed", "8")  # as good: same features, another seed
+    better = _train(tmp_path, model_name)  # every feature
     result = runner.invoke(app, ["promote", "--model-name", model_name, "--json"])
     assert result.exit_code == 0, result.output
     decision = json.loads(result.stdout)
     assert decision["promoted"] and not decision["forced"] and decision["champion_version"] == "1"
     assert decision["candidate_version"] == better["version"] == "3"
     assert decision["window"]["start"] == better["window"]["test_start"]
+    cand, champ = decision["candidate_metrics"]["outcome"]["full"], decision["champion_metrics"]["outcome"]["full"]
+    assert cand["auc"] > champ["auc"]
+    # the window reproduces the candidate's own test metrics
+    trained = next(m for m in better["metrics"] if (m["label"], m["variant"]) == ("outcome", "full"))
+    assert cand["auc"] == trained["auc"]
     assert str(client.get_model_version_by_alias(model_name, "champion").version) == "3"
 
     again = runner.invoke(app, ["promote", "--model-name", model_name])

@@ -109,5 +109,22 @@ def test_parse_date_and_fingerprint(frame):
 def test_too_few_distinct_times_is_a_clear_error():
     t = make_training_table(50, seed=1)
     frame = t.frame.assign(**{c.OCCURRED_AT: pd.Timestamp("2025-01-01", tz="UTC")})
-    with pytest.raises(ValueError, match="too few distinct times"):
+    with pytest.raises(ValueError, match="too little history"):
         plan_splits(frame, Splits(), pd.Timestamp("2026-01-01", tz="UTC"), list(LABELS.values()))
+    spread = t.frame.assign(**{c.OCCURRED_AT: pd.Timestamp("2025-01-01", tz="UTC")
+                               + pd.to_timedelta(np.arange(50) // 25, unit="D")})
+    with pytest.raises(ValueError, match="too few distinct times"):
+        plan_splits(spread, Splits(test_days=1), pd.Timestamp("2025-01-02T12:00", tz="UTC"),
+                    list(LABELS.values()))
+
+
+def test_a_short_history_keeps_outcome_rows_in_every_slice_despite_the_purge():
+    t = make_training_table(20_000, seed=5, days=180)
+    until = pd.Timestamp("2025-03-01", tz="UTC")  # 59 days of history, 14-day outcome horizon
+    result = run_training(LoadedData(t), load_config(), until=until)
+    rows = result.fits[("outcome", "full")].metrics["rows"]
+    assert min(rows.values()) > 0, rows
+    total = sum(rows.values())
+    assert rows["calibration"] / total == pytest.approx(0.1, abs=0.03)
+    # the purged gap stays in calibration for the 7-day labels
+    assert result.fits[("output", "full")].metrics["rows"]["calibration"] > rows["calibration"]
