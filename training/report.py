@@ -113,8 +113,11 @@ def print_train_summary(console: Console, run) -> None:
         console.print("  outcome AUC by activity type: " + ", ".join(parts), highlight=False)
     reg = run.registered
     if reg:
+        from training.tracking import tracking_uri
+
         console.print(Text(f"Registered {reg.name} version {reg.version} as 'challenger' (run {reg.run_id}). "
                            f"Next: activity-scorer promote", style="green"))
+        console.print(f"  MLflow: {tracking_uri()} (plots, metrics and the bundle are in the run)", highlight=False)
     if run.bundle_dir:
         console.print(f"  bundle: {run.bundle_dir}", highlight=False)
     secs = run.seconds
