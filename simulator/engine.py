@@ -1,20 +1,24 @@
 """The generative process: entities first, then a day-by-day simulation vectorized across deals.
 
 Deals are independent given the reps, so the simulation steps through the days and handles
-every open deal of a chunk at once with numpy. Within a day the activities of each contact are
-processed in rounds (first touch of the day, second touch, ...), so that fatigue and recent
-replies are exact for the second email of the same afternoon. Times are integer seconds from
-the start date; the extract ends at ``days * 86400``.
+every open deal of a chunk at once with numpy (:class:`World` holds the state). Within a day
+the activities of each contact are processed in rounds (first touch of the day, second touch,
+...), so that fatigue and recent replies are exact for the second email of the same
+afternoon. Times are integer seconds from the start date; the extract ends at
+``days * 86400``.
 
 One day, for every open deal:
 
-1. advances triggered by earlier activities land (morning update window, 05:00-08:00 UTC):
-   an outcome row and/or a stage move, following :data:`PROGRESS_SCRIPT`;
-2. a deal with nothing pending may be lost; the hazard rises as it goes cold;
-3. reps and sequences create activities (08:00-22:00), each drawn against
-   :func:`simulator.truth.true_probabilities`: a meaningful output, a negative output or
-   neither, and, independently given the probabilities (coupled to the output, marginal exact),
-   an advance that lands 1..4 days later.
+1. advances triggered by earlier activities land in the morning update window (05:00-08:00
+   UTC): outcome rows and/or a stage move, following :data:`PROGRESS_SCRIPT`
+   (:func:`step_landings`);
+2. a deal may be lost; the hazard rises as it goes cold (:func:`step_losses`);
+3. reps and sequences create activities (08:00-22:00) and each one's meaningful output,
+   negative output and advance are drawn from :func:`simulator.truth.true_probabilities`;
+   the advance lands 1 or 2 days later (:func:`step_activities`).
+
+Because advances land before the working day starts, every activity of a deal on one day has
+the same outcome label, and the deal state an activity sees is that of the morning.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from features import contract as c
 from simulator import truth as tr
-from simulator.params import BehaviourParams
+from simulator.params import BehaviourParams, OracleSettings
 from simulator.truth import TruthParams
 
 logger = logging.getLogger(__name__)
@@ -121,7 +125,7 @@ class Chunk:
     events: dict | None = None  # deal, index, time (seconds) of every progress event applied
     losses: dict | None = None  # deal, time
     acts: dict | None = None  # one array per activity attribute
-    oracle: dict | None = None  # deal, day, p of the sampled deal-days (see Rollouts)
+    oracle: dict | None = None  # act (index into acts), p: the sampled activities (see Rollouts)
 
 
 def make_reps(rng: np.random.Generator, n_reps: int) -> Reps:
@@ -129,15 +133,22 @@ def make_reps(rng: np.random.Generator, n_reps: int) -> Reps:
     counts[0] += n_reps - counts.sum()
     team = np.repeat(np.arange(len(TEAMS)), counts)
     tenure_days = rng.uniform(60, 3000, n_reps)
-    # Skill grows a little with tenure (observable) but mostly differs between people.
+    # Skill grows a little with tenure (observable) but mostly differs between people. Centred,
+    # and the other traits drawn around their means, so that a small team's rates stay typical.
     skill = 0.12 * np.log(tenure_days / 700) + rng.normal(0, 0.3, n_reps)
+    skill -= skill.mean()
+
+    def spread(sd: float) -> np.ndarray:
+        x = rng.normal(0, sd, n_reps)
+        return x - x.mean()
+
     return Reps(
         team=team,
         hired_sec=-(tenure_days * DAY).astype(np.int64),
         skill=skill,
-        volume=np.exp(rng.normal(0, 0.25, n_reps)),
-        automation=np.exp(rng.normal(0, 0.4, n_reps) - 1.2 * skill),
-        personalization=1 / (1 + np.exp(-(0.2 + 2.5 * skill + rng.normal(0, 0.3, n_reps)))),
+        volume=np.exp(spread(0.25)),
+        automation=np.exp(spread(0.3) - 1.0 * skill),
+        personalization=1 / (1 + np.exp(-(0.2 + 2.0 * skill + spread(0.3)))),
         templates=rng.integers(0, 20, n_reps),
     )
 
@@ -193,14 +204,13 @@ def make_chunk(rng: np.random.Generator, n_accounts: int, reps: Reps, beh: Behav
     # primary contact: the person the rep works through, most often a manager or director
     pref = np.array([0.5, 1.0, 2.0, 2.0, 1.0, 0.3])
     w = pref[seniority]
-    primary = np.empty(n_d, dtype=np.int64)
     g = rng.gumbel(size=(n_d, MAX_CONTACTS))
     slots = np.arange(MAX_CONTACTS)
     acc = deal_account
     valid = slots[None, :] < n_contacts[acc][:, None]
     idx = np.minimum(first_contact[acc][:, None] + slots[None, :], n_c - 1)
     score = np.where(valid, np.log(w[idx]) + g, -np.inf)
-    primary[:] = idx[np.arange(n_d), score.argmax(1)]
+    primary = idx[np.arange(n_d), score.argmax(1)]
 
     return Chunk(
         acc_team=team, acc_industry=industry, acc_region=region, acc_employees=employees,
@@ -482,7 +492,7 @@ def step_activities(
     rank = np.arange(m) - np.repeat(group_start, np.diff(np.append(group_start, m)))
     is_none = type_code == tr.NONE_CODE
 
-    # pre-drawn delays: an advance lands 1..4 days later in the morning update window
+    # pre-drawn delays: an advance lands 1 or 2 days later in the morning update window
     win_lo, win_hi = (int(h * HOUR) for h in beh.update_window_hours)
     land_day = day + 1 + _pick(k.delay_cum, u[:, 3])
     land_time = land_day * DAY + win_lo + (u[:, 4] * (win_hi - win_lo)).astype(np.int64)
@@ -497,6 +507,8 @@ def step_activities(
     p_out = np.zeros(m)
     p_op = np.zeros(m)
     p_neg = np.zeros(m)
+    output = np.zeros(m, dtype=bool)
+    negative = np.zeros(m, dtype=bool)
     hour_f = (time - day0) / HOUR
     for r in range(int(rank.max()) + 1):
         sel = np.flatnonzero(rank == r)
@@ -517,6 +529,7 @@ def step_activities(
         uo = u[sel, 6]
         o = uo < probs.p_output
         n = ~o & (uo < probs.p_output + probs.p_negative)
+        output[sel], negative[sel] = o, n
         a = auto[sel]
         seq[sel] = np.where(a, w.automated_sent[c] % 5 + 1, 0)
         w.automated_sent[c[a]] += 1
@@ -525,9 +538,6 @@ def step_activities(
         rt = t + response_delay[sel]
         _push(w.output_ring, w.output_ptr, c[o], rt[o])
         _push(w.negative_ring, w.negative_ptr, c[n], rt[n])
-    uo = u[:, 6]
-    output = uo < p_op
-    negative = ~output & (uo < p_op + p_neg)
     # the advance draw is independent of the response draws given the probabilities
     triggered = u[:, 7] < p_out
     return {
@@ -612,14 +622,6 @@ ACTIVITY_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class OracleSettings:
-    """Which activities get the ex-ante label probability, and from how many continuations."""
-
-    share: float = 0.2
-    rollouts: int = 8
-
-
 def _push_many(ring: np.ndarray, ptr: np.ndarray, who: np.ndarray, when: np.ndarray) -> None:
     """Append times to rings when a contact may appear several times (in time order per contact)."""
     if not len(who):
@@ -659,6 +661,8 @@ class Rollouts:
         self.beh = beh
         self.k = k
         self.rng = rng
+        # which activities are sampled does not depend on how many continuations each gets
+        self.pick_rng = np.random.default_rng(rng.integers(2**63))
         self.n_delays = len(beh.advance_delay_probs)
         # log(1 - p) of every main activity by the day its advance would land
         self.pend_log = np.zeros((calendar, main.n_deals))
@@ -686,7 +690,7 @@ class Rollouts:
         np.add.at(self.pend_log, (acts["land_day"], deal), log_miss)
         if day + horizon >= self.beh.days:  # censored: the label is unknown
             return
-        pick = np.flatnonzero(self.rng.random(m) < self.settings.share)
+        pick = np.flatnonzero(self.pick_rng.random(m) < self.settings.share)
         if not len(pick):
             return
 

@@ -19,7 +19,7 @@ from features import contract as c
 from features.dataset import coerce_table, write_dataset
 from simulator import engine as en
 from simulator import truth as tr
-from simulator.params import BehaviourParams, SimulationConfig
+from simulator.params import BehaviourParams, OracleSettings, SimulationConfig
 from simulator.truth import TruthParams
 
 logger = logging.getLogger(__name__)
@@ -73,11 +73,12 @@ def n_reps_for(n_activities: int, beh: BehaviourParams) -> int:
 
 
 def simulate(config: SimulationConfig, truth: TruthParams | None = None,
-             oracle: en.OracleSettings | None = None) -> Simulation:
+             oracle: OracleSettings | None = OracleSettings()) -> Simulation:
     """Simulate about ``config.n_activities`` activities (at most that many, within one account's).
 
-    ``oracle`` adds the ex-ante label probability for a sample of deal-days (Monte-Carlo
-    continuations with their own random stream; the dataset is the same without it).
+    ``oracle`` sets which share of the activities gets the ex-ante label probability
+    (Monte-Carlo continuations with their own random stream, so the dataset is the same with
+    any share; None or share 0 skips them).
     """
     truth = truth or TruthParams()
     beh = config.behaviour
@@ -325,9 +326,9 @@ def _assemble(chunks: list[en.Chunk], reps: en.Reps, config: SimulationConfig,
         "label_negative": labels["negative"],
         c.STAGE_ORDER: acts["stage"].astype(np.int64),
         "days_in_stage": acts["days_in_stage"],
-        "touches_contact_7d": acts["touches"].astype(np.int64),
-        "outputs_contact_30d": acts["outputs"].astype(np.int64),
-        "negatives_contact_30d": acts["negatives"].astype(np.int64),
+        "touches_contact_7d": np.minimum(acts["touches"], tr.TOUCH_CAP).astype(np.int64),
+        "outputs_contact_30d": np.minimum(acts["outputs"], tr.OUTPUT_CAP).astype(np.int64),
+        "negatives_contact_30d": np.minimum(acts["negatives"], tr.NEGATIVE_CAP).astype(np.int64),
         "quality": deal_quality[acts["deal"]],
         "rep_skill": reps.skill[deal_rep[acts["deal"]]],
     })

@@ -61,8 +61,8 @@ class BehaviourParams:
     automated_personalization: tuple[float, float] = (1.0, 14.0)  # Beta(a, b): near zero
     personalization_concentration: float = 6.0
 
-    # An advance triggered by an activity lands 1..4 days later, in the morning update window.
-    advance_delay_probs: tuple[float, ...] = (0.35, 0.30, 0.20, 0.15)
+    # An advance triggered by an activity lands 1 or 2 days later, in the morning update window.
+    advance_delay_probs: tuple[float, ...] = (0.7, 0.3)
     update_window_hours: tuple[float, float] = (5.0, 8.0)
     working_hours: tuple[float, float] = (8.0, 22.0)
 
@@ -87,6 +87,18 @@ class BehaviourParams:
             return tuple(tup(x) for x in v) if isinstance(v, list) else v
 
         return cls(**{k: tup(v) for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class OracleSettings:
+    """Which activities get the ex-ante label probability, and from how many continuations.
+
+    The continuations draw from their own random stream: the dataset is the same whatever
+    these settings are.
+    """
+
+    share: float = 0.2
+    rollouts: int = 8
 
 
 @dataclass(frozen=True)

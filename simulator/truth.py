@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from features import contract as c
 
@@ -64,9 +65,9 @@ class TruthParams:
     """
 
     # --- outcome: the activity's own probability of triggering an advance --------------------
-    outcome_intercept: float = -4.85
+    outcome_intercept: float = -4.9
     # Later stages move more easily: the remaining steps are fewer and better defined.
-    outcome_stage: tuple[float, ...] = (0.0, 0.8, 0.9, 1.0, 1.2)
+    outcome_stage: tuple[float, ...] = (0.0, 1.0, 1.4, 1.7, 2.0)
     outcome_type_stage: dict[str, tuple[float, ...]] = field(default_factory=lambda: _rows(
         call=(0.9, 0.8, 0.5, 0.4, 0.5),
         email=(0.2, 0.1, 0.0, 0.0, 0.1),
@@ -348,3 +349,100 @@ def encode(values, names: tuple[str, ...], default: str) -> np.ndarray:
     index = {n: i for i, n in enumerate(names)}
     fallback = index[default]
     return np.array([index.get(v, fallback) if isinstance(v, str) else fallback for v in values], dtype=np.int64)
+
+
+# --- the truth for one deal state and candidate activities ---------------------------------------
+
+@dataclass
+class DealState:
+    """A deal at time ``at``: everything the truth function reads besides the candidate activity.
+
+    Build it from a saved dataset with :meth:`simulator.ground_truth.GroundTruth.state`.
+    """
+
+    deal_id: str | None
+    at: object  # a timestamp (pandas.Timestamp or datetime), UTC
+    stage_order: int  # of the latest stage entered strictly before ``at``: 0 lost, 6 won
+    days_in_stage: float
+    quality: float  # latent, from ground_truth_deals.parquet
+    rep_skill: float  # latent, from ground_truth_reps.parquet
+    touches_7d: dict[str, int] = field(default_factory=dict)  # contact_id -> touches in [at - 7 days, at)
+    outputs_30d: dict[str, int] = field(default_factory=dict)  # contact_id -> meaningful responses
+    negatives_30d: dict[str, int] = field(default_factory=dict)  # contact_id -> negative responses
+
+    @property
+    def is_open(self) -> bool:
+        return 1 <= self.stage_order <= N_OPEN_STAGES
+
+
+@dataclass
+class Candidate:
+    """An activity that could be done next: what it is, whom it reaches and when."""
+
+    type: str
+    contact_id: str | None = None
+    seniority: str = "unknown"
+    department: str = "other"
+    personalization: float | None = None  # None: no information (counts as 0.5)
+    is_automated: bool = False
+    direction: str = "outbound"
+    hour: float | None = None  # UTC hour; default: the state's time
+    weekday: int | None = None  # 0 = Monday; default: the state's time
+
+
+def true_outcome_probabilities(state: DealState, candidates, params: TruthParams | None = None) -> np.ndarray:
+    """True outcome probability of each candidate activity in ``state`` (vectorized).
+
+    ``candidates`` is a list of :class:`Candidate` or a DataFrame with the same column names.
+    A closed deal advances no more: every candidate gets 0.
+    """
+    params = params or TruthParams()
+    rows = candidates.to_dict("records") if isinstance(candidates, pd.DataFrame) else [vars(x) for x in candidates]
+    n = len(rows)
+    if not state.is_open:
+        return np.zeros(n)
+    at = _timestamp(state.at)
+
+    def col(name, default):
+        return [_value(r.get(name), default) for r in rows]
+
+    contacts = col("contact_id", None)
+    probs = true_probabilities(
+        params,
+        type_code=encode(col("type", "none"), TYPES, "none"),
+        stage_order=np.full(n, state.stage_order),
+        days_in_stage=np.full(n, state.days_in_stage),
+        quality=np.full(n, state.quality),
+        rep_skill=np.full(n, state.rep_skill),
+        seniority_code=encode(col("seniority", "unknown"), SENIORITIES, "unknown"),
+        department_code=encode(col("department", "other"), DEPARTMENTS, "other"),
+        personalization=np.array(col("personalization", np.nan), dtype=float),
+        is_automated=np.array(col("is_automated", False), dtype=bool),
+        inbound=np.array([d == "inbound" for d in col("direction", "outbound")]),
+        touches_contact_7d=np.array([state.touches_7d.get(cid, 0) for cid in contacts]),
+        outputs_contact_30d=np.array([state.outputs_30d.get(cid, 0) for cid in contacts]),
+        negatives_contact_30d=np.array([state.negatives_30d.get(cid, 0) for cid in contacts]),
+        hour=np.array(col("hour", at.hour + at.minute / 60 + at.second / 3600), dtype=float),
+        weekday=np.array(col("weekday", at.weekday()), dtype=np.int64),
+    )
+    return probs.p_outcome
+
+
+def true_outcome_probability(state: DealState, candidate: Candidate, params: TruthParams | None = None) -> float:
+    """True probability that ``candidate`` done in ``state`` triggers an advance of the deal.
+
+    This is the same function the simulator drew every activity's advance from.
+    """
+    return float(true_outcome_probabilities(state, [candidate], params)[0])
+
+
+def _value(v, default):
+    """``default`` for None and NaN (a DataFrame's missing value), else ``v``."""
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return default
+    return v
+
+
+def _timestamp(value) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
