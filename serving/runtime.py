@@ -3,12 +3,13 @@
 1. **Per-request timeout timers that are never cancelled.** BentoML's
    ``TimeoutMiddleware`` (``bentoml/_internal/server/http/traffic.py``) calls
    ``loop.call_later(timeout, ...)`` for every request and never cancels the handle. A
-   timer handle keeps a copy of the request's ``contextvars`` context, which holds the
-   OpenTelemetry span of the request (and what the span references), so every request's
-   objects stay alive for the whole timeout (60 s by default). Under steady load that is
-   tens of thousands of live spans: they age into the oldest garbage-collector
+   timer handle keeps its future and a copy of the request's ``contextvars`` context (what
+   the tracing and context middleware have set; with a tracing exporter, the recorded
+   span and what it references), so every request leaves objects alive for the whole
+   timeout (60 s by default): about 21 per request without an exporter. Under steady load
+   that is hundreds of thousands of objects: they age into the oldest garbage-collector
    generation and each full collection walks all of them, so pauses grow to hundreds of
-   milliseconds. :class:`CancellingTimeoutMiddleware` keeps the same contract (a 504 JSON
+   milliseconds (181 ms mean at 16 connections, docs/serving.md). :class:`CancellingTimeoutMiddleware` keeps the same contract (a 504 JSON
    answer when no response has started within the timeout) but schedules its timer in an
    empty context and cancels it as soon as the response starts. :func:`install` makes
    BentoML build it in place of its own class.
