@@ -1,0 +1,84 @@
+"""Benchmark: ``activity-scorer simulate`` at 100k and 1M activities (time, peak memory, rate).
+
+Each size runs the real command in a fresh subprocess, so the wall time covers everything a
+user waits for (start-up, simulation, ex-ante oracle continuations, writing the tables and the
+ground truth) and the peak memory (``ru_maxrss`` of that child, via ``os.wait4``) is that
+size's alone. The smallest size is the baseline: the script prints how time and memory grow
+from it (linear growth would be the row ratio).
+
+    .venv/bin/python benchmarks/bench_simulate.py [--sizes 100000 1000000] [--oracle-share 0.2]
+
+Target (2 cores): 1M activities in a few minutes with a peak of a few GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "training.cli"]
+SEED = 7
+MAX_SECONDS = 300.0
+MAX_PEAK_MB = 4 * 1024
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Run a command; returns (seconds, peak RSS of that child in MB, stdout)."""
+    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    with tempfile.TemporaryFile("w+") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {code}")
+    return seconds, usage.ru_maxrss / 1024, text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--oracle-share", type=float, default=None,
+                        help="Passed to simulate (default: the command's own default).")
+    parser.add_argument("--keep", type=Path, help="Write the datasets here instead of a temporary directory.")
+    args = parser.parse_args()
+    extra = [] if args.oracle_share is None else ["--oracle-share", str(args.oracle_share)]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:
+        work = args.keep or Path(tmp)
+        for n in sorted(args.sizes):
+            out = work / f"sim-{n}"
+            seconds, peak_mb, text = timed([*CLI, "simulate", "--out", str(out), "--activities", str(n),
+                                            "--seed", str(args.seed), *extra])
+            results[n] = {"seconds": seconds, "peak_mb": peak_mb}
+            print(f"{n:>10,} activities: {seconds:6.1f} s wall, peak {peak_mb:,.0f} MB, "
+                  f"{n / seconds:,.0f} activities/s", flush=True)
+            print(f"            {text.strip()}", flush=True)
+    base = min(results)
+    print(f"\ngrowth from the {base:,} baseline (linear would be the row ratio):")
+    for n, r in results.items():
+        if n != base:
+            b = results[base]
+            print(f"  {n:>10,}: rows x{n / base:.1f}, time x{r['seconds'] / b['seconds']:.1f}, "
+                  f"memory x{r['peak_mb'] / b['peak_mb']:.1f}; a linear extrapolation of the baseline "
+                  f"would take {b['seconds'] * n / base:.0f} s")
+    largest = max(results)
+    r = results[largest]
+    print("\ntarget:")
+    print(f"  {largest:>10,}: {'PASS' if r['seconds'] <= MAX_SECONDS else 'FAIL'} time <= {MAX_SECONDS:.0f} s "
+          f"({r['seconds']:.0f} s); {'PASS' if r['peak_mb'] <= MAX_PEAK_MB else 'FAIL'} peak <= "
+          f"{MAX_PEAK_MB:,} MB ({r['peak_mb']:,.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
