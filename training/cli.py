@@ -420,6 +420,7 @@ def _demo_serve(res, home: Path, console, port: int) -> None:
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
+            console.print(f"port {port} is in use; the service takes port {s.getsockname()[1]}")
             port = s.getsockname()[1]
     cmd, env = service_command(bundle, "127.0.0.1", port)
     with open(log_file, "ab") as log:
