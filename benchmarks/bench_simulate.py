@@ -9,6 +9,10 @@ from it (linear growth would be the row ratio).
     .venv/bin/python benchmarks/bench_simulate.py [--sizes 100000 1000000] [--oracle-share 0.2]
 
 Target (2 cores): 1M activities in a few minutes with a peak of a few GB.
+
+``--oracle-check N`` instead simulates N activities (ex-ante oracle on every activity), trains
+the project's models on them (``training.train.run_training``, default config) and compares
+the outcome model's test AUC with the ex-ante and the realized-schedule oracle on the same rows.
 """
 
 from __future__ import annotations
@@ -44,6 +48,49 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, text
 
 
+def oracle_check(n: int, seed: int) -> None:
+    """Outcome AUC of the project's model against both label oracles, on the same test rows."""
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT))
+    from models.metrics import roc_auc
+    from simulator.generate import simulate, write_simulation
+    from simulator.params import OracleSettings, SimulationConfig
+    from training.config import load_config
+    from training.data import load_table
+    from training.train import run_training
+
+    with tempfile.TemporaryDirectory(prefix="bench-oracle-") as tmp:
+        t0 = time.perf_counter()
+        write_simulation(simulate(SimulationConfig(n_activities=n, seed=seed), oracle=OracleSettings(share=1.0)),
+                         Path(tmp))
+        print(f"simulated {n:,} activities (seed {seed}) with the ex-ante oracle on all: "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        cfg = load_config()
+        loaded = load_table(Path(tmp), cfg)
+    truth = loaded.truth.set_index("activity_id")
+    result = run_training(dataclasses.replace(loaded, truth=None), cfg)
+    frame = loaded.table.frame
+    for variant in ("plan", "full"):
+        fit = result.fits.get(("outcome", variant))
+        if fit is None:
+            continue
+        ids = frame["activity_id"].astype("string").to_numpy()[fit.test_index]
+        rows = truth.loc[pd.Index(ids)]
+        ok = rows["p_outcome_label_ex_ante"].notna().to_numpy()
+        y, p = fit.test_y[ok], fit.test_p[ok]
+        ex_ante = roc_auc(y, rows["p_outcome_label_ex_ante"].to_numpy()[ok])
+        realized = roc_auc(y, rows["p_outcome_label"].to_numpy()[ok])
+        own = roc_auc(y, rows["p_outcome"].to_numpy()[ok])
+        model = roc_auc(y, p)
+        print(f"outcome/{variant}: {ok.sum():,} test rows, base rate {np.mean(y):.3f}: model AUC {model:.4f}; "
+              f"ex-ante oracle {ex_ante:.4f} (gap {ex_ante - model:+.4f}); realized-schedule oracle "
+              f"{realized:.4f} (gap {realized - model:+.4f}); the activity's own p_outcome {own:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -51,7 +98,12 @@ def main() -> None:
     parser.add_argument("--oracle-share", type=float, default=None,
                         help="Passed to simulate (default: the command's own default).")
     parser.add_argument("--keep", type=Path, help="Write the datasets here instead of a temporary directory.")
+    parser.add_argument("--oracle-check", type=int, metavar="N",
+                        help="Instead: train on N simulated activities and compare with the label oracles.")
     args = parser.parse_args()
+    if args.oracle_check:
+        oracle_check(args.oracle_check, args.seed)
+        return
     extra = [] if args.oracle_share is None else ["--oracle-share", str(args.oracle_share)]
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import date
 from pathlib import Path
@@ -12,8 +11,6 @@ import typer
 from simulator.generate import simulate as run_simulation
 from simulator.generate import write_simulation
 from simulator.params import BehaviourParams, OracleSettings, SimulationConfig
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_ACTIVITIES = 60_000
 

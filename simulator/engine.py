@@ -15,7 +15,7 @@ One day, for every open deal:
 2. a deal may be lost; the hazard rises as it goes cold (:func:`step_losses`);
 3. reps and sequences create activities (08:00-22:00) and each one's meaningful output,
    negative output and advance are drawn from :func:`simulator.truth.true_probabilities`;
-   the advance lands 1 or 2 days later (:func:`step_activities`).
+   the advance lands the next morning (:func:`step_activities`; ``advance_delay_probs``).
 
 Because advances land before the working day starts, every activity of a deal on one day has
 the same outcome label, and the deal state an activity sees is that of the morning.
@@ -23,7 +23,6 @@ the same outcome label, and the deal state an activity sees is that of the morni
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,8 +31,6 @@ from features import contract as c
 from simulator import truth as tr
 from simulator.params import BehaviourParams, OracleSettings
 from simulator.truth import TruthParams
-
-logger = logging.getLogger(__name__)
 
 DAY = 86_400
 HOUR = 3_600
@@ -492,7 +489,7 @@ def step_activities(
     rank = np.arange(m) - np.repeat(group_start, np.diff(np.append(group_start, m)))
     is_none = type_code == tr.NONE_CODE
 
-    # pre-drawn delays: an advance lands 1 or 2 days later in the morning update window
+    # pre-drawn delays: an advance lands 1, 2, ... days later (the next morning by default)
     win_lo, win_hi = (int(h * HOUR) for h in beh.update_window_hours)
     land_day = day + 1 + _pick(k.delay_cum, u[:, 3])
     land_time = land_day * DAY + win_lo + (u[:, 4] * (win_hi - win_lo)).astype(np.int64)
@@ -704,7 +701,7 @@ class Rollouts:
         base = np.repeat(cum[starts] - onehot[order][starts], np.diff(np.append(starts, m)), axis=0)
         today = np.empty_like(cum)
         today[order] = cum - base
-        real = np.cumsum(pend_before[:, deal[pick]].T + today[pick], axis=1)  # [sample, landing offset 1..4]
+        real = np.cumsum(pend_before[:, deal[pick]].T + today[pick], axis=1)  # [sample, landing day offset]
 
         block = self._copies(deal[pick], t[pick])
         n_s = len(pick)

@@ -61,8 +61,9 @@ class BehaviourParams:
     automated_personalization: tuple[float, float] = (1.0, 14.0)  # Beta(a, b): near zero
     personalization_concentration: float = 6.0
 
-    # An advance triggered by an activity lands 1 or 2 days later, in the morning update window.
-    advance_delay_probs: tuple[float, ...] = (0.7, 0.3)
+    # An advance triggered by an activity lands the next morning (update window); probabilities of
+    # 1, 2, ... days. One day keeps the advances still pending at an activity few and visible.
+    advance_delay_probs: tuple[float, ...] = (1.0,)
     update_window_hours: tuple[float, float] = (5.0, 8.0)
     working_hours: tuple[float, float] = (8.0, 22.0)
 
