@@ -72,6 +72,9 @@ def oracle_check(n: int, seed: int) -> None:
         cfg = load_config()
         loaded = load_table(Path(tmp), cfg)
     truth = loaded.truth.set_index("activity_id")
+    both = truth["p_outcome_label_ex_ante"].notna() & truth["label_outcome"].notna()
+    print(f"ex-ante oracle calibration: mean {truth['p_outcome_label_ex_ante'][both].mean():.4f} vs observed "
+          f"{truth['label_outcome'][both].mean():.4f} over {both.sum():,} labelled activities", flush=True)
     result = run_training(dataclasses.replace(loaded, truth=None), cfg)
     frame = loaded.table.frame
     for variant in ("plan", "full"):
