@@ -5,7 +5,7 @@ every open deal of a chunk at once with numpy (:class:`World` holds the state). 
 the activities of each contact are processed in rounds (first touch of the day, second touch,
 ...), so that fatigue and recent replies are exact for the second email of the same
 afternoon. Times are integer seconds from the start date; the extract ends at
-``days * 86400``.
+``(warmup_days + days) * 86400``; the written history starts at ``warmup_days * 86400``.
 
 One day, for every open deal:
 
@@ -180,7 +180,7 @@ def make_chunk(rng: np.random.Generator, n_accounts: int, reps: Reps, beh: Behav
     n_deals_acc = 1 + (rng.random(n_accounts) < beh.second_deal_share)
     deal_account = np.repeat(np.arange(n_accounts), n_deals_acc)
     n_d = len(deal_account)
-    created_day = rng.integers(0, beh.days - 21, n_d)
+    created_day = rng.integers(0, beh.warmup_days + beh.days - 21, n_d)
     created_sec = created_day * DAY + rng.integers(9 * HOUR, 17 * HOUR, n_d)
     source = rng.choice(len(LEAD_SOURCES), size=n_d, p=LEAD_SOURCE_SHARE)
     quality = np.array(LEAD_SOURCE_QUALITY)[source] + rng.normal(0, 1, n_d)
@@ -464,8 +464,10 @@ def step_activities(
     pers = np.where(auto, rng.beta(*beh.automated_personalization, size=m), rng.beta(mean * conc, (1 - mean) * conc))
     pers = np.where(type_code == tr.NONE_CODE, np.nan, np.round(pers, 2))
     work_lo, work_hi = beh.working_hours
-    hour = np.where(auto, work_lo + u[:, 2] * (work_hi - work_lo),
-                    np.clip(rng.normal(12.5, 2.6, m), work_lo, work_hi - 0.01))
+    # hand-made work peaks around midday; a draw outside working hours is redrawn uniformly
+    hand = rng.normal(12.5, 2.6, m)
+    hand = np.where((hand < work_lo) | (hand >= work_hi), work_lo + u[:, 2] * (work_hi - work_lo), hand)
+    hour = np.where(auto, work_lo + u[:, 2] * (work_hi - work_lo), hand)
     time = day0 + (hour * HOUR).astype(np.int64)
     later = time > w.not_before[deal]
     if not later.all():  # an oracle copy continues a day from a given moment
@@ -563,7 +565,7 @@ def simulate_chunk(
     Monte-Carlo continuations (:class:`Rollouts`) that draw from their own random stream: the
     simulated data are the same with or without them.
     """
-    days = beh.days
+    days = beh.warmup_days + beh.days
     w = World.from_chunk(chunk, reps, beh)
     k = _Constants.build(beh)
     calendar = days + len(beh.advance_delay_probs) + 2
@@ -685,8 +687,8 @@ class Rollouts:
         log_miss = np.log1p(-p)
         pend_before = self.pend_log[day + 1: day + 1 + self.n_delays].copy()
         np.add.at(self.pend_log, (acts["land_day"], deal), log_miss)
-        if day + horizon >= self.beh.days:  # censored: the label is unknown
-            return
+        if day < self.beh.warmup_days or day + horizon >= self.beh.warmup_days + self.beh.days:
+            return  # not written (warm-up) or censored (the label is unknown)
         pick = np.flatnonzero(self.pick_rng.random(m) < self.settings.share)
         if not len(pick):
             return

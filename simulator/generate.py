@@ -28,7 +28,7 @@ GROUND_TRUTH_FILE = "ground_truth.parquet"
 GROUND_TRUTH_DEALS_FILE = "ground_truth_deals.parquet"
 GROUND_TRUTH_REPS_FILE = "ground_truth_reps.parquet"
 GROUND_TRUTH_META_FILE = "ground_truth.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Custom fields (beyond the contract) the simulated CRM carries; all known at plan time.
 TEMPLATE_ID = "template_id"  # activities: the template of automated or near-mass written work
@@ -84,7 +84,8 @@ def simulate(config: SimulationConfig, truth: TruthParams | None = None,
     truth = truth or TruthParams()
     beh = config.behaviour
     start = pd.Timestamp(config.start, tz="UTC").normalize()
-    start_weekday = start.weekday()
+    origin = start - pd.Timedelta(days=beh.warmup_days)  # the simulation's time zero
+    first_sec = beh.warmup_days * en.DAY  # activities before this are not written
     target = int(config.n_activities)
     reps = en.make_reps(np.random.default_rng([config.seed, 0]), n_reps_for(target, beh))
 
@@ -95,9 +96,9 @@ def simulate(config: SimulationConfig, truth: TruthParams | None = None,
         need = (target - total) / per_account * (1.05 if k == 0 else 1.15) + 3
         n_accounts = int(min(MAX_CHUNK_ACCOUNTS, math.ceil(need)))
         chunk = en.make_chunk(np.random.default_rng([config.seed, 1, k]), n_accounts, reps, beh)
-        en.simulate_chunk(np.random.default_rng([config.seed, 2, k]), chunk, reps, truth, beh, start_weekday,
+        en.simulate_chunk(np.random.default_rng([config.seed, 2, k]), chunk, reps, truth, beh, origin.weekday(),
                           oracle, np.random.default_rng([config.seed, 4, k]))
-        n = len(chunk.acts["deal"])
+        n = int((chunk.acts["time"] >= first_sec).sum())
         total += n
         if k == 0 and n:
             per_account = n / n_accounts
@@ -108,14 +109,15 @@ def simulate(config: SimulationConfig, truth: TruthParams | None = None,
     kept = []
     remaining = target
     for chunk in chunks:
-        per_acc = np.bincount(chunk.deal_account[chunk.acts["deal"]], minlength=len(chunk.acc_team))
+        written = chunk.acts["time"] >= first_sec
+        per_acc = np.bincount(chunk.deal_account[chunk.acts["deal"][written]], minlength=len(chunk.acc_team))
         n_keep = int(np.searchsorted(np.cumsum(per_acc), remaining, side="right"))
         kept.append(_trim(chunk, n_keep))
         remaining -= int(per_acc[:n_keep].sum())
         if n_keep < len(per_acc):
             break
 
-    return _assemble(kept, reps, config, truth, start)
+    return _assemble(kept, reps, config, truth, origin)
 
 
 def _trim(chunk: en.Chunk, n_accounts: int) -> en.Chunk:
@@ -153,33 +155,36 @@ def _ts(start: pd.Timestamp, seconds: np.ndarray) -> pd.Series:
 
 
 def _assemble(chunks: list[en.Chunk], reps: en.Reps, config: SimulationConfig,
-              truth: TruthParams, start: pd.Timestamp) -> Simulation:
+              truth: TruthParams, origin: pd.Timestamp) -> Simulation:
+    """The contract tables and the ground truth of the simulated chunks.
+
+    Times are seconds from ``origin``, the start of the warm-up. Activities of the warm-up
+    are not written (nor their responses); deals closed during it are left out; the stage
+    history and outcomes of the others are written in full.
+    """
     beh = config.behaviour
-    end_sec = beh.days * en.DAY
-    n_acc = [len(ch.acc_team) for ch in chunks]
-    n_con = [len(ch.con_account) for ch in chunks]
-    n_deal = [len(ch.deal_account) for ch in chunks]
-    acc_off = np.concatenate([[0], np.cumsum(n_acc)])
-    con_off = np.concatenate([[0], np.cumsum(n_con)])
-    deal_off = np.concatenate([[0], np.cumsum(n_deal)])
+    first_sec = beh.warmup_days * en.DAY
+    end_sec = (beh.warmup_days + beh.days) * en.DAY
+    start = origin + pd.Timedelta(days=beh.warmup_days)
+    acc_off = np.concatenate([[0], np.cumsum([len(ch.acc_team) for ch in chunks])])
+    con_off = np.concatenate([[0], np.cumsum([len(ch.con_account) for ch in chunks])])
+    deal_off = np.concatenate([[0], np.cumsum([len(ch.deal_account) for ch in chunks])])
 
     def join(attr, offsets=None):
-        parts = []
-        for i, ch in enumerate(chunks):
-            v = getattr(ch, attr)
-            parts.append(v + offsets[i] if offsets is not None else v)
-        return np.concatenate(parts)
+        return np.concatenate([getattr(ch, attr) + (0 if offsets is None else offsets[i])
+                               for i, ch in enumerate(chunks)])
 
     def join_dict(attr, key, offsets=None):
-        return np.concatenate([getattr(ch, attr)[key] + (offsets[i] if offsets is not None else 0)
+        return np.concatenate([getattr(ch, attr)[key] + (0 if offsets is None else offsets[i])
                                for i, ch in enumerate(chunks)])
+
+    def ts(seconds):
+        return _ts(origin, seconds)
 
     # --- entities ----------------------------------------------------------------------------
     rep_ids = _ids("rep-", len(reps), 3)
     acc_ids = _ids("acc-", int(acc_off[-1]))
     con_ids = _ids("con-", int(con_off[-1]))
-    deal_ids = _ids("deal-", int(deal_off[-1]))
-
     accounts = pd.DataFrame({
         c.ACCOUNT_ID: acc_ids,
         c.INDUSTRY: np.array(en.INDUSTRIES)[join("acc_industry")],
@@ -198,101 +203,114 @@ def _assemble(chunks: list[en.Chunk], reps: en.Reps, config: SimulationConfig,
         c.DEPARTMENT: np.array(tr.DEPARTMENTS)[con_dep],
         TENURE_MONTHS: join("con_tenure_months").astype(float),
     })
-    deal_rep = join("deal_rep")
-    deal_status = join("deal_status")
-    deal_closed = join("deal_closed_sec").astype(float)
-    deal_closed[deal_status == en.OPEN] = np.nan
-    deal_quality = join("deal_quality")
-    deals = pd.DataFrame({
-        c.DEAL_ID: deal_ids,
-        c.ACCOUNT_ID: acc_ids[join("deal_account", acc_off)],
-        c.OWNER_REP_ID: rep_ids[deal_rep],
-        c.CREATED_AT: _ts(start, join("deal_created_sec")),
-        c.AMOUNT: join("deal_amount").astype(float),
-        c.PRODUCT: np.array(en.PRODUCTS)[join("deal_product")],
-        c.CLOSED_AT: _ts(start, deal_closed),
-        c.WON: pd.array(np.where(deal_status == en.OPEN, None, deal_status == en.WON), dtype="boolean"),
-        LEAD_SOURCE: np.array(en.LEAD_SOURCES)[join("deal_source")],
-    })
     reps_frame = pd.DataFrame({
         c.REP_ID: rep_ids,
         c.TEAM: np.array(en.TEAMS)[reps.team],
-        c.HIRED_AT: _ts(start, reps.hired_sec),
+        c.HIRED_AT: ts(reps.hired_sec),
     })
 
-    # --- activities, ordered by time ------------------------------------------------------------
-    acts = {k: join_dict("acts", k) for k in chunks[0].acts}
-    acts["deal"] = join_dict("acts", "deal", deal_off)
-    acts["contact"] = join_dict("acts", "contact", con_off)
-    order = np.lexsort((acts["contact"], acts["deal"], acts["time"]))
-    acts = {k: v[order] for k, v in acts.items()}
-    n = len(order)
+    # deals closed before the history starts are not in the extract
+    status = join("deal_status")
+    closed_sec = join("deal_closed_sec")
+    kept = (status == en.OPEN) | (closed_sec >= first_sec)
+    deal_new = np.cumsum(kept) - 1  # index among the kept deals
+    deal_ids = _ids("deal-", int(kept.sum()))
+    deal_rep = join("deal_rep")[kept]
+    deal_status = status[kept]
+    deal_quality = join("deal_quality")[kept]
+    deals = pd.DataFrame({
+        c.DEAL_ID: deal_ids,
+        c.ACCOUNT_ID: acc_ids[join("deal_account", acc_off)[kept]],
+        c.OWNER_REP_ID: rep_ids[deal_rep],
+        c.CREATED_AT: ts(join("deal_created_sec")[kept]),
+        c.AMOUNT: join("deal_amount")[kept].astype(float),
+        c.PRODUCT: np.array(en.PRODUCTS)[join("deal_product")[kept]],
+        c.CLOSED_AT: ts(np.where(deal_status == en.OPEN, np.nan, closed_sec[kept])),
+        c.WON: pd.array(np.where(deal_status == en.OPEN, None, deal_status == en.WON), dtype="boolean"),
+        LEAD_SOURCE: np.array(en.LEAD_SOURCES)[join("deal_source")[kept]],
+    })
+
+    # --- all activities, ordered by time; labels and oracles need the warm-up's too ------------
+    everything = {k: join_dict("acts", k) for k in chunks[0].acts}
+    everything["deal"] = join_dict("acts", "deal", deal_off)
+    everything["contact"] = join_dict("acts", "contact", con_off)
+    order = np.lexsort((everything["contact"], everything["deal"], everything["time"]))
+    everything = {k: v[order] for k, v in everything.items()}
+    ev_deal = join_dict("events", "deal", deal_off)
+    ev_index = join_dict("events", "index")
+    ev_time = join_dict("events", "time")
+    labels = _labels(everything, ev_deal, ev_time, end_sec)
+    ex_ante = np.full(len(order), np.nan)
+    if all(ch.oracle is not None for ch in chunks):
+        act_off = np.concatenate([[0], np.cumsum([len(ch.acts["deal"]) for ch in chunks])])
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        ex_ante[position[join_dict("oracle", "act", act_off)]] = join_dict("oracle", "p")
+    trigger_act = _triggering_activity(everything, ev_deal, ev_time)
+
+    # --- the written activities and their responses ------------------------------------------
+    written = everything["time"] >= first_sec
+    acts = {k: v[written] for k, v in everything.items()}
+    acts["deal"] = deal_new[acts["deal"]]  # a deal with activity after the start is kept
+    n = len(acts["time"])
     act_ids = _ids("act-", n, max(7, len(str(n))))
     post = _post_process(np.random.default_rng([config.seed, 3]), acts, reps, deal_rep, beh, end_sec)
-
-    type_names = np.array(tr.TYPES)[acts["type"]]
     is_none = acts["type"] == tr.NONE_CODE
-    direction = np.where(is_none, None, np.where(acts["inbound"].astype(bool), "inbound", "outbound"))
+    automated = acts["automated"].astype(bool)
     activities = pd.DataFrame({
         c.ACTIVITY_ID: act_ids,
-        c.OCCURRED_AT: _ts(start, acts["time"]),
-        c.TYPE: type_names,
+        c.OCCURRED_AT: ts(acts["time"]),
+        c.TYPE: np.array(tr.TYPES)[acts["type"]],
         c.REP_ID: rep_ids[deal_rep[acts["deal"]]],
         c.DEAL_ID: deal_ids[acts["deal"]],
         c.CONTACT_ID: con_ids[acts["contact"]],
         c.ACCOUNT_ID: acc_ids[con_account[acts["contact"]]],
-        c.DIRECTION: direction,
+        c.DIRECTION: np.where(is_none, None, np.where(acts["inbound"].astype(bool), "inbound", "outbound")),
         c.DURATION_S: post["duration"],
         c.PERSONALIZATION: acts["personalization"],
-        c.IS_AUTOMATED: acts["automated"].astype(bool),
-        c.SEQUENCE_STEP: pd.array(np.where(acts["automated"].astype(bool), acts["seq_step"], None), dtype="Int64"),
-        c.LOGGED_AT: _ts(start, post["logged"]),
+        c.IS_AUTOMATED: automated,
+        c.SEQUENCE_STEP: pd.array(np.where(automated, acts["seq_step"], None), dtype="Int64"),
+        c.LOGGED_AT: ts(post["logged"]),
         TEMPLATE_ID: post["template"],
     })
     responses = pd.DataFrame({
         c.ACTIVITY_ID: act_ids[post["resp_act"]],
         c.RESPONSE: post["resp_name"],
-        c.OCCURRED_AT: _ts(start, post["resp_time"]),
+        c.OCCURRED_AT: ts(post["resp_time"]),
     })
 
-    # --- stage history and outcomes --------------------------------------------------------------
-    ev_deal = join_dict("events", "deal", deal_off)
-    ev_index = join_dict("events", "index", None)
-    ev_time = join_dict("events", "time", None)
-    trigger_act = _triggering_activity(acts, ev_deal, ev_time)
-    stage_rows = [(deal_ids, np.full(len(deal_ids), en.FIRST_STAGE[0]), np.full(len(deal_ids), en.FIRST_STAGE[1]),
-                   join("deal_created_sec"))]
+    # --- stage history and outcomes of the kept deals ------------------------------------------
+    stage_rows = [(deal_ids, en.FIRST_STAGE[0], en.FIRST_STAGE[1], join("deal_created_sec")[kept])]
     outcome_rows = []
     for e, (_, rows) in enumerate(en.PROGRESS_SCRIPT):
-        m = ev_index == e
-        if not m.any():
-            continue
-        d, t, a = ev_deal[m], ev_time[m], trigger_act[m]
+        m = (ev_index == e) & kept[ev_deal]
+        d, t, a = deal_new[ev_deal[m]], ev_time[m], trigger_act[m]
         for row in rows:
             if row[0] == "stage":
-                stage_rows.append((deal_ids[d], np.full(len(d), row[1]), np.full(len(d), row[2]), t))
+                stage_rows.append((deal_ids[d], row[1], row[2], t))
             else:
                 name = np.full(len(d), row[1], dtype=object)
                 if e in en.WORKSHOP_EVENTS:
-                    name[acts["type"][a] == tr.TYPE_CODE["workshop"]] = "workshop_sponsored"
-                outcome_rows.append((deal_ids[d], name, t, con_ids[acts["contact"][a]]))
+                    name[everything["type"][a] == tr.TYPE_CODE["workshop"]] = "workshop_sponsored"
+                outcome_rows.append((deal_ids[d], name, t, con_ids[everything["contact"][a]]))
     loss_deal = join_dict("losses", "deal", deal_off)
-    stage_rows.append((deal_ids[loss_deal], np.full(len(loss_deal), en.CLOSED_LOST[0]),
-                       np.full(len(loss_deal), en.CLOSED_LOST[1]), join_dict("losses", "time", None)))
+    loss_kept = kept[loss_deal]
+    stage_rows.append((deal_ids[deal_new[loss_deal[loss_kept]]], en.CLOSED_LOST[0], en.CLOSED_LOST[1],
+                       join_dict("losses", "time")[loss_kept]))
     deal_stages = pd.DataFrame({
         c.DEAL_ID: np.concatenate([r[0] for r in stage_rows]),
-        c.STAGE: np.concatenate([r[1] for r in stage_rows]),
-        c.STAGE_ORDER: np.concatenate([r[2] for r in stage_rows]).astype(np.int64),
+        c.STAGE: np.concatenate([np.full(len(r[0]), r[1], dtype=object) for r in stage_rows]),
+        c.STAGE_ORDER: np.concatenate([np.full(len(r[0]), r[2], dtype=np.int64) for r in stage_rows]),
         c.ENTERED_AT: np.concatenate([r[3] for r in stage_rows]),
     }).sort_values([c.ENTERED_AT, c.DEAL_ID, c.STAGE_ORDER], kind="stable")
-    deal_stages[c.ENTERED_AT] = _ts(start, deal_stages[c.ENTERED_AT].to_numpy()).to_numpy()
+    deal_stages[c.ENTERED_AT] = ts(deal_stages[c.ENTERED_AT].to_numpy()).to_numpy()
     outcomes = pd.DataFrame({
-        c.DEAL_ID: np.concatenate([r[0] for r in outcome_rows]) if outcome_rows else np.array([], dtype=str),
-        c.OUTCOME: np.concatenate([r[1] for r in outcome_rows]) if outcome_rows else np.array([], dtype=str),
-        c.OCCURRED_AT: np.concatenate([r[2] for r in outcome_rows]) if outcome_rows else np.array([], dtype=np.int64),
-        c.CONTACT_ID: np.concatenate([r[3] for r in outcome_rows]) if outcome_rows else np.array([], dtype=str),
+        c.DEAL_ID: np.concatenate([r[0] for r in outcome_rows]),
+        c.OUTCOME: np.concatenate([r[1] for r in outcome_rows]),
+        c.OCCURRED_AT: np.concatenate([r[2] for r in outcome_rows]),
+        c.CONTACT_ID: np.concatenate([r[3] for r in outcome_rows]),
     }).sort_values([c.OCCURRED_AT, c.DEAL_ID, c.OUTCOME], kind="stable")
-    outcomes[c.OCCURRED_AT] = _ts(start, outcomes[c.OCCURRED_AT].to_numpy()).to_numpy()
+    outcomes[c.OCCURRED_AT] = ts(outcomes[c.OCCURRED_AT].to_numpy()).to_numpy()
 
     tables = {
         c.ACTIVITIES: activities, c.RESPONSES: responses, c.DEAL_STAGES: deal_stages,
@@ -301,28 +319,21 @@ def _assemble(chunks: list[en.Chunk], reps: en.Reps, config: SimulationConfig,
     tables = {name: coerce_table(name, frame) for name, frame in tables.items()}
 
     # --- ground truth ------------------------------------------------------------------------------
-    labels = _labels(acts, ev_deal, ev_time, end_sec)
-    ex_ante = np.full(n, np.nan)
-    if all(ch.oracle is not None for ch in chunks):
-        act_off = np.concatenate([[0], np.cumsum([len(ch.acts["deal"]) for ch in chunks])])
-        position = np.empty(n, dtype=np.int64)
-        position[order] = np.arange(n)
-        ex_ante[position[join_dict("oracle", "act", act_off)]] = join_dict("oracle", "p")
     ground_truth = pd.DataFrame({
         c.ACTIVITY_ID: act_ids,
         c.DEAL_ID: deal_ids[acts["deal"]],
         "p_outcome": acts["p_outcome"],
         "p_output": acts["p_output"],
         "p_negative": acts["p_negative"],
-        "p_outcome_label": labels["p_outcome_label"],
-        "p_outcome_label_ex_ante": ex_ante,
+        "p_outcome_label": labels["p_outcome_label"][written],
+        "p_outcome_label_ex_ante": ex_ante[written],
         "triggered_advance": acts["triggered"].astype(bool),
-        "advance_lands_at": _ts(start, acts["land_time"]),
+        "advance_lands_at": ts(acts["land_time"]).astype(c.TIMESTAMP_DTYPE),
         "output": acts["output"].astype(bool),
         "negative": acts["negative"].astype(bool),
-        "label_outcome": labels["outcome"],
-        "label_output": labels["output"],
-        "label_negative": labels["negative"],
+        "label_outcome": labels["outcome"][written],
+        "label_output": labels["output"][written],
+        "label_negative": labels["negative"][written],
         c.STAGE_ORDER: acts["stage"].astype(np.int64),
         "days_in_stage": acts["days_in_stage"],
         "touches_contact_7d": np.minimum(acts["touches"], tr.TOUCH_CAP).astype(np.int64),
@@ -331,13 +342,12 @@ def _assemble(chunks: list[en.Chunk], reps: en.Reps, config: SimulationConfig,
         "quality": deal_quality[acts["deal"]],
         "rep_skill": reps.skill[deal_rep[acts["deal"]]],
     })
-    ground_truth["advance_lands_at"] = ground_truth["advance_lands_at"].astype(c.TIMESTAMP_DTYPE)
     deals_truth = pd.DataFrame({
         c.DEAL_ID: deal_ids,
         "quality": deal_quality,
         "rep_skill": reps.skill[deal_rep],
         "n_activities": np.bincount(acts["deal"], minlength=len(deal_ids)),
-        "n_advances": np.bincount(ev_deal, minlength=len(deal_ids)),
+        "n_advances": np.bincount(deal_new[ev_deal[kept[ev_deal]]], minlength=len(deal_ids)),
         "status": np.array(["open", "won", "lost"])[deal_status],
     })
     reps_truth = pd.DataFrame({
@@ -356,6 +366,7 @@ def _assemble(chunks: list[en.Chunk], reps: en.Reps, config: SimulationConfig,
         "start": str(start.date()),
         "end": str((start + pd.Timedelta(days=beh.days)).date()),
         "days": beh.days,
+        "warmup_days": beh.warmup_days,
         "files": {
             "activities": GROUND_TRUTH_FILE,
             "deals": GROUND_TRUTH_DEALS_FILE,

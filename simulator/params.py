@@ -15,6 +15,10 @@ class BehaviourParams:
     """Behaviour of the simulated sales team and its buyers."""
 
     days: int = 365
+    # The sales team was already at work before the history starts: the simulation begins this
+    # many days earlier, so that the pipeline the data shows is in a steady state from day one
+    # (activities before the start are not written; the deals' stage history is).
+    warmup_days: int = 180
     # Size: one rep per this many activities; deals per account 1 or 2.
     activities_per_rep: int = 2500
     second_deal_share: float = 0.3

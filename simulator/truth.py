@@ -42,7 +42,6 @@ SENIORITY_CODE = {name: i for i, name in enumerate(SENIORITIES)}
 DEPARTMENT_CODE = {name: i for i, name in enumerate(DEPARTMENTS)}
 NONE_CODE = TYPE_CODE["none"]
 LIVE_TYPES = ("call", "meeting", "demo", "workshop")
-WRITTEN_TYPES = ("email", "inmail", "social", "proposal")
 
 # Windows of the contact history the truth reads, and the caps that keep its effects bounded.
 TOUCH_WINDOW_DAYS = 7
@@ -144,11 +143,6 @@ class TruthParams:
     negative_inbound: float = -1.5
     negative_quality: float = -0.25
     negative_weekend: float = 0.2
-
-    # --- coupling: replies and advances are distinct events, but correlated -----------------------
-    # P(advance | meaningful output) = min(lift * p_outcome, p_outcome / p_output, 1); the
-    # probability without an output is set so that the marginal stays exactly p_outcome.
-    outcome_lift_given_output: float = 2.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -331,17 +325,6 @@ def true_probabilities(
     )
     p_negative = np.where(is_none, 0.0, _sigmoid(zn))
     return Probabilities(p_outcome, p_output, p_negative)
-
-
-def advance_given_output(params: TruthParams, p_outcome: np.ndarray, p_output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """P(advance | meaningful output) and P(advance | no output); their mix is exactly p_outcome."""
-    p_outcome = np.asarray(p_outcome, dtype=float)
-    p_output = np.asarray(p_output, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cap = np.where(p_output > 0, p_outcome / p_output, 1.0)
-    given = np.minimum(np.minimum(params.outcome_lift_given_output * p_outcome, cap), 1.0)
-    without = np.clip((p_outcome - p_output * given) / (1.0 - p_output), 0.0, 1.0)
-    return given, without
 
 
 def encode(values, names: tuple[str, ...], default: str) -> np.ndarray:

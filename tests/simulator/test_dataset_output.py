@@ -132,7 +132,7 @@ def contract_outcome_labels(tables: dict, end: pd.Timestamp, horizon_days: int =
         tables[c.OUTCOMES][[c.DEAL_ID, c.OCCURRED_AT]].set_axis([c.DEAL_ID, "at"], axis=1),
     ])
     acts = tables[c.ACTIVITIES]
-    codes = pd.Categorical(acts[c.DEAL_ID]).categories
+    codes = pd.Index(tables[c.DEALS][c.DEAL_ID])
     span = np.int64(10**15)  # microseconds: far more than the data spans
 
     def key(deal, at):  # (deal, time) as one sortable integer

@@ -44,6 +44,6 @@ def test_the_oracle_does_not_change_the_dataset(tmp_path):
 
 
 def test_size_is_at_most_the_request_and_close_to_it():
-    for n in (500, 3000, 25_000):
+    for n in (500, 3000, 25_000):  # whole accounts are kept: short by less than an account (about 50)
         got = len(simulate(SimulationConfig(n_activities=n, seed=1), oracle=None).tables[c.ACTIVITIES])
-        assert 0.95 * n <= got <= n
+        assert n - 150 <= got <= n

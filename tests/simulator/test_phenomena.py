@@ -90,11 +90,12 @@ def test_deals_go_cold_and_are_lost(sim):
     moved = stages[stages[c.STAGE_ORDER].between(2, 5)].groupby(c.DEAL_ID)[c.ENTERED_AT].max()
     last_progress = pd.concat([deals.loc[lost_at.index, c.CREATED_AT], moved.reindex(lost_at.index)], axis=1).max(axis=1)
     assert (lost_at - last_progress).dt.days.median() > 45
-    # effort fades before the loss
+    # effort fades before the loss (deals whose whole life is in the data, lost after 90 days)
     acts = sim.tables[c.ACTIVITIES].merge(lost_at.rename("lost_at"), left_on=c.DEAL_ID, right_index=True)
     age = (acts[c.OCCURRED_AT] - acts[c.DEAL_ID].map(deals[c.CREATED_AT])).dt.days
     to_loss = (acts["lost_at"] - acts[c.OCCURRED_AT]).dt.days
-    old = (lost_at - deals.loc[lost_at.index, c.CREATED_AT]).dt.days > 90
+    created = deals.loc[lost_at.index, c.CREATED_AT]
+    old = ((lost_at - created).dt.days > 90) & (created >= pd.Timestamp(sim.meta["start"], tz="UTC"))
     olds = acts[c.DEAL_ID].isin(old.index[old])
     assert (olds & (age < 30)).sum() > 1.5 * (olds & (to_loss < 30)).sum()
 
