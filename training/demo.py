@@ -3,8 +3,8 @@
 Steps, each recorded in :class:`DemoResult.steps` (a later step, such as serving, is
 one more function appended to :data:`STEPS`):
 
-1. simulate a dataset into ``<data home>/demo`` (reused when one with the same seed and
-   size is already there);
+1. simulate a dataset into ``<data home>/demo`` (reused when one with the same seed, size
+   and simulator format version is already there);
 2. validate it against the data contract;
 3. train, calibrate, evaluate, log to MLflow and register a ``challenger``;
 4. promote it to ``champion`` through the promotion gate.
@@ -57,8 +57,13 @@ def _same_simulation(data: Path, activities: int, seed: int) -> bool:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return False
+    from simulator.generate import FORMAT_VERSION
+
     requested = meta.get("n_activities_requested", meta.get("n_activities"))
-    return meta.get("seed") == seed and requested == activities
+    # A dataset written by an older simulator (no or an older format_version) lacks what
+    # training now reads (e.g. the ex-ante outcome oracle): simulate again.
+    return (meta.get("seed") == seed and requested == activities
+            and meta.get("format_version") == FORMAT_VERSION)
 
 
 def step_simulate(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:

@@ -95,8 +95,11 @@ def print_train_summary(console: Console, run) -> None:
     table = Table(title="Test window (most recent data)", title_justify="left", show_edge=False, pad_edge=False)
     has_truth = any("oracle_auc" in r for r in summary_rows(result))
     cols = ["label/variant", "n", "rate", "AUC", "PR-AUC", "log loss", "Brier", "ECE", "lift@10%", "calib", "trees"]
+    has_realized = any("oracle_auc_realized" in r for r in summary_rows(result))
     if has_truth:
-        cols += ["oracle AUC", "rho truth", "ECE truth"]
+        cols += ["oracle", "gap", "rho truth", "ECE truth"]
+    if has_realized:
+        cols += ["realized"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("label/variant", "calib") else "right")
     for r in summary_rows(result):
@@ -104,9 +107,23 @@ def print_train_summary(console: Console, run) -> None:
                 _f(r["log_loss"]), _f(r["brier"]), _f(r["ece"]), _f(r["lift_top_decile"], 2), r["calibration"],
                 _f(r["trees"])]
         if has_truth:
-            vals += [_f(r.get("oracle_auc")), _f(r.get("spearman_truth")), _f(r.get("ece_truth"))]
+            vals += [_f(r.get("oracle_auc")), _f(r.get("oracle_gap")), _f(r.get("spearman_truth")),
+                     _f(r.get("ece_truth"))]
+        if has_realized:
+            vals += [_f(r.get("oracle_auc_realized"))]
         table.add_row(*vals)
     console.print(table)
+    if has_truth:
+        ex_ante = [r for r in summary_rows(result) if r.get("oracle") == "p_outcome_label_ex_ante"]
+        outcome = (f"outcome: the ex-ante oracle (p_outcome_label_ex_ante) on the {ex_ante[0].get('n_oracle', 0):,} "
+                   "test rows where the simulator computed it" if ex_ante else
+                   "outcome: " + ", ".join(sorted({str(r.get("oracle")) for r in summary_rows(result)
+                                                   if r["label"] == "outcome"})))
+        console.print(f"  oracle: AUC of the simulator's true probabilities ({outcome}); gap: oracle AUC minus the "
+                      "model's AUC on the same rows"
+                      + ("; realized: the realized-schedule oracle (p_outcome_label), which knows the deal's "
+                         "future activities: an upper bound no model reaches" if has_realized else ""),
+                      highlight=False)
     by_type = result.fits.get(("outcome", "full"), result.fits.get(("outcome", "plan"))).metrics.get("by_type", {})
     if by_type:
         parts = [f"{t} {_f(m['auc'])}" for t, m in sorted(by_type.items(), key=lambda kv: -kv[1]["n"])]

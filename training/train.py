@@ -355,7 +355,7 @@ def fit_one(
     label: str,
     variant: str,
     types: pd.Series | None,
-    truth: np.ndarray | None,
+    truth: LabelTruth | None,
     progress: Progress,
 ) -> ModelFit:
     """Fit one booster with early stopping, calibrate it and evaluate it on the test window."""
@@ -419,9 +419,11 @@ def fit_one(
         m["by_type"] = _by_type(types.to_numpy(dtype=object, na_value=None)[te], y_test, p_test)
     test_truth = None
     if truth is not None:
-        test_truth = truth[te]
-        if np.isfinite(test_truth).any():
-            m["truth"] = truth_metrics(y_test, p_test, test_truth)
+        test_truth = truth.values[te]
+        tm = _truth_metrics(y_test, p_test, truth, te)
+        if tm:
+            m["truth"] = tm
+            m["oracle_column"] = truth.column
     gain = booster.feature_importance(importance_type="gain")
     seconds = time.perf_counter() - t
     logger.info("%s/%s: best_iteration=%d auc=%.4f ece=%.4f calibration=%s (%.1fs)", label, variant, best,
@@ -440,18 +442,75 @@ def _by_type(types: np.ndarray, y: np.ndarray, p: np.ndarray) -> dict[str, dict[
     return out
 
 
-def _align_truth(frame: pd.DataFrame, truth: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    """Ground-truth probability per label aligned to the frame's rows (NaN where unknown)."""
+@dataclass
+class LabelTruth:
+    """The simulator's true probability for one label, aligned to the frame's rows (NaN where unknown).
+
+    Attributes:
+        column: the ground-truth column used as the oracle (for ``outcome``, the ex-ante
+            oracle ``p_outcome_label_ex_ante`` when the dataset has it).
+        values: that column per frame row.
+        realized: for ``outcome`` with the ex-ante oracle, the realized-schedule oracle
+            ``p_outcome_label`` per frame row (an upper bound no point-in-time model reaches),
+            reported beside it; else None.
+    """
+
+    column: str
+    values: np.ndarray
+    realized: np.ndarray | None = None
+
+
+EX_ANTE_ORACLE = "p_outcome_label_ex_ante"
+REALIZED_ORACLE = "p_outcome_label"
+TRUTH_COLUMNS = {"outcome": [EX_ANTE_ORACLE, REALIZED_ORACLE, "p_outcome"], "output": ["p_output"],
+                 "negative": ["p_negative"]}
+
+
+def _align_truth(frame: pd.DataFrame, truth: pd.DataFrame | None) -> dict[str, LabelTruth]:
+    """Ground-truth probability per label aligned to the frame's rows (NaN where unknown).
+
+    For ``outcome`` the oracle is ``p_outcome_label_ex_ante`` (the best prediction from what
+    was known before the activity, plus the latent deal quality and rep skill; the simulator
+    computes it for a sample of activities, NaN elsewhere) when that column has any value;
+    ``p_outcome_label`` (given the deal's realized future schedule) is then kept as
+    ``realized``. Older simulations without the ex-ante column fall back to
+    ``p_outcome_label``, then ``p_outcome``.
+    """
     if truth is None:
         return {}
-    columns = {"outcome": ["p_outcome_label", "p_outcome"], "output": ["p_output"], "negative": ["p_negative"]}
     ids = frame[[c.ACTIVITY_ID]].astype({c.ACTIVITY_ID: "string"})
     merged = ids.merge(truth.drop_duplicates(c.ACTIVITY_ID), on=c.ACTIVITY_ID, how="left")
     out = {}
-    for label, candidates in columns.items():
-        col = next((x for x in candidates if x in merged.columns), None)
-        if col is not None:
-            out[label] = merged[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    for label, candidates in TRUTH_COLUMNS.items():
+        for col in candidates:
+            if col not in merged.columns:
+                continue
+            values = merged[col].to_numpy(dtype=np.float64, na_value=np.nan)
+            if col == EX_ANTE_ORACLE and not np.isfinite(values).any():
+                continue
+            realized = None
+            if col == EX_ANTE_ORACLE and REALIZED_ORACLE in merged.columns:
+                realized = merged[REALIZED_ORACLE].to_numpy(dtype=np.float64, na_value=np.nan)
+            out[label] = LabelTruth(col, values, realized)
+            break
+    return out
+
+
+def _truth_metrics(y_test: np.ndarray, p_test: np.ndarray, truth: LabelTruth, te: np.ndarray) -> dict[str, float]:
+    """Oracle metrics on the test rows where the oracle is known, plus the realized-schedule oracle."""
+    out: dict[str, float] = {}
+    test_truth = truth.values[te]
+    if np.isfinite(test_truth).any():
+        out = truth_metrics(y_test, p_test, test_truth)
+        out["oracle_gap"] = out["oracle_auc"] - out["auc_same_rows"]
+    if truth.realized is not None:
+        realized = truth.realized[te]
+        if np.isfinite(realized).any():
+            r = truth_metrics(y_test, p_test, realized)
+            out["n_truth_realized"] = r["n_truth"]
+            out["oracle_auc_realized"] = r["oracle_auc"]
+            out["auc_same_rows_realized"] = r["auc_same_rows"]
+            out["oracle_gap_realized"] = r["oracle_auc"] - r["auc_same_rows"]
     return out
 
 
@@ -508,8 +567,15 @@ def summary_rows(result: TrainingResult) -> list[dict[str, Any]]:
                "calibration": fit.metrics["calibration_method"], "trees": fit.best_iteration}
         truth = fit.metrics.get("truth")
         if truth:
-            row["oracle_auc"] = truth["oracle_auc"]
-            row["spearman_truth"] = truth["spearman_truth"]
-            row["ece_truth"] = truth["ece_truth"]
+            # "oracle_*": the fair oracle (ex-ante for outcome), on the test rows where it is
+            # known (n_oracle); the model's AUC on those same rows is auc_oracle_rows.
+            row["oracle"] = fit.metrics.get("oracle_column")
+            for key, name in (("n_truth", "n_oracle"), ("oracle_auc", "oracle_auc"),
+                              ("auc_same_rows", "auc_oracle_rows"), ("oracle_gap", "oracle_gap"),
+                              ("spearman_truth", "spearman_truth"), ("ece_truth", "ece_truth"),
+                              ("oracle_auc_realized", "oracle_auc_realized"),
+                              ("oracle_gap_realized", "oracle_gap_realized")):
+                if key in truth:
+                    row[name] = int(truth[key]) if key == "n_truth" else truth[key]
         rows.append(row)
     return rows
