@@ -31,6 +31,29 @@ bundle (snapshot at the end of the training data).
 """
 
 
+PERFORMANCE = """
+## Performance
+
+`.venv/bin/python benchmarks/bench_features.py --keep /tmp/benchdata` (simulated data, each size
+in a fresh process; 2 cores shared with other work, load average 2.6-2.9 during the run):
+
+```
+  100,000 activities: load    0.8 s, features+labels    1.0 s, peak RSS     500 MB (50 features; simulate 6 s)
+1,000,000 activities: load    1.7 s, features+labels    8.5 s, peak RSS    2715 MB (50 features; simulate 34 s)
+growth 100,000 -> 1,000,000 (10x rows): time x8.5, peak memory x5.4
+target 1M <= 60 s and <= 4 GB: met
+one request, history {'activities': 50, 'responses': 27, 'deal_stages': 2, 'outcomes': 0, 'contacts': 7}:
+  p50 1.37 ms, p99 5.53 ms over 2,000 calls (target p50 <= 2 ms: met)
+```
+
+How: every windowed count is a difference of prefix sums found by `np.searchsorted` over
+sorted `(entity, time)` keys (`features/transforms.py`); the needles are sorted once per
+entity so the binary searches stay in cache (a million random needles took 8x longer).
+Facts logged late are handled exactly: a fact counts only once known, and the few facts
+logged more than a window after they happened get a small per-entity correction.
+"""
+
+
 def render() -> str:
     rows = []
     for f in s.BASE_FEATURES:
@@ -57,7 +80,7 @@ def render() -> str:
             "",
         ]
     )
-    return HEADER + "\n".join(rows) + "\n" + labels
+    return HEADER + "\n".join(rows) + "\n" + labels + PERFORMANCE
 
 
 if __name__ == "__main__":
