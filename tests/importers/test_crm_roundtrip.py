@@ -29,12 +29,9 @@ ID_KINDS = {c.ACTIVITY_ID: "activities", c.DEAL_ID: "deals", c.CONTACT_ID: "cont
 
 
 def simulated(n_activities: int, seed: int):
-    """A simulated history (the simulator is built concurrently; the hand-made test below needs none)."""
-    try:
-        from simulator.generate import simulate
-        from simulator.params import SimulationConfig
-    except ImportError as err:
-        pytest.skip(f"the simulator (simulator.generate) cannot be imported: {err}")
+    """A simulated history (the hand-made test below needs none)."""
+    from simulator.generate import simulate
+    from simulator.params import SimulationConfig
 
     return simulate(SimulationConfig(n_activities=n_activities, seed=seed))
 
@@ -185,10 +182,6 @@ def _quality(data_dir: Path) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_training_on_the_salesforce_round_trip_matches_training_on_the_simulation(tmp_path):
-    try:
-        import training.train  # noqa: F401
-    except ImportError as err:  # the training pipeline is built by another engineer
-        pytest.skip(f"training.train cannot be imported yet: {err}")
     sim = simulated(12000, seed=11)
     direct = tmp_path / "direct"
     write_dataset(sim.tables, direct, "parquet")
