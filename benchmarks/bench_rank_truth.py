@@ -1,0 +1,397 @@
+"""Benchmark: ``/rank`` against the simulator's truth.
+
+Simulates (or reuses) a dataset, trains a bundle with the training library
+(``training.train.run_training``, default config), then, for a sample of (deal, time)
+states of the test window (an activity's deal at its ``occurred_at``, deal open):
+
+1. builds the ``/rank`` request a CRM would send at that moment: the deal record (without
+   ``closed_at`` / ``won``), the account, the deal's most recently touched contact, and as
+   history the deal's activities, stages and outcomes before ``at``, the account's contacts
+   and their activities of the last 90 days, the responses that had arrived by ``at``;
+2. lets the service's ranking code (``serving.scorer.Scorer.rank``, in-process) propose and
+   rank every candidate;
+3. scores every candidate with the truth function in that state
+   (``simulator.truth.true_outcome_probabilities`` on ``GroundTruth.state``).
+
+It prints, for the model and for the baseline of ranking by the type's average true rate
+(per type and automated flag, over the activities before the test window): the mean true
+``p_outcome`` of the top-1 and the top-5, of the truth's best candidate, of a random
+candidate and of the rep's actual activity; the mean within-state Spearman correlation with
+the truth; the share of states whose top-1 is within 10% of the truth's best; then, per
+candidate kind, the model's mean ``p_outcome`` against the truth's, to show where it is off.
+
+    .venv/bin/python benchmarks/bench_rank_truth.py [--activities 60000] [--seed 0] [--states 300]
+                                                    [--work DIR] [--retrain]
+
+``--work`` keeps the dataset and the bundle between runs (default: a temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from features import contract as c  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HISTORY_CONTACT_DAYS = 90  # other deals' activities of the account's contacts sent as history
+WITHIN = 0.10  # "top-1 within 10% of the truth's best"
+TOP_K = 5
+
+
+# --- data and model -------------------------------------------------------------------------
+
+
+def ensure_dataset(directory: Path, activities: int, seed: int) -> Path:
+    """Simulate ``activities`` activities with ``seed`` into ``directory`` unless it holds that dataset."""
+    meta = directory / "ground_truth.json"
+    if meta.exists():
+        m = json.loads(meta.read_text(encoding="utf-8"))
+        if m.get("seed") == seed and m.get("n_activities_requested", m.get("n_activities")) == activities:
+            return directory
+    from simulator.generate import simulate, write_simulation
+    from simulator.params import SimulationConfig
+
+    write_simulation(simulate(SimulationConfig(n_activities=activities, seed=seed)), directory)
+    return directory
+
+
+def train_bundle(data: Path, out: Path, overrides: dict[str, Any] | None = None) -> Path:
+    """Train with the training library (default config plus ``overrides``) and save the bundle to ``out``."""
+    from training.config import load_config
+    from training.data import load_table
+    from training.train import run_training
+
+    cfg = load_config(None, **(overrides or {}))
+    result = run_training(load_table(data, cfg), cfg)
+    result.bundle.save(out)
+    return out
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def _iso(v: Any) -> Any:
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = list(frame.columns)
+    out = []
+    for row in frame.itertuples(index=False, name=None):
+        out.append({k: x for k, v in zip(cols, row, strict=True) if (x := _iso(v)) is not None})
+    return out
+
+
+class RequestBuilder:
+    """``/rank`` requests for a deal at a moment, from a dataset, as a CRM would send them."""
+
+    def __init__(self, dataset) -> None:
+        acts = dataset[c.ACTIVITIES].sort_values(c.OCCURRED_AT, kind="stable")
+        self.acts = acts
+        self.acts_by_deal = {k: g for k, g in acts.groupby(c.DEAL_ID, sort=False)}
+        self.acts_by_contact = {k: g for k, g in acts.groupby(c.CONTACT_ID, sort=False)}
+        resp = dataset.get(c.RESPONSES)
+        self.responses = resp.set_index(c.ACTIVITY_ID, drop=False) if resp is not None else None
+        self.stages = {k: g for k, g in dataset[c.DEAL_STAGES].groupby(c.DEAL_ID, sort=False)}
+        out = dataset.get(c.OUTCOMES)
+        self.outcomes = {k: g for k, g in out.groupby(c.DEAL_ID, sort=False)} if out is not None else {}
+        self.deals = dataset[c.DEALS].set_index(c.DEAL_ID, drop=False)
+        contacts = dataset[c.CONTACTS]
+        self.contacts = contacts.set_index(c.CONTACT_ID, drop=False)
+        self.contacts_by_account = {k: g for k, g in contacts.groupby(c.ACCOUNT_ID, sort=False)}
+        self.accounts = dataset[c.ACCOUNTS].set_index(c.ACCOUNT_ID, drop=False)
+
+    def account_contacts(self, deal_id: str) -> list[str]:
+        acc = self.deals.at[deal_id, c.ACCOUNT_ID]
+        g = self.contacts_by_account.get(acc)
+        return [] if g is None else list(g[c.CONTACT_ID])
+
+    def body(self, deal_id: str, at: pd.Timestamp, fallback_contact: str | None) -> dict[str, Any]:
+        """The request body (JSON-ready) for ``deal_id`` at ``at``; facts strictly before ``at`` only."""
+        deal = self.deals.loc[deal_id]
+        account_id = deal[c.ACCOUNT_ID]
+        deal_acts = self.acts_by_deal.get(deal_id, self.acts.iloc[:0])
+        deal_acts = deal_acts[deal_acts[c.OCCURRED_AT] < at]
+        parts = [deal_acts]
+        since = at - pd.Timedelta(days=HISTORY_CONTACT_DAYS)
+        for cid in self.account_contacts(deal_id):
+            g = self.acts_by_contact.get(cid)
+            if g is not None:
+                parts.append(g[(g[c.OCCURRED_AT] < at) & (g[c.OCCURRED_AT] >= since)])
+        hist = pd.concat(parts).drop_duplicates(c.ACTIVITY_ID).sort_values(c.OCCURRED_AT, kind="stable")
+        touched = deal_acts[deal_acts[c.TYPE] != "none"]
+        contact_id = touched[c.CONTACT_ID].iloc[-1] if len(touched) else fallback_contact
+        history: dict[str, list] = {c.ACTIVITIES: _records(hist)}
+        if self.responses is not None:
+            ids = [i for i in hist[c.ACTIVITY_ID] if i in self.responses.index]
+            r = self.responses.loc[ids] if ids else self.responses.iloc[:0]
+            history[c.RESPONSES] = _records(r[r[c.OCCURRED_AT] < at])
+        st = self.stages.get(deal_id)
+        if st is not None:
+            history[c.DEAL_STAGES] = _records(st[st[c.ENTERED_AT] < at])
+        oc = self.outcomes.get(deal_id)
+        if oc is not None:
+            history[c.OUTCOMES] = _records(oc[oc[c.OCCURRED_AT] < at])
+        contacts = self.contacts_by_account.get(account_id)
+        if contacts is not None:
+            history[c.CONTACTS] = _records(contacts)
+        body: dict[str, Any] = {
+            "at": at.isoformat(),
+            "deal": _records(deal.drop([c.CLOSED_AT, c.WON], errors="ignore").to_frame().T)[0],
+            "history": history,
+            "top_k": 500,
+            "explain": False,
+        }
+        if contact_id is not None and contact_id in self.contacts.index:
+            body["contact"] = _records(self.contacts.loc[[contact_id]])[0]
+        if account_id in self.accounts.index:
+            body["account"] = _records(self.accounts.loc[[account_id]])[0]
+        return body
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def candidate_key(activity: dict[str, Any]) -> str:
+    """``type`` plus ``/auto`` for automated candidates: the kind of a candidate."""
+    return f"{activity[c.TYPE]}{'/auto' if activity.get(c.IS_AUTOMATED) else ''}"
+
+
+def type_average_rates(gt, before: pd.Timestamp) -> dict[str, float]:
+    """Mean true ``p_outcome`` per candidate kind over the activities before ``before`` (open deals)."""
+    acts = gt.dataset[c.ACTIVITIES][[c.ACTIVITY_ID, c.TYPE, c.IS_AUTOMATED, c.OCCURRED_AT]]
+    truth = gt.activities[[c.ACTIVITY_ID, "p_outcome"]]
+    m = acts.merge(truth, on=c.ACTIVITY_ID)
+    m = m[(m[c.OCCURRED_AT] < before).to_numpy(bool)]
+    keys = m[c.TYPE].astype(str) + np.where(m[c.IS_AUTOMATED].fillna(False).to_numpy(bool), "/auto", "")
+    return m.groupby(keys.to_numpy())["p_outcome"].mean().to_dict()
+
+
+@dataclass
+class StateResult:
+    """One (deal, time) state: per candidate, the model's and the truth's p_outcome."""
+
+    activity_id: str
+    kinds: list[str]
+    model_p: np.ndarray
+    truth_p: np.ndarray
+    baseline_p: np.ndarray
+    actual_p: float
+    best_any_contact: float
+
+
+@dataclass
+class Summary:
+    states: int
+    rows: dict[str, dict[str, float]]  # ranker -> metric -> value
+    best: float
+    best_any_contact: float
+    random: float
+    actual: float
+    kinds: pd.DataFrame
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sample_states(gt, start: pd.Timestamp, n: int, seed: int) -> list[tuple[str, str, pd.Timestamp, str | None]]:
+    """``n`` (activity, deal, occurred_at, contact) of open deals at or after ``start``, sampled with ``seed``."""
+    acts = gt.dataset[c.ACTIVITIES]
+    pool = acts[(acts[c.OCCURRED_AT] >= start).to_numpy(bool) & acts[c.DEAL_ID].notna().to_numpy(bool)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pool))
+    out = []
+    for i in order:
+        row = pool.iloc[int(i)]
+        deal, at = str(row[c.DEAL_ID]), row[c.OCCURRED_AT]
+        try:
+            if not gt.state(deal, at).is_open:
+                continue
+        except ValueError:
+            continue
+        out.append((str(row[c.ACTIVITY_ID]), deal, at, None if pd.isna(row[c.CONTACT_ID]) else str(row[c.CONTACT_ID])))
+        if len(out) == n:
+            break
+    return out
+
+
+def _truth_candidates(gt, activities: list[dict[str, Any]]):
+    out = []
+    for a in activities:
+        out.append(gt.candidate(
+            a[c.TYPE], a.get(c.CONTACT_ID),
+            personalization=a.get(c.PERSONALIZATION),
+            is_automated=bool(a.get(c.IS_AUTOMATED, False)),
+            direction=a.get(c.DIRECTION) or "outbound",
+        ))
+    return out
+
+
+def evaluate_states(scorer, gt, states, rates: dict[str, float]) -> list[StateResult]:
+    """Rank every state with the scorer and score every candidate with the truth."""
+    from serving.candidates import variants
+    from serving.schemas import RankRequest
+    from simulator.truth import true_outcome_probabilities
+
+    builder = RequestBuilder(gt.dataset)
+    truth_rows = gt.activities.set_index(c.ACTIVITY_ID)["p_outcome"]
+    all_variants = variants(scorer.spec)
+    results = []
+    for activity_id, deal_id, at, contact_id in states:
+        body = builder.body(deal_id, at, contact_id)
+        response = scorer.rank(RankRequest.model_validate_json(json.dumps(body)))
+        acts = [r.activity for r in response.ranked]
+        model_p = np.array([r.p_outcome for r in response.ranked], dtype=float)
+        state = gt.state(deal_id, at)
+        truth_p = true_outcome_probabilities(state, _truth_candidates(gt, acts), gt.params)
+        kinds = [candidate_key(a) for a in acts]
+        baseline_p = np.array([rates.get(k, 0.0) for k in kinds])
+        every = [{**v, c.CONTACT_ID: cid} for v in all_variants for cid in builder.account_contacts(deal_id)]
+        best_any = float(true_outcome_probabilities(state, _truth_candidates(gt, every), gt.params).max()) if every else 0.0
+        results.append(StateResult(activity_id, kinds, model_p, truth_p, baseline_p,
+                                   float(truth_rows.loc[activity_id]), max(best_any, float(truth_p.max()))))
+    return results
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = pd.Series(a).rank().to_numpy()
+    rb = pd.Series(b).rank().to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return np.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _order(scores: np.ndarray) -> np.ndarray:
+    """Best first; ties keep the service's candidate order (stable)."""
+    return np.argsort(-scores, kind="stable")
+
+
+def summarize(results: list[StateResult]) -> Summary:
+    """Figures over the states (means of per-state values)."""
+    rows: dict[str, dict[str, float]] = {}
+    for name, attr in (("model", "model_p"), ("type average", "baseline_p")):
+        top1, top5, rho, within = [], [], [], []
+        for r in results:
+            scores = getattr(r, attr)
+            o = _order(scores)
+            top1.append(r.truth_p[o[0]])
+            top5.append(r.truth_p[o[:TOP_K]].mean())
+            rho.append(_spearman(scores, r.truth_p))
+            within.append(r.truth_p[o[0]] >= (1 - WITHIN) * r.truth_p.max())
+        rows[name] = {"top1": float(np.mean(top1)), "top5": float(np.mean(top5)),
+                      "spearman": float(np.nanmean(rho)), "within10": float(np.mean(within))}
+    kinds: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        o = _order(r.model_p)
+        best = int(np.argmax(r.truth_p))
+        for i, k in enumerate(r.kinds):
+            kinds[k]["model"].append(r.model_p[i])
+            kinds[k]["truth"].append(r.truth_p[i])
+        kinds[r.kinds[o[0]]]["model_top1"].append(1)
+        kinds[r.kinds[best]]["truth_best"].append(1)
+    table = pd.DataFrame({
+        k: {"model p": np.mean(v["model"]) if v["model"] else np.nan,
+            "true p": np.mean(v["truth"]) if v["truth"] else np.nan,
+            "model top-1": len(v["model_top1"]) / len(results),
+            "truth best": len(v["truth_best"]) / len(results)}
+        for k, v in kinds.items()
+    }).T.sort_values("true p", ascending=False)
+    return Summary(
+        states=len(results), rows=rows,
+        best=float(np.mean([r.truth_p.max() for r in results])),
+        best_any_contact=float(np.mean([r.best_any_contact for r in results])),
+        random=float(np.mean([r.truth_p.mean() for r in results])),
+        actual=float(np.mean([r.actual_p for r in results])),
+        kinds=table,
+    )
+
+
+def report(summary: Summary) -> str:
+    m, b = summary.rows["model"], summary.rows["type average"]
+    lines = [
+        f"{summary.states} states; mean true p_outcome:",
+        f"  truth's best candidate          {summary.best:.4f}   (best over every contact of the account: "
+        f"{summary.best_any_contact:.4f})",
+        f"  model top-1                     {m['top1']:.4f}   top-5 {m['top5']:.4f}",
+        f"  type-average baseline top-1     {b['top1']:.4f}   top-5 {b['top5']:.4f}",
+        f"  random candidate                {summary.random:.4f}",
+        f"  rep's actual activity           {summary.actual:.4f}",
+        f"Spearman vs truth within a state: model {m['spearman']:.3f}, type average {b['spearman']:.3f}",
+        f"top-1 within {WITHIN:.0%} of the truth's best: model {m['within10']:.1%}, type average {b['within10']:.1%}",
+        "per candidate kind (mean over states; shares of states):",
+        summary.kinds.to_string(float_format=lambda x: f"{x:.4f}"),
+    ]
+    return "\n".join(lines)
+
+
+def run(data: Path, bundle: Path, states: int, seed: int) -> Summary:
+    """Evaluate the bundle's ranking on ``states`` sampled states of the bundle's test window."""
+    from serving.model_store import load_bundle_dir
+    from serving.scorer import Scorer
+    from simulator.ground_truth import GroundTruth
+
+    t = time.perf_counter()
+    model = load_bundle_dir(bundle)
+    scorer = Scorer(model, max_rank_contacts=5, max_candidates=60)
+    gt = GroundTruth.load(data)
+    start = pd.Timestamp(model.bundle.manifest.data_window["test_start"])
+    sampled = sample_states(gt, start, states, seed)
+    results = evaluate_states(scorer, gt, sampled, type_average_rates(gt, start))
+    summary = summarize(results)
+    summary.seconds = time.perf_counter() - t
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--activities", type=int, default=60_000)
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed (the demo's is 0)")
+    parser.add_argument("--states", type=int, default=300)
+    parser.add_argument("--state-seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, help="keep (and reuse) the dataset and the bundle here")
+    parser.add_argument("--retrain", action="store_true", help="train again even if --work holds a bundle")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-rank-truth-"))
+    data = ensure_dataset(work / f"sim-{args.activities}-s{args.seed}", args.activities, args.seed)
+    bundle = work / f"bundle-{args.activities}-s{args.seed}"
+    if args.retrain or not (bundle / "manifest.json").exists():
+        t = time.perf_counter()
+        print(f"training on {data} ...", flush=True)
+        train_bundle(data, bundle)
+        print(f"  trained in {time.perf_counter() - t:.0f}s", flush=True)
+    summary = run(data, bundle, args.states, args.state_seed)
+    print(report(summary))
+    print(f"({summary.seconds:.0f}s; dataset {data}, bundle {bundle})")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
