@@ -49,25 +49,28 @@ class Splits:
 
 @dataclass(frozen=True)
 class LightGBM:
-    learning_rate: float = 0.05
-    num_leaves: int = 31
+    # Below large_data_rows training rows: small trees, slow steps, strong shrinkage (on 60k
+    # simulated activities, ~40k training rows, these close a third of the gap to the oracle).
+    learning_rate: float = 0.03
+    num_leaves: int = 7
     min_data_in_leaf: int = 100
-    feature_fraction: float = 0.9
+    feature_fraction: float = 0.6
     bagging_fraction: float = 0.8
     bagging_freq: int = 1
-    lambda_l2: float = 1.0
+    lambda_l2: float = 10.0
     max_bin: int = 255
     cat_smooth: float = 10.0
     max_cat_to_onehot: int = 4
     num_threads: int = 2
     seed: int = 7
-    num_boost_round: int = 1000
-    early_stopping_rounds: int = 30
+    num_boost_round: int = 2000
+    early_stopping_rounds: int = 100
     # From this many training rows on, larger steps and leaves: same AUC in a fifth of the trees.
     large_data_rows: int = 300_000
     large_data_learning_rate: float = 0.1
     large_data_num_leaves: int = 63
     large_data_min_data_in_leaf: int = 200
+    large_data_early_stopping_rounds: int = 30
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class Calibration:
 
     isotonic_min_rows: int = 20_000
     isotonic_min_positives: int = 500
+    # Fit the calibrator on the validation and the calibration slices (the booster only
+    # early-stopped on validation; it never trained on it): twice the rows for the two
+    # Platt numbers, steadier on small data.
+    with_validation: bool = True
 
 
 @dataclass(frozen=True)

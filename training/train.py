@@ -367,9 +367,11 @@ def fit_one(
     if len(tr) < SMALL_TRAIN_ROWS:  # threads cost more than they save on tiny data
         params = params | {"num_threads": 1}
     lg = cfg.lightgbm
+    patience = lg.early_stopping_rounds
     if len(tr) >= lg.large_data_rows:
         params = params | {"learning_rate": lg.large_data_learning_rate, "num_leaves": lg.large_data_num_leaves,
                            "min_data_in_leaf": lg.large_data_min_data_in_leaf}
+        patience = lg.large_data_early_stopping_rounds
     dtrain = lgb.Dataset(matrix[tr], label=y[tr], feature_name=names,
                          categorical_feature=spec.categorical_indices, params={"max_bin": params["max_bin"],
                                                                                "verbose": -1},
@@ -387,7 +389,7 @@ def fit_one(
         num_boost_round=cfg.lightgbm.num_boost_round,
         valid_sets=[dvalid],
         valid_names=["validation"],
-        callbacks=[lgb.early_stopping(cfg.lightgbm.early_stopping_rounds, verbose=False), report],
+        callbacks=[lgb.early_stopping(patience, verbose=False), report],
     )
     best = booster.best_iteration or booster.current_iteration()
     # Keep only the trees up to the best iteration, so the in-memory booster and the saved
@@ -395,8 +397,12 @@ def fit_one(
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
     del dtrain, dvalid
 
-    raw_cal = booster.predict(matrix[ca], raw_score=True)
-    calibrator = fit_calibrator(raw_cal, y[ca], cfg.calibration.isotonic_min_rows,
+    # With calibration.with_validation the calibrator also sees the validation rows: the booster
+    # never trained on them (they only chose the number of trees), and twice the rows steady
+    # the two Platt numbers on small data.
+    cal_rows = np.concatenate([va, ca]) if cfg.calibration.with_validation else ca
+    raw_cal = booster.predict(matrix[cal_rows], raw_score=True)
+    calibrator = fit_calibrator(raw_cal, y[cal_rows], cfg.calibration.isotonic_min_rows,
                                 cfg.calibration.isotonic_min_positives)
     raw_test = booster.predict(matrix[te], raw_score=True)
     p_test = calibrator.transform(raw_test)
@@ -408,7 +414,7 @@ def fit_one(
     m: dict[str, Any] = {
         "test": test,
         "calibration_method": calibrator.method,
-        "calibration_rows": int(len(ca)),
+        "calibration_rows": int(len(cal_rows)),
         "best_iteration": int(best),
         "learning_rate": float(params["learning_rate"]),
         "num_leaves": int(params["num_leaves"]),

@@ -26,11 +26,13 @@ def test_round_trip_through_the_registry(registered, trained, table, model_name,
     client = MlflowClient()
     assert str(client.get_model_version_by_alias(model_name, "challenger").version) == registered.version
     run = client.get_run(registered.run_id)
-    assert run.data.params["lightgbm.learning_rate"] == "0.05"
+    assert run.data.params["lightgbm.learning_rate"] == str(trained.config.lightgbm.learning_rate)
     assert run.data.tags["data.fingerprint"] == trained.fingerprint
     assert run.data.tags["data.test_start"] == trained.bundle.manifest.data_window["test_start"]
     assert run.data.metrics["outcome_full_auc"] == pytest.approx(trained.fits[("outcome", "full")].metrics["test"]["auc"])
     assert "outcome_full_type_call_auc" in run.data.metrics
+    assert run.data.metrics["outcome_full_oracle_gap"] == pytest.approx(
+        trained.fits[("outcome", "full")].metrics["truth"]["oracle_gap"])
 
     tracking.set_alias(model_name, "champion", registered.version)
     model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
