@@ -1,8 +1,10 @@
 """Benchmark: ``/rank`` against the simulator's truth.
 
 Simulates (or reuses) a dataset, trains a bundle with the training library
-(``training.train.run_training``, default config), then, for a sample of (deal, time)
-states of the test window (an activity's deal at its ``occurred_at``, deal open):
+(``training.train.run_training``, default config) and fits the ranking model
+(``models.ranking.fit_ranking_model``, on the data before the bundle's test window) into
+it, then, for a sample of (deal, time) states of the test window (an activity's deal at
+its ``occurred_at``, deal open):
 
 1. builds the ``/rank`` request a CRM would send at that moment: the deal record (without
    ``closed_at`` / ``won``), the account, the deal's most recently touched contact, and as
@@ -13,12 +15,15 @@ states of the test window (an activity's deal at its ``occurred_at``, deal open)
 3. scores every candidate with the truth function in that state
    (``simulator.truth.true_outcome_probabilities`` on ``GroundTruth.state``).
 
-It prints, for the model and for the baseline of ranking by the type's average true rate
-(per type and automated flag, over the activities before the test window): the mean true
-``p_outcome`` of the top-1 and the top-5, of the truth's best candidate, of a random
-candidate and of the rep's actual activity; the mean within-state Spearman correlation with
-the truth; the share of states whose top-1 is within 10% of the truth's best; then, per
-candidate kind, the model's mean ``p_outcome`` against the truth's, to show where it is off.
+It prints, in the same run, for three orderings of the same candidates: the ranking
+model's ``rank_score`` (what ``/rank`` orders by when the bundle has a ranking model), the
+plan model's ``p_outcome`` (what it orders by without one) and the baseline of the type's
+average true rate (per type and automated flag, over the activities before the test
+window): the mean true ``p_outcome`` of the top-1 and the top-5, the mean within-state
+Spearman correlation with the truth and the share of states whose top-1 is within 10% of
+the truth's best; and the mean true ``p_outcome`` of the truth's best candidate, of a random
+candidate and of the rep's actual activity; then, per candidate kind, the models' mean
+scores against the truth's, to show where they are off.
 
     .venv/bin/python benchmarks/bench_rank_truth.py [--activities 60000] [--seed 0] [--states 300]
                                                     [--work DIR] [--retrain]
@@ -73,16 +78,35 @@ def ensure_dataset(directory: Path, activities: int, seed: int) -> Path:
     return directory
 
 
-def train_bundle(data: Path, out: Path, overrides: dict[str, Any] | None = None) -> Path:
-    """Train with the training library (default config plus ``overrides``) and save the bundle to ``out``."""
+def train_bundle(data: Path, out: Path, overrides: dict[str, Any] | None = None, ranking: bool = True) -> Path:
+    """Train with the training library (default config plus ``overrides``), save the bundle to ``out``.
+
+    With ``ranking``, also fit the ranking model on the data before the bundle's test window
+    and save it into the bundle.
+    """
     from training.config import load_config
     from training.data import load_table
     from training.train import run_training
 
     cfg = load_config(None, **(overrides or {}))
-    result = run_training(load_table(data, cfg), cfg)
+    loaded = load_table(data, cfg)
+    result = run_training(loaded, cfg)
     result.bundle.save(out)
+    if ranking:
+        add_ranking(loaded.dataset, out)
     return out
+
+
+def add_ranking(dataset, bundle: Path, settings=None) -> Path:
+    """Fit the ranking model for a saved bundle (rows before its test window) and save it into the bundle."""
+    from models.bundle import ModelBundle
+    from models.ranking import fit_ranking_model
+
+    b = ModelBundle.load(bundle)
+    model = fit_ranking_model(dataset, b.spec, until=b.manifest.data_window["test_start"], settings=settings,
+                              timezone=b.manifest.timezone or "UTC")
+    model.save(bundle)
+    return bundle
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -195,13 +219,17 @@ def type_average_rates(gt, before: pd.Timestamp) -> dict[str, float]:
     return m.groupby(keys.to_numpy())["p_outcome"].mean().to_dict()
 
 
+RANKERS = {"ranking model": "rank_p", "plan p_outcome": "plan_p", "type average": "baseline_p"}
+
+
 @dataclass
 class StateResult:
-    """One (deal, time) state: per candidate, the model's and the truth's p_outcome."""
+    """One (deal, time) state: per candidate, the scores of each ranker and the truth's p_outcome."""
 
     activity_id: str
     kinds: list[str]
-    model_p: np.ndarray
+    rank_p: np.ndarray | None  # the ranking model's rank_score (None: the bundle has none)
+    plan_p: np.ndarray  # the plan model's p_outcome
     truth_p: np.ndarray
     baseline_p: np.ndarray
     actual_p: float
@@ -268,14 +296,15 @@ def evaluate_states(scorer, gt, states, rates: dict[str, float]) -> list[StateRe
         body = builder.body(deal_id, at, contact_id)
         response = scorer.rank(RankRequest.model_validate_json(json.dumps(body)))
         acts = [r.activity for r in response.ranked]
-        model_p = np.array([r.p_outcome for r in response.ranked], dtype=float)
+        plan_p = np.array([r.p_outcome for r in response.ranked], dtype=float)
+        rank_p = None if scorer.ranking is None else np.array([r.rank_score for r in response.ranked], dtype=float)
         state = gt.state(deal_id, at)
         truth_p = true_outcome_probabilities(state, _truth_candidates(gt, acts), gt.params)
         kinds = [candidate_key(a) for a in acts]
         baseline_p = np.array([rates.get(k, 0.0) for k in kinds])
         every = [{**v, c.CONTACT_ID: cid} for v in all_variants for cid in builder.account_contacts(deal_id)]
         best_any = float(true_outcome_probabilities(state, _truth_candidates(gt, every), gt.params).max()) if every else 0.0
-        results.append(StateResult(activity_id, kinds, model_p, truth_p, baseline_p,
+        results.append(StateResult(activity_id, kinds, rank_p, plan_p, truth_p, baseline_p,
                                    float(truth_rows.loc[activity_id]), max(best_any, float(truth_p.max()))))
     return results
 
@@ -296,7 +325,9 @@ def _order(scores: np.ndarray) -> np.ndarray:
 def summarize(results: list[StateResult]) -> Summary:
     """Figures over the states (means of per-state values)."""
     rows: dict[str, dict[str, float]] = {}
-    for name, attr in (("model", "model_p"), ("type average", "baseline_p")):
+    for name, attr in RANKERS.items():
+        if getattr(results[0], attr) is None:
+            continue
         top1, top5, rho, within = [], [], [], []
         for r in results:
             scores = getattr(r, attr)
@@ -308,19 +339,25 @@ def summarize(results: list[StateResult]) -> Summary:
         rows[name] = {"top1": float(np.mean(top1)), "top5": float(np.mean(top5)),
                       "spearman": float(np.nanmean(rho)), "within10": float(np.mean(within))}
     kinds: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    has_rank = results[0].rank_p is not None
     for r in results:
-        o = _order(r.model_p)
         best = int(np.argmax(r.truth_p))
         for i, k in enumerate(r.kinds):
-            kinds[k]["model"].append(r.model_p[i])
+            kinds[k]["plan"].append(r.plan_p[i])
             kinds[k]["truth"].append(r.truth_p[i])
-        kinds[r.kinds[o[0]]]["model_top1"].append(1)
+            if has_rank:
+                kinds[k]["rank"].append(r.rank_p[i])
+        kinds[r.kinds[_order(r.plan_p)[0]]]["plan_top1"].append(1)
+        if has_rank:
+            kinds[r.kinds[_order(r.rank_p)[0]]]["rank_top1"].append(1)
         kinds[r.kinds[best]]["truth_best"].append(1)
     table = pd.DataFrame({
-        k: {"model p": np.mean(v["model"]) if v["model"] else np.nan,
-            "true p": np.mean(v["truth"]) if v["truth"] else np.nan,
-            "model top-1": len(v["model_top1"]) / len(results),
-            "truth best": len(v["truth_best"]) / len(results)}
+        k: {"true p": np.mean(v["truth"]),
+            "p_outcome": np.mean(v["plan"]),
+            **({"rank_score": np.mean(v["rank"])} if has_rank else {}),
+            "truth best": len(v["truth_best"]) / len(results),
+            "p_outcome top-1": len(v["plan_top1"]) / len(results),
+            **({"rank_score top-1": len(v["rank_top1"]) / len(results)} if has_rank else {})}
         for k, v in kinds.items()
     }).T.sort_values("true p", ascending=False)
     return Summary(
@@ -334,20 +371,18 @@ def summarize(results: list[StateResult]) -> Summary:
 
 
 def report(summary: Summary) -> str:
-    m, b = summary.rows["model"], summary.rows["type average"]
     lines = [
-        f"{summary.states} states; mean true p_outcome:",
-        f"  truth's best candidate          {summary.best:.4f}   (best over every contact of the account: "
+        f"{summary.states} states; mean true p_outcome of",
+        f"  the truth's best candidate   {summary.best:.4f}   (best over every contact of the account: "
         f"{summary.best_any_contact:.4f})",
-        f"  model top-1                     {m['top1']:.4f}   top-5 {m['top5']:.4f}",
-        f"  type-average baseline top-1     {b['top1']:.4f}   top-5 {b['top5']:.4f}",
-        f"  random candidate                {summary.random:.4f}",
-        f"  rep's actual activity           {summary.actual:.4f}",
-        f"Spearman vs truth within a state: model {m['spearman']:.3f}, type average {b['spearman']:.3f}",
-        f"top-1 within {WITHIN:.0%} of the truth's best: model {m['within10']:.1%}, type average {b['within10']:.1%}",
-        "per candidate kind (mean over states; shares of states):",
-        summary.kinds.to_string(float_format=lambda x: f"{x:.4f}"),
+        f"  a random candidate           {summary.random:.4f}",
+        f"  the rep's actual activity    {summary.actual:.4f}",
+        f"{'ordered by':<16} {'top-1':>7} {'top-5':>7} {'Spearman':>9} {'top-1 within 10%':>17}",
     ]
+    for name, m in summary.rows.items():
+        lines.append(f"{name:<16} {m['top1']:7.4f} {m['top5']:7.4f} {m['spearman']:9.3f} {m['within10']:17.1%}")
+    lines += ["per candidate kind (mean scores over states; shares of states):",
+              summary.kinds.to_string(float_format=lambda x: f"{x:.4f}")]
     return "\n".join(lines)
 
 
@@ -377,6 +412,8 @@ def main() -> None:
     parser.add_argument("--state-seed", type=int, default=1)
     parser.add_argument("--work", type=Path, help="keep (and reuse) the dataset and the bundle here")
     parser.add_argument("--retrain", action="store_true", help="train again even if --work holds a bundle")
+    parser.add_argument("--no-ranking", action="store_true",
+                        help="evaluate the bundle without a ranking model (orders by the plan p_outcome only)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-rank-truth-"))
@@ -385,8 +422,19 @@ def main() -> None:
     if args.retrain or not (bundle / "manifest.json").exists():
         t = time.perf_counter()
         print(f"training on {data} ...", flush=True)
-        train_bundle(data, bundle)
+        train_bundle(data, bundle, ranking=False)
         print(f"  trained in {time.perf_counter() - t:.0f}s", flush=True)
+    has_ranking = (bundle / "ranking").exists()
+    if args.no_ranking and has_ranking:
+        import shutil
+
+        shutil.rmtree(bundle / "ranking")
+    elif not args.no_ranking and (args.retrain or not has_ranking):
+        from features.dataset import load_dataset
+
+        t = time.perf_counter()
+        add_ranking(load_dataset(data), bundle)
+        print(f"  ranking model fitted in {time.perf_counter() - t:.0f}s", flush=True)
     summary = run(data, bundle, args.states, args.state_seed)
     print(report(summary))
     print(f"({summary.seconds:.0f}s; dataset {data}, bundle {bundle})")

@@ -6,7 +6,10 @@ Proposals come from what the model learned and what the request shows:
   deliberate wait, included once, so "do nothing yet" competes with touching);
 - each done by hand and tailored (``is_automated`` false, ``personalization`` 0.9), and,
   for the types a sequence or bulk tool can send (email, InMail, social), also automated
-  with a mass template (``is_automated`` true, ``personalization`` 0.1);
+  with a mass template (``is_automated`` true, ``personalization`` 0.1, ``sequence_step``
+  1: automated activities in CRM data carry their step, and a row that says automated
+  without one is a combination the model never saw);
+- ``none`` as recorded in CRM data: not automated, no personalization, no direction;
 - for each contact of the request: the request's contact first, then the people touched
   on the deal before ``at`` (most recent first), then the history's other contacts, at
   most ``max_contacts`` of them;
@@ -27,7 +30,8 @@ from models.bundle import FeatureSpec
 NONE_TYPE = "none"
 AUTOMATABLE_TYPES = ("email", "inmail", "social")
 TAILORED = {c.IS_AUTOMATED: False, c.PERSONALIZATION: 0.9}
-AUTOMATED = {c.IS_AUTOMATED: True, c.PERSONALIZATION: 0.1}
+AUTOMATED = {c.IS_AUTOMATED: True, c.PERSONALIZATION: 0.1, c.SEQUENCE_STEP: 1}
+WAIT = {c.IS_AUTOMATED: False}
 
 
 def learned_types(spec: FeatureSpec) -> list[str]:
@@ -41,15 +45,15 @@ def learned_types(spec: FeatureSpec) -> list[str]:
 
 def variants(spec: FeatureSpec) -> list[dict[str, Any]]:
     """Type x setting combinations, before contacts are attached."""
-    use = [k for k in (c.IS_AUTOMATED, c.PERSONALIZATION) if k in spec.names]
+    use = [k for k in (c.IS_AUTOMATED, c.PERSONALIZATION, c.SEQUENCE_STEP) if k in spec.names]
     out = []
     for t in learned_types(spec):
         if t == NONE_TYPE:
-            out.append({c.TYPE: t})
+            out.append({c.TYPE: t, **{k: v for k, v in WAIT.items() if k in use}})
             continue
-        out.append({c.TYPE: t, **{k: TAILORED[k] for k in use}})
+        out.append({c.TYPE: t, **{k: v for k, v in TAILORED.items() if k in use}})
         if t in AUTOMATABLE_TYPES and c.IS_AUTOMATED in use:
-            out.append({c.TYPE: t, **{k: AUTOMATED[k] for k in use}})
+            out.append({c.TYPE: t, **{k: v for k, v in AUTOMATED.items() if k in use}})
     return out
 
 

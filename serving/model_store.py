@@ -14,6 +14,9 @@ The bundle holds ``serving_context.json`` (rep track records, the global prior, 
 fields, time zone: ``features.build.context_to_dict``) when training wrote it. When it does not, the
 service derives the custom fields and time zone from the bundle and warns that rep
 features will be unknown.
+
+A bundle may also hold ``ranking/``, the ranking model ``/rank`` orders candidates by
+(``models.ranking``); without it ``/rank`` orders them by the plan model's ``p_outcome``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from features import contract as c
 from features import schema as s
 from features.build import CustomField, ServingContext, context_from_dict
 from models.bundle import CONTEXT_FILE, ModelBundle
+from models.ranking import RankingModel, load_ranking
 from serving.settings import BUNDLE_ENV, MODEL_TAG_ENV, Settings
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,7 @@ class LoadedModel:
         path: the bundle directory.
         source: where it came from (``bundle:<dir>`` or ``bentoml:<tag>``).
         has_context: False when the bundle had no ``serving_context.json``.
+        ranking: the bundle's ranking model (``ranking/``), None when it has none.
     """
 
     bundle: ModelBundle
@@ -59,6 +64,7 @@ class LoadedModel:
     path: Path
     source: str
     has_context: bool
+    ranking: RankingModel | None = None
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /model`` answers: identity, data window, test metrics, features."""
@@ -82,6 +88,8 @@ class LoadedModel:
             "test_metrics": test,
             "git_sha": m.git_sha,
             "serving_context": self.has_context,
+            "ranking": None if self.ranking is None else {"horizon_days": self.ranking.settings.horizon_days,
+                                                          **self.ranking.metrics},
             "features": [
                 {"name": f.name, "kind": f.kind, "timing": f.timing, "unit": f.unit, "text": f.text,
                  "levels": len(f.levels) if f.levels is not None else None}
@@ -129,7 +137,13 @@ def load_bundle_dir(path: Path, source: str | None = None) -> LoadedModel:
         has_context = False
         logger.warning("%s has no %s: rep features (team, tenure, track record) will be unknown; "
                        "custom fields and time zone come from the bundle", path, CONTEXT_FILE)
-    return LoadedModel(bundle, context, path, source or f"bundle:{path}", has_context)
+    try:
+        ranking = load_ranking(path, bundle.spec)
+    except BundleError as err:
+        raise ModelLoadError(str(err)) from None
+    if ranking is None:
+        logger.info("%s has no ranking model: /rank orders candidates by the plan model's p_outcome", path)
+    return LoadedModel(bundle, context, path, source or f"bundle:{path}", has_context, ranking)
 
 
 def load_model(settings: Settings) -> LoadedModel:

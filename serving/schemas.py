@@ -357,9 +357,20 @@ class ScoreResponse(BaseModel):
     results: list[ScoreResult]
 
 
+RANKED_BY_RANKING = "ranking"
+RANKED_BY_P_OUTCOME = "p_outcome"
+
+
 class RankedActivity(_Scored):
     activity: dict[str, Any] = Field(description="the candidate as scored: type, contact, rep, settings, time")
-    p_outcome: float | None = None
+    rank_score: float | None = Field(
+        None, description="the ranking model's probability that this activity advances the deal within its "
+                          "short horizon (GET /model: ranking.horizon_days, 1 day by default): the activity's own "
+                          "effect, what candidates are ordered by; uncalibrated; null when the model has no "
+                          "ranking model")
+    p_outcome: float | None = Field(None, description="calibrated probability that the deal records an outcome or "
+                                                      "advances within the outcome horizon (14 days) if this "
+                                                      "activity is done: mostly the deal's own prospects")
     p_output: float | None = None
     p_negative: float | None = None
     factors: list[Factor] | None = None
@@ -372,7 +383,10 @@ class RankResponse(BaseModel):
     at: str
     n_candidates: int = Field(description="candidates scored (given or proposed)")
     proposed: bool = Field(description="true when the service proposed the candidates")
-    ranked: list[RankedActivity] = Field(description="best p_outcome first")
+    ranked_by: str = Field(RANKED_BY_P_OUTCOME,
+                           description="'ranking': best rank_score first (the bundle's ranking model); "
+                                       "'p_outcome': best p_outcome first (a bundle without one)")
+    ranked: list[RankedActivity] = Field(description="best first, by ranked_by")
 
 
 class ErrorDetail(BaseModel):

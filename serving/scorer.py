@@ -5,6 +5,10 @@ the bundle's encoding (``FeatureSpec.encode_columns``) and ``ModelBundle.predict
 the ``full`` variant for ``/score`` (activities as they happened), the ``plan`` variant for
 ``/rank`` (planned activities, plan-time features only). Explanations are the bundle's
 ``pred_contrib`` rows for the outcome label.
+
+``/rank`` orders candidates by the bundle's ranking model (``models.ranking``: the
+activity's own effect, ``rank_score``) when the bundle has one, else by the plan model's
+``p_outcome``; ``p_outcome`` is reported either way.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from serving.model_store import LoadedModel
 from serving.schemas import (
     Factor,
     ModelRef,
+    RANKED_BY_P_OUTCOME,
+    RANKED_BY_RANKING,
     RankedActivity,
     RankRequest,
     RankResponse,
@@ -72,6 +78,7 @@ class Scorer:
         self.bundle = model.bundle
         self.spec = model.bundle.spec
         self.context = model.context
+        self.ranking = model.ranking
         self.explainer = Explainer(self.spec, max_factors)
         self.max_rank_contacts = max_rank_contacts
         self.max_candidates = max_candidates
@@ -239,7 +246,10 @@ class Scorer:
     # -- /rank -----------------------------------------------------------------------------
 
     def rank(self, request: RankRequest, stats: RequestStats | None = None) -> RankResponse:
-        """Score candidate activities at ``at`` with the ``plan`` model, best ``p_outcome`` first.
+        """Score candidate activities at ``at`` with the ``plan`` model; best first.
+
+        Best first by the ranking model's ``rank_score`` when the bundle has one, else by
+        ``p_outcome``.
 
         Raises:
             InvalidRequest: a numeric custom field holds text.
@@ -264,7 +274,9 @@ class Scorer:
             contacts_by_id[contact[c.CONTACT_ID]] = contact
         items, shown = [], []
         for k, candidate in enumerate(given):
-            activity = {c.DIRECTION: "outbound", **candidate}
+            # a deliberate wait has no direction (as in training data); a touch is outbound unless stated
+            activity = dict(candidate) if candidate.get(c.TYPE) == cand.NONE_TYPE else {c.DIRECTION: "outbound",
+                                                                                         **candidate}
             activity[c.ACTIVITY_ID] = f"{CANDIDATE_ID_PREFIX}{k}"
             activity[c.OCCURRED_AT] = at
             activity.setdefault(c.CONTACT_ID, contact.get(c.CONTACT_ID))
@@ -289,8 +301,13 @@ class Scorer:
         stats.items = len(items)
         proba, matrix, columns, unseen_rows = self._predict(items, VARIANT_PLAN)
         self._count_unseen(stats, unseen_rows)
-        p_out = proba[OUTCOME]
-        order = sorted(range(len(items)), key=lambda i: (-p_out[i], i))[: request.top_k]
+        if self.ranking is not None:
+            rank_p = self.ranking.probability(matrix)  # matrix: plan rows (execution columns blanked)
+            ranked_by = RANKED_BY_RANKING
+        else:
+            rank_p = proba[OUTCOME]
+            ranked_by = RANKED_BY_P_OUTCOME
+        order = sorted(range(len(items)), key=lambda i: (-rank_p[i], i))[: request.top_k]
         contrib = self._contributions(matrix, VARIANT_PLAN, order) if request.explain else None
         at_text = at.isoformat()
         ranked = []
@@ -299,12 +316,14 @@ class Scorer:
             activity[c.OCCURRED_AT] = at_text
             ranked.append(RankedActivity.model_construct(
                 activity=activity,
+                rank_score=float(rank_p[i]) if self.ranking is not None else None,
                 **self._scores(proba, i),
                 factors=self._factors(contrib, columns, k, i),
                 unseen=unseen_rows[i],
             ))
         return RankResponse.model_construct(model=self.model_ref, effect_unit="log-odds", at=at_text,
-                                            n_candidates=len(items), proposed=proposed, ranked=ranked)
+                                            n_candidates=len(items), proposed=proposed, ranked_by=ranked_by,
+                                            ranked=ranked)
 
     # -- start-up ------------------------------------------------------------------------------
 
