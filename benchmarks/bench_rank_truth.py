@@ -303,7 +303,9 @@ def evaluate_states(scorer, gt, states, rates: dict[str, float]) -> list[StateRe
         kinds = [candidate_key(a) for a in acts]
         baseline_p = np.array([rates.get(k, 0.0) for k in kinds])
         every = [{**v, c.CONTACT_ID: cid} for v in all_variants for cid in builder.account_contacts(deal_id)]
-        best_any = float(true_outcome_probabilities(state, _truth_candidates(gt, every), gt.params).max()) if every else 0.0
+        best_any = 0.0
+        if every:
+            best_any = float(true_outcome_probabilities(state, _truth_candidates(gt, every), gt.params).max())
         results.append(StateResult(activity_id, kinds, rank_p, plan_p, truth_p, baseline_p,
                                    float(truth_rows.loc[activity_id]), max(best_any, float(truth_p.max()))))
     return results

@@ -44,6 +44,13 @@ def ranked_model(ranked_bundle):
     return load_bundle_dir(ranked_bundle)
 
 
+@pytest.fixture(scope="module")
+def model_without_ranking(bundle_dir):
+    model = load_bundle_dir(bundle_dir)
+    assert model.ranking is None
+    return model
+
+
 def rank(scorer: Scorer, body: dict):
     return scorer.rank(RankRequest.model_validate_json(json.dumps(body)))
 
@@ -125,7 +132,8 @@ def test_candidate_differences_do_not_depend_on_the_deal_context(ranked_model, s
 
     def logits(body):
         out = {r.activity[c.TYPE]: r.rank_score for r in rank(scorer, body).ranked}
-        return np.log(np.array([out[k["type"]] for k in candidates]) / (1 - np.array([out[k["type"]] for k in candidates])))
+        p = np.array([out[k["type"]] for k in candidates])
+        return np.log(p / (1 - p))
 
     a, b = logits(base), logits(changed)
     assert not np.allclose(a, b), "the context change should move the scores"
@@ -141,9 +149,3 @@ def test_proposed_wait_and_automated_candidates_look_like_crm_rows(ranked_model,
     assert automated and all(a[c.SEQUENCE_STEP] == 1 and a[c.PERSONALIZATION] == 0.1 for a in automated)
     assert all(r.activity[c.DIRECTION] == "outbound" for r in ranked if r.activity[c.TYPE] != "none")
 
-
-@pytest.fixture(scope="module")
-def model_without_ranking(bundle_dir):
-    model = load_bundle_dir(bundle_dir)
-    assert model.ranking is None
-    return model
