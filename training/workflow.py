@@ -69,6 +69,11 @@ def train_and_register(
     registered = None
     with tempfile.TemporaryDirectory(prefix="activity-scorer-train-") as tmp:
         bundle_dir = result.bundle.save(Path(bundle_out) if bundle_out else Path(tmp) / "bundle")
+        if loaded.dataset is not None:
+            t = time.perf_counter()
+            progress("training the ranking model (next-best activities)")
+            _add_ranking_model(loaded.dataset, result, bundle_dir, cfg)
+            seconds["ranking"] = time.perf_counter() - t
         if register:
             t = time.perf_counter()
             progress("drawing plots")
@@ -82,3 +87,20 @@ def train_and_register(
             seconds["mlflow"] = time.perf_counter() - t
     seconds["total"] = sum(seconds.values())
     return TrainRun(result, registered, Path(bundle_out) if bundle_out else None, seconds)
+
+
+def _add_ranking_model(dataset, result, bundle_dir: Path, cfg) -> None:  # noqa: ANN001
+    """Fit the ranking model /rank orders candidates by (models.ranking) into the bundle.
+
+    It learns from the same data, up to the start of the test window so that window stays
+    unseen. Too little data for it is not fatal: /rank then orders by the plan model.
+    """
+    from models.ranking import fit_ranking_model
+
+    try:
+        ranking = fit_ranking_model(dataset, result.bundle.spec, until=result.split.test_start,
+                                    timezone=cfg.timezone)
+    except ValueError as err:
+        logger.warning("no ranking model: %s; /rank will order candidates by p_outcome", err)
+        return
+    ranking.save(bundle_dir)
