@@ -47,6 +47,16 @@ def test_train_promote_score_on_simulated_data(simulated, tmp_path, model_name):
     result = runner.invoke(app, ["promote", "--model-name", model_name])
     assert result.exit_code == 0, result.output
 
+    # the registered bundle carries the ranking model /rank orders candidates by
+    from models.bundle import ModelBundle
+    from models.ranking import load_ranking
+    from training.tracking import fetch_bundle
+
+    fetched = fetch_bundle(f"models:/{model_name}@champion", tmp_path / "champion")
+    bundle_dir = fetched.path
+    ranking = load_ranking(bundle_dir, ModelBundle.load(bundle_dir).spec)
+    assert ranking is not None and ranking.metrics
+
     out = tmp_path / "scores.parquet"
     result = runner.invoke(app, ["score", "--data", str(simulated), "--out", str(out), "--since", "2025-12-01",
                                  "--model-name", model_name])
