@@ -110,5 +110,8 @@ def test_full_bank_import_then_a_small_training(tmp_path):
     # the test window is the most recent tenth of the calls, where the positive rate has drifted
     test = plan.metrics["test"]
     assert test["base_rate"] > 0.3
-    assert 0.5 < test["auc"] < full.metrics["test"]["auc"]
+    # on this drifted window the plan model ranks close to chance (0.48-0.54 across LightGBM
+    # settings, docs/bank-marketing.md); the full model's call duration still separates outcomes
+    assert 0.4 < test["auc"] < full.metrics["test"]["auc"]
+    assert full.metrics["test"]["auc"] > 0.6
     assert np.isfinite(test["ece"]) and np.isfinite(test["ece_uncalibrated"])
