@@ -471,7 +471,9 @@ def _demo_serve(res, home: Path, console, port: int) -> None:
     for f in result.get("factors", [])[:3]:
         console.print(f"    {f['effect']:+.2f} log-odds  {f['text']}")
     console.print(f"\n$ curl -s {url}/rank -H 'Content-Type: application/json' -d @{rank_file}")
-    for k, r in enumerate(call("/rank", rank_file)["ranked"], start=1):
+    ranking = call("/rank", rank_file)
+    console.print(f"  (best first, ordered by {ranking.get('ranked_by', 'p_outcome')})")
+    for k, r in enumerate(ranking["ranked"], start=1):
         a = r["activity"]
         how = "automated" if a.get(c.IS_AUTOMATED) else "tailored" if c.IS_AUTOMATED in a else ""
         console.print(f"  {k}. {a[c.TYPE]} {how} to {a.get(c.CONTACT_ID, 'the account')}: "
