@@ -54,6 +54,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from features import contract as c  # noqa: E402
+from features.build import to_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY_CONTACT_DAYS = 90  # other deals' activities of the account's contacts sent as history
@@ -112,28 +113,6 @@ def add_ranking(dataset, bundle: Path, settings=None) -> Path:
 # --- requests -------------------------------------------------------------------------------
 
 
-def _iso(v: Any) -> Any:
-    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if isinstance(v, (np.bool_, bool)):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return v
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    cols = list(frame.columns)
-    out = []
-    for row in frame.itertuples(index=False, name=None):
-        out.append({k: x for k, v in zip(cols, row, strict=True) if (x := _iso(v)) is not None})
-    return out
-
-
 class RequestBuilder:
     """``/rank`` requests for a deal at a moment, from a dataset, as a CRM would send them."""
 
@@ -173,31 +152,31 @@ class RequestBuilder:
         hist = pd.concat(parts).drop_duplicates(c.ACTIVITY_ID).sort_values(c.OCCURRED_AT, kind="stable")
         touched = deal_acts[deal_acts[c.TYPE] != "none"]
         contact_id = touched[c.CONTACT_ID].iloc[-1] if len(touched) else fallback_contact
-        history: dict[str, list] = {c.ACTIVITIES: _records(hist)}
+        history: dict[str, list] = {c.ACTIVITIES: to_records(hist)}
         if self.responses is not None:
             ids = [i for i in hist[c.ACTIVITY_ID] if i in self.responses.index]
             r = self.responses.loc[ids] if ids else self.responses.iloc[:0]
-            history[c.RESPONSES] = _records(r[r[c.OCCURRED_AT] < at])
+            history[c.RESPONSES] = to_records(r[r[c.OCCURRED_AT] < at])
         st = self.stages.get(deal_id)
         if st is not None:
-            history[c.DEAL_STAGES] = _records(st[st[c.ENTERED_AT] < at])
+            history[c.DEAL_STAGES] = to_records(st[st[c.ENTERED_AT] < at])
         oc = self.outcomes.get(deal_id)
         if oc is not None:
-            history[c.OUTCOMES] = _records(oc[oc[c.OCCURRED_AT] < at])
+            history[c.OUTCOMES] = to_records(oc[oc[c.OCCURRED_AT] < at])
         contacts = self.contacts_by_account.get(account_id)
         if contacts is not None:
-            history[c.CONTACTS] = _records(contacts)
+            history[c.CONTACTS] = to_records(contacts)
         body: dict[str, Any] = {
             "at": at.isoformat(),
-            "deal": _records(deal.drop([c.CLOSED_AT, c.WON], errors="ignore").to_frame().T)[0],
+            "deal": to_records(deal.drop([c.CLOSED_AT, c.WON], errors="ignore").to_frame().T)[0],
             "history": history,
             "top_k": 500,
             "explain": False,
         }
         if contact_id is not None and contact_id in self.contacts.index:
-            body["contact"] = _records(self.contacts.loc[[contact_id]])[0]
+            body["contact"] = to_records(self.contacts.loc[[contact_id]])[0]
         if account_id in self.accounts.index:
-            body["account"] = _records(self.accounts.loc[[account_id]])[0]
+            body["account"] = to_records(self.accounts.loc[[account_id]])[0]
         return body
 
 

@@ -868,20 +868,20 @@ def request_items(dataset: Dataset, activity_ids: list[str]) -> list[dict[str, A
             mask |= (acts[c.CONTACT_ID] == contact_id).fillna(False).to_numpy(bool)
         mask &= (acts[c.ACTIVITY_ID] != aid).to_numpy(bool)
         hist_acts = acts[mask]
-        history: dict[str, list[dict[str, Any]]] = {c.ACTIVITIES: _records(hist_acts)}
+        history: dict[str, list[dict[str, Any]]] = {c.ACTIVITIES: to_records(hist_acts)}
         resp = dataset.get(c.RESPONSES)
         if resp is not None:
             ids = set(hist_acts[c.ACTIVITY_ID].tolist())
-            history[c.RESPONSES] = _records(resp[resp[c.ACTIVITY_ID].isin(ids)])
+            history[c.RESPONSES] = to_records(resp[resp[c.ACTIVITY_ID].isin(ids)])
         for name in (c.DEAL_STAGES, c.OUTCOMES):
             tbl = dataset.get(name)
             if tbl is not None and deal_id is not None:
-                history[name] = _records(tbl[tbl[c.DEAL_ID] == deal_id])
+                history[name] = to_records(tbl[tbl[c.DEAL_ID] == deal_id])
         contacts = dataset.get(c.CONTACTS)
         item: dict[str, Any] = {"activity": row, "history": history}
         if contacts is not None:
             touched = set(hist_acts[c.CONTACT_ID].dropna().tolist())
-            history[c.CONTACTS] = _records(contacts[contacts[c.CONTACT_ID].isin(touched)])
+            history[c.CONTACTS] = to_records(contacts[contacts[c.CONTACT_ID].isin(touched)])
             own = contacts[contacts[c.CONTACT_ID] == contact_id]
             if len(own):
                 item["contact"] = _record(own.iloc[-1])
@@ -900,8 +900,9 @@ def request_items(dataset: Dataset, activity_ids: list[str]) -> list[dict[str, A
     return items
 
 
-def _plain(v: Any) -> Any:
-    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+def plain_value(v: Any) -> Any:
+    """A frame value as JSON-ready Python (timestamps ISO 8601, missing -> None)."""
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
         return None
     if isinstance(v, pd.Timestamp):
         return v.isoformat()
@@ -915,8 +916,11 @@ def _plain(v: Any) -> Any:
 
 
 def _record(row: pd.Series) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in row.items() if _plain(v) is not None}
+    return {k: x for k, v in row.items() if (x := plain_value(v)) is not None}
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [_record(r) for _, r in frame.iterrows()]
+def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a contract table as request rows (dicts without missing values)."""
+    cols = list(frame.columns)
+    return [{k: x for k, v in zip(cols, row, strict=True) if (x := plain_value(v)) is not None}
+            for row in frame.itertuples(index=False, name=None)]
