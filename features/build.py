@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 NO_TIME = np.iinfo(np.int64).min
 REP_PRIOR_STRENGTH = 20.0  # pseudo-activities behind the rep track-record prior
+ATTENTION_WINDOW_DAYS = 90  # the rep's usual attention per deal: their activities of the last 90 days
+ATTENTION_MIN_ACTIVITIES = 10  # fewer of them: the rep's usual is unknown (NaN)
+AMOUNT_MIN_DEALS = 5  # earlier deals of the same product and team needed for a "typical" amount
+GROUP_SEP = "\x1f"  # joins product and team into one amount-group key
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class RepRecord:
     hired_at_ms: int = NO_TIME
     outcome_sum: float = 0.0
     labelled: float = 0.0
+    # hand-made touches per deal-day (feature hand_touches_deal_per_day) summed over the rep's
+    # activities of the last ATTENTION_WINDOW_DAYS, and how many there were
+    attention_sum: float = 0.0
+    attention_n: float = 0.0
 
 
 @dataclass
@@ -90,19 +98,23 @@ class ServingContext:
     prior_n: float = 0.0
     custom_fields: list[CustomField] = field(default_factory=list)
     timezone: str = "UTC"
+    # amount group "<product>\x1f<team>" -> (sum of log amount, deals) over deals created before the snapshot
+    amount_groups: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def context_to_dict(context: ServingContext) -> dict[str, Any]:
     """JSON-ready form of a serving context (stored in the model bundle)."""
     return {
         "reps": {rid: {"team": r.team, "hired_at_ms": None if r.hired_at_ms == NO_TIME else int(r.hired_at_ms),
-                       "outcome_sum": r.outcome_sum, "labelled": r.labelled}
+                       "outcome_sum": r.outcome_sum, "labelled": r.labelled,
+                       "attention_sum": r.attention_sum, "attention_n": r.attention_n}
                  for rid, r in context.reps.items()},
         "prior_sum": context.prior_sum,
         "prior_n": context.prior_n,
         "custom_fields": [{"table": f.table, "column": f.column, "kind": f.kind, "timing": f.timing}
                           for f in context.custom_fields],
         "timezone": context.timezone,
+        "amount_groups": {k: [v[0], v[1]] for k, v in context.amount_groups.items()},
     }
 
 
@@ -110,7 +122,8 @@ def context_from_dict(values: dict[str, Any]) -> ServingContext:
     """Inverse of :func:`context_to_dict`."""
     reps = {
         rid: RepRecord(team=r.get("team"), hired_at_ms=NO_TIME if r.get("hired_at_ms") is None else int(r["hired_at_ms"]),
-                       outcome_sum=float(r.get("outcome_sum", 0.0)), labelled=float(r.get("labelled", 0.0)))
+                       outcome_sum=float(r.get("outcome_sum", 0.0)), labelled=float(r.get("labelled", 0.0)),
+                       attention_sum=float(r.get("attention_sum", 0.0)), attention_n=float(r.get("attention_n", 0.0)))
         for rid, r in values.get("reps", {}).items()
     }
     return ServingContext(
@@ -119,6 +132,7 @@ def context_from_dict(values: dict[str, Any]) -> ServingContext:
         prior_n=float(values.get("prior_n", 0.0)),
         custom_fields=[CustomField(**f) for f in values.get("custom_fields", [])],
         timezone=values.get("timezone", "UTC"),
+        amount_groups={k: (float(v[0]), float(v[1])) for k, v in values.get("amount_groups", {}).items()},
     )
 
 
@@ -252,7 +266,7 @@ def _compute(
         from_deal = _lookup(a_deal, d_deal, d_acc, n_deals, -1)
         from_contact = _lookup(a_contact, c_contact, c_acc, n_contacts, -1)
         a_acc = np.where(missing, np.where(from_deal >= 0, from_deal, from_contact), a_acc)
-    (a_rep, rp_rep), n_reps = _codes(_get_str(A, c.REP_ID), _get_str(RP, c.REP_ID))
+    (a_rep, rp_rep, d_owner), n_reps = _codes(_get_str(A, c.REP_ID), _get_str(RP, c.REP_ID), _get_str(D, c.OWNER_REP_ID))
 
     # --- time keys --------------------------------------------------------------------
     r_act = np.full(_n(R), -1, dtype=np.int64)
@@ -406,11 +420,80 @@ def _compute(
     feats["rep_outcome_rate"] = np.where(qrep >= 0, rate, np.nan)
     feats["rep_labelled_activities"] = np.where(qrep >= 0, rep_n, np.nan)
 
+    # --- how hard the deal is worked, and how big it is, against the usual -----------------
+    # Reps work promising deals harder: hand-made touches per day of the deal's life, against
+    # the rep's usual over their last 90 days, show what the rep knows of the deal.
+    hand = is_touch & (automated == 0) & (a_deal >= 0)
+    h = np.flatnonzero(hand)
+    hand_idx = FactIndex(a_deal[h], t[h], avail[h], keyer=keyer)
+    created_all = _lookup(a_deal, d_deal, _get_ts(D, c.CREATED_AT), n_deals, NO_TIME)
+
+    def per_day(q: Query, q_t: np.ndarray, q_created: np.ndarray) -> np.ndarray:
+        age = days_between(q_t, np.where(q_created == NO_TIME, -1, q_created))
+        return np.where(np.isfinite(age) & (q.qc >= 0), hand_idx.window_sum(q, None) / np.maximum(age, 1.0), np.nan)
+
+    attention = per_day(qdeal, qt, created_all[targets])
+    feats["hand_touches_deal_per_day"] = attention
+    if serving is None:
+        whole = len(targets) == n and bool(np.array_equal(targets, np.arange(n)))
+        every = attention if whole else per_day(Query(a_deal, t), t, created_all)
+        ok = np.flatnonzero(np.isfinite(every) & (a_rep >= 0))
+        usual_idx = FactIndex(a_rep[ok], t[ok], avail[ok], {"r": every[ok]}, keyer=keyer)
+        usual_sum = usual_idx.window_sum(q_rep, ATTENTION_WINDOW_DAYS * MS_PER_DAY, "r")
+        usual_n = usual_idx.window_sum(q_rep, ATTENTION_WINDOW_DAYS * MS_PER_DAY)
+    else:
+        usual_sum = np.array([r.attention_sum if r else 0.0 for r in recs])
+        usual_n = np.array([r.attention_n if r else 0.0 for r in recs])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        usual = np.where(usual_n >= ATTENTION_MIN_ACTIVITIES, usual_sum / np.maximum(usual_n, 1), np.nan)
+        feats["deal_attention_vs_rep"] = np.where(usual > 0, attention / usual, np.nan)
+
+    # Deal size against earlier deals of the same product owned by the same team (the team
+    # of the activity's rep): the amount alone mostly says which segment the deal is in.
+    q_group = _amount_group(feats[c.PRODUCT], feats[c.TEAM])
+    if serving is None:
+        d_team = _lookup(d_owner, rp_rep, _get_str(RP, c.TEAM), n_reps, None)
+        d_group = _amount_group(_get_str(D, c.PRODUCT), d_team)
+        d_log, d_created = _log_amount(_get_num(D, c.AMOUNT)), _get_ts(D, c.CREATED_AT)
+        d_ok = (d_group != None) & np.isfinite(d_log) & (d_created != NO_TIME) & (d_deal >= 0)  # noqa: E711
+        g_codes, g_uniques = pd.factorize(d_group[d_ok])
+        q_codes = pd.Index(g_uniques).get_indexer(np.where(q_group == None, GROUP_SEP * 2, q_group).astype(object))  # noqa: E711
+        g_keyer = make_keyer([d_created[d_ok], qt], max(len(g_uniques), 1), 1)
+        g_idx = FactIndex(g_codes.astype(np.int64), d_created[d_ok], weights={"la": d_log[d_ok]}, keyer=g_keyer)
+        q_g = Query(q_codes.astype(np.int64), qt)
+        g_sum, g_n = g_idx.window_sum(q_g, None, "la"), g_idx.window_sum(q_g, None)
+    else:
+        stats = [serving.amount_groups.get(g, (0.0, 0.0)) if g is not None else (0.0, 0.0) for g in q_group]
+        g_sum = np.array([v[0] for v in stats], dtype=np.float64)
+        g_n = np.array([v[1] for v in stats], dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        typical = np.where(g_n >= AMOUNT_MIN_DEALS, g_sum / np.maximum(g_n, 1), np.nan)
+        feats["amount_vs_typical"] = np.exp(_log_amount(feats[c.AMOUNT]) - typical)
+
     # --- custom fields -------------------------------------------------------------------
     for cf in custom_fields:
         feats[cf.name] = _custom_values(cf, tables, targets, a_deal, d_deal, n_deals, a_contact, c_contact,
                                         n_contacts, a_acc, ac_acc, n_accounts, a_rep, rp_rep, n_reps)
     return feats, labels
+
+
+def _amount_group(product: np.ndarray, team: np.ndarray) -> np.ndarray:
+    """Amount-group key per row: product and team joined; None where the product is unknown."""
+    p = pd.Series(product, dtype=object)
+    known = p.notna().to_numpy()
+    tm = pd.Series(team, dtype=object)
+    p_str = p.where(p.notna(), "").astype(str).to_numpy(dtype=object)
+    t_str = tm.where(tm.notna(), "").astype(str).to_numpy(dtype=object)
+    out = (p_str + GROUP_SEP + t_str).astype(object) if len(p) else np.array([], dtype=object)
+    out[~known] = None
+    return out
+
+
+def _log_amount(amount: np.ndarray) -> np.ndarray:
+    """log of positive amounts; NaN for missing, zero or negative ones."""
+    a = np.asarray(amount, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), np.nan)
 
 
 def _custom_values(cf, tables, targets, a_deal, d_deal, n_deals, a_contact, c_contact, n_contacts,
@@ -839,13 +922,43 @@ def rep_context(dataset: Dataset, table: TrainingTable, at: pd.Timestamp | None 
         rec = reps.setdefault(str(rid), RepRecord())
         rec.outcome_sum = float(g["y"].sum())
         rec.labelled = float(len(g))
+    # the rep's usual attention per deal: their activities of the last 90 days known before `at`
+    # (the training path's window: occurred at or after at - 90 days, known before at)
+    avail = t_ms
+    if c.LOGGED_AT in acts:
+        avail = np.maximum(t_ms, np.where(lg == NO_TIME, t_ms, lg))
+    if "hand_touches_deal_per_day" in frame.columns:
+        rate = frame["hand_touches_deal_per_day"].to_numpy(np.float64, na_value=np.nan)
+        recent = (np.isfinite(rate) & (t_ms >= at_ms - ATTENTION_WINDOW_DAYS * MS_PER_DAY) & (avail < at_ms))
+        sub = pd.DataFrame({"rep": rep_ids[recent], "r": rate[recent]}).dropna(subset=["rep"])
+        for rid, g in sub.groupby("rep"):
+            rec = reps.setdefault(str(rid), RepRecord())
+            rec.attention_sum = float(g["r"].sum())
+            rec.attention_n = float(len(g))
     return ServingContext(
         reps=reps,
         prior_sum=float(y[known].sum()),
         prior_n=float(known.sum()),
         custom_fields=custom_fields if custom_fields is not None else custom_fields_of(dataset),
         timezone=timezone,
+        amount_groups=_amount_groups(dataset, reps, at_ms),
     )
+
+
+def _amount_groups(dataset: Dataset, reps: dict[str, RepRecord], at_ms: int) -> dict[str, tuple[float, float]]:
+    """Per amount group, (sum of log amount, deals) over deals created before ``at_ms``."""
+    deals = dataset.get(c.DEALS)
+    if deals is None or c.PRODUCT not in deals or c.AMOUNT not in deals or c.CREATED_AT not in deals:
+        return {}
+    owners = deals[c.OWNER_REP_ID].to_numpy(object, na_value=None) if c.OWNER_REP_ID in deals else [None] * len(deals)
+    team = np.array([reps[str(o)].team if o is not None and str(o) in reps else None for o in owners], dtype=object)
+    group = _amount_group(deals[c.PRODUCT].to_numpy(object, na_value=None), team)
+    log_amount = _log_amount(deals[c.AMOUNT].to_numpy(np.float64, na_value=np.nan))
+    created = _ts_ms(deals[c.CREATED_AT])
+    ok = (group != None) & np.isfinite(log_amount) & (created != NO_TIME) & (created < at_ms)  # noqa: E711
+    ok &= deals[c.DEAL_ID].notna().to_numpy()
+    sums = pd.DataFrame({"g": group[ok], "la": log_amount[ok]}).groupby("g")["la"].agg(["sum", "count"])
+    return {str(k): (float(v["sum"]), float(v["count"])) for k, v in sums.iterrows()}
 
 
 def request_items(dataset: Dataset, activity_ids: list[str]) -> list[dict[str, Any]]:

@@ -26,6 +26,15 @@ logged) before `t`: `rate = (outcomes + 20 * prior) / (labelled + 20)`, where `p
 rate of all such activities of every rep before `t`. The service gets these numbers from the
 bundle (snapshot at the end of the training data).
 
+Two deal features compare with the usual, because the raw number mostly says who or which
+segment it is. `deal_attention_vs_rep`: hand-made (not automated) touches to the deal per day
+of its life, divided by the rep's average of that number over their activities of the last
+90 days (NaN with fewer than 10): reps work the deals they believe in harder, and this is
+how that belief shows. `amount_vs_typical`: the deal amount divided by the geometric mean
+amount of deals of the same product owned by the same team (the team of the activity's
+rep) created before `t` (NaN with fewer than 5). The service reads both baselines from the
+bundle, like the track record.
+
 | feature | family | kind | timing | unit | meaning (explanation text) |
 |---|---|---|---|---|---|
 """

@@ -74,6 +74,72 @@ def test_days_since_touch_and_outputs_match_a_naive_reference():
         assert frame.loc[aid, "outputs_contact_30d"] == m.sum(), aid
 
 
+def _naive_hand_per_day(a: pd.DataFrame, deals: pd.DataFrame, avail: pd.Series, row) -> float:
+    """Reference: hand-made touches to the deal known before t, per day of the deal's age."""
+    t = row[c.OCCURRED_AT]
+    if pd.isna(row[c.DEAL_ID]):
+        return np.nan
+    created = deals.loc[row[c.DEAL_ID], c.CREATED_AT]
+    hand = (a[c.DEAL_ID] == row[c.DEAL_ID]).fillna(False) & (a[c.TYPE] != "none") & (avail < t)
+    hand &= ~a[c.IS_AUTOMATED].fillna(False).astype(bool)
+    return float(hand.sum()) / max((t - created) / DAY, 1.0)
+
+
+def test_deal_attention_and_amount_baselines_match_a_naive_reference():
+    ds = make_history(n_activities=260, n_deals=40, seed=5, late_share=0.2)
+    frame = build_training_frame(ds).frame.set_index(c.ACTIVITY_ID)
+    a = ds[c.ACTIVITIES].set_index(c.ACTIVITY_ID, drop=False)
+    avail = a[[c.OCCURRED_AT, c.LOGGED_AT]].max(axis=1)
+    deals = ds[c.DEALS].set_index(c.DEAL_ID, drop=False)
+    team = ds[c.REPS].set_index(c.REP_ID)[c.TEAM]
+    rate = {aid: _naive_hand_per_day(a, deals, avail, row) for aid, row in a.iterrows()}
+    checked = {"ratio": 0, "amount": 0}
+    for aid, row in a.iterrows():
+        t = row[c.OCCURRED_AT]
+        assert frame.loc[aid, "hand_touches_deal_per_day"] == pytest.approx(rate[aid], nan_ok=True), aid
+        # the rep's usual: their activities of the last 90 days known before t, with a rate
+        mine = a[(a[c.REP_ID] == row[c.REP_ID]) & (avail < t) & (a[c.OCCURRED_AT] >= t - 90 * DAY)]
+        usual = [rate[i] for i in mine.index if not np.isnan(rate[i])]
+        want = rate[aid] / np.mean(usual) if len(usual) >= 10 and np.mean(usual) > 0 else np.nan
+        assert frame.loc[aid, "deal_attention_vs_rep"] == pytest.approx(want, nan_ok=True), aid
+        checked["ratio"] += not np.isnan(want)
+        # typical amount: deals of the same product owned by the rep's team, created before t
+        if pd.isna(row[c.DEAL_ID]):
+            assert np.isnan(frame.loc[aid, "amount_vs_typical"]), aid
+            continue
+        deal = deals.loc[row[c.DEAL_ID]]
+        same = deals[(deals[c.PRODUCT] == deal[c.PRODUCT]) & (deals[c.CREATED_AT] < t)
+                     & (deals[c.OWNER_REP_ID].map(team) == team[row[c.REP_ID]])]
+        want = deal[c.AMOUNT] / np.exp(np.log(same[c.AMOUNT]).mean()) if len(same) >= 5 else np.nan
+        assert frame.loc[aid, "amount_vs_typical"] == pytest.approx(want, nan_ok=True), aid
+        checked["amount"] += not np.isnan(want)
+    assert checked["ratio"] > 50 and checked["amount"] > 20, checked  # the data exercises both
+
+
+def test_harder_worked_deal_scores_above_the_reps_usual_and_automation_does_not_count():
+    ds = make_history(n_activities=200, seed=6)
+    acts = ds[c.ACTIVITIES]
+    last = acts[c.OCCURRED_AT].max()
+    rep, deal = "r0", ds[c.DEALS].loc[ds[c.DEALS][c.OWNER_REP_ID] == "r0", c.DEAL_ID].iloc[0]
+    burst = pd.DataFrame({
+        c.ACTIVITY_ID: [f"x{i}" for i in range(31)],
+        c.OCCURRED_AT: [last + pd.Timedelta(hours=i + 1) for i in range(31)],
+        c.TYPE: ["call"] * 31, c.REP_ID: [rep] * 31, c.DEAL_ID: [deal] * 31,
+        c.IS_AUTOMATED: [False] * 30 + [False],
+    })
+    robots = burst.assign(**{c.ACTIVITY_ID: [f"y{i}" for i in range(31)], c.IS_AUTOMATED: [True] * 30 + [False]})
+
+    def ratio(extra: pd.DataFrame) -> float:
+        tables = dict(ds.tables)
+        tables[c.ACTIVITIES] = coerce_table(c.ACTIVITIES, pd.concat([acts, extra], ignore_index=True))
+        frame = build_training_frame(Dataset(tables, ds.custom_fields)).frame.set_index(c.ACTIVITY_ID)
+        return float(frame.loc[extra[c.ACTIVITY_ID].iloc[-1], "deal_attention_vs_rep"])
+
+    base = ratio(burst.iloc[[-1]])
+    assert ratio(burst) > base * 1.5     # thirty hand-made calls first: a deal worked harder than usual
+    assert ratio(robots) == pytest.approx(base, rel=0.3)  # thirty automated touches are not attention
+
+
 def test_stage_features_and_outcome_labels_follow_the_contract():
     """Closed-lost is not an advance; re-entering a stage already reached is not either."""
     a = pd.DataFrame({
