@@ -10,9 +10,7 @@ import typer
 
 from simulator.generate import simulate as run_simulation
 from simulator.generate import write_simulation
-from simulator.params import BehaviourParams, OracleSettings, SimulationConfig
-
-DEFAULT_ACTIVITIES = 60_000
+from simulator.params import DEFAULT_ACTIVITIES, BehaviourParams, OracleSettings, SimulationConfig
 
 
 def simulate(

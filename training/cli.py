@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from simulator.params import DEFAULT_ACTIVITIES
 from training.env import apply_privacy_defaults
 
 apply_privacy_defaults()
@@ -270,7 +271,7 @@ def score(
 
 @app.command()
 def demo(
-    activities: int = typer.Option(60_000, "--activities", help="Size of the simulated dataset."),
+    activities: int = typer.Option(DEFAULT_ACTIVITIES, "--activities", help="Size of the simulated dataset."),
     seed: int = typer.Option(0, "--seed", help="Simulation seed."),
     config: Path = typer.Option(None, "--config", help="Training YAML."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),

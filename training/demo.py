@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.params import DEFAULT_ACTIVITIES
 from training.config import TrainConfig
 from training.train import Progress
 
 logger = logging.getLogger(__name__)
 
-DEMO_ACTIVITIES = 60_000
+DEMO_ACTIVITIES = DEFAULT_ACTIVITIES
 DEMO_SEED = 0
 DEMO_DIR = "demo"
 
