@@ -33,6 +33,7 @@ ATTENTION_WINDOW_DAYS = 90  # the rep's usual attention per deal: their activiti
 ATTENTION_MIN_ACTIVITIES = 10  # fewer of them: the rep's usual is unknown (NaN)
 AMOUNT_MIN_DEALS = 5  # earlier deals of the same product and team needed for a "typical" amount
 GROUP_SEP = "\x1f"  # joins product and team into one amount-group key
+NO_TEAM = "\x00"  # the team part of the key when the team is unknown
 
 
 @dataclass(frozen=True)
@@ -441,29 +442,40 @@ def _compute(
         usual_idx = FactIndex(a_rep[ok], t[ok], avail[ok], {"r": every[ok]}, keyer=keyer)
         usual_sum = usual_idx.window_sum(q_rep, ATTENTION_WINDOW_DAYS * MS_PER_DAY, "r")
         usual_n = usual_idx.window_sum(q_rep, ATTENTION_WINDOW_DAYS * MS_PER_DAY)
+        del usual_idx, every
     else:
         usual_sum = np.array([r.attention_sum if r else 0.0 for r in recs])
         usual_n = np.array([r.attention_n if r else 0.0 for r in recs])
+    del hand_idx
     with np.errstate(invalid="ignore", divide="ignore"):
         usual = np.where(usual_n >= ATTENTION_MIN_ACTIVITIES, usual_sum / np.maximum(usual_n, 1), np.nan)
         feats["deal_attention_vs_rep"] = np.where(usual > 0, attention / usual, np.nan)
 
     # Deal size against earlier deals of the same product owned by the same team (the team
     # of the activity's rep): the amount alone mostly says which segment the deal is in.
-    q_group = _amount_group(feats[c.PRODUCT], feats[c.TEAM])
     if serving is None:
         d_team = _lookup(d_owner, rp_rep, _get_str(RP, c.TEAM), n_reps, None)
-        d_group = _amount_group(_get_str(D, c.PRODUCT), d_team)
+        (d_prod, q_prod), _ = _codes(_get_str(D, c.PRODUCT), feats[c.PRODUCT])
+        (d_tm, q_tm), n_teams = _codes(d_team, feats[c.TEAM])
+        # group = (product, team or "no team"), as one integer; -1 without a product
+        d_key = np.where(d_prod >= 0, d_prod * (n_teams + 1) + np.where(d_tm >= 0, d_tm, n_teams), -1)
+        q_key = np.where(q_prod >= 0, q_prod * (n_teams + 1) + np.where(q_tm >= 0, q_tm, n_teams), -1)
         d_log, d_created = _log_amount(_get_num(D, c.AMOUNT)), _get_ts(D, c.CREATED_AT)
-        d_ok = (d_group != None) & np.isfinite(d_log) & (d_created != NO_TIME) & (d_deal >= 0)  # noqa: E711
-        g_codes, g_uniques = pd.factorize(d_group[d_ok])
-        q_codes = pd.Index(g_uniques).get_indexer(np.where(q_group == None, GROUP_SEP * 2, q_group).astype(object))  # noqa: E711
-        g_keyer = make_keyer([d_created[d_ok], qt], max(len(g_uniques), 1), 1)
+        d_ok = (d_key >= 0) & np.isfinite(d_log) & (d_created != NO_TIME) & (d_deal >= 0)
+        groups, g_codes = np.unique(d_key[d_ok], return_inverse=True)
+        q_codes = np.full(len(q_key), -1, dtype=np.int64)
+        if len(groups):
+            at = np.minimum(np.searchsorted(groups, q_key), len(groups) - 1)
+            q_codes = np.where((q_key >= 0) & (groups[at] == q_key), at, -1)
+        g_keyer = make_keyer([d_created[d_ok], qt], max(len(groups), 1), 1)
         g_idx = FactIndex(g_codes.astype(np.int64), d_created[d_ok], weights={"la": d_log[d_ok]}, keyer=g_keyer)
         q_g = Query(q_codes.astype(np.int64), qt)
         g_sum, g_n = g_idx.window_sum(q_g, None, "la"), g_idx.window_sum(q_g, None)
+        del g_idx, q_g
     else:
-        stats = [serving.amount_groups.get(g, (0.0, 0.0)) if g is not None else (0.0, 0.0) for g in q_group]
+        empty_group = (0.0, 0.0)
+        stats = [serving.amount_groups.get(g, empty_group) if g is not None else empty_group
+                 for g in _amount_group(feats[c.PRODUCT], feats[c.TEAM])]
         g_sum = np.array([v[0] for v in stats], dtype=np.float64)
         g_n = np.array([v[1] for v in stats], dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -479,14 +491,12 @@ def _compute(
 
 def _amount_group(product: np.ndarray, team: np.ndarray) -> np.ndarray:
     """Amount-group key per row: product and team joined; None where the product is unknown."""
-    p = pd.Series(product, dtype=object)
-    known = p.notna().to_numpy()
-    tm = pd.Series(team, dtype=object)
-    p_str = p.where(p.notna(), "").astype(str).to_numpy(dtype=object)
-    t_str = tm.where(tm.notna(), "").astype(str).to_numpy(dtype=object)
-    out = (p_str + GROUP_SEP + t_str).astype(object) if len(p) else np.array([], dtype=object)
-    out[~known] = None
-    return out
+    return np.array([None if _missing(p) else f"{p}{GROUP_SEP}{NO_TEAM if _missing(tm) else tm}"
+                     for p, tm in zip(product, team, strict=True)], dtype=object)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
 def _log_amount(amount: np.ndarray) -> np.ndarray:
