@@ -321,6 +321,38 @@ def finish_tables(raw: dict[str, pd.DataFrame], report: ConversionReport) -> dic
     return out
 
 
+def assemble_tables(
+    *,
+    activities: pd.DataFrame,
+    responses: pd.DataFrame,
+    stages: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    deals: pd.DataFrame | None,
+    contacts: pd.DataFrame | None,
+    accounts: pd.DataFrame | None,
+    reps: pd.DataFrame | None,
+    report: ConversionReport,
+    no_history: str,
+) -> dict[str, pd.DataFrame]:
+    """The contract tables of one export, finished; ``CrmInputError(no_history)`` without stage history or outcomes.
+
+    Stage history keeps the contract's columns; outcomes from a CRM name no contact.
+    """
+    raw = {
+        c.ACTIVITIES: activities,
+        c.RESPONSES: responses,
+        c.DEAL_STAGES: stages[[c.DEAL_ID, c.STAGE, c.STAGE_ORDER, c.ENTERED_AT]] if len(stages) else None,
+        c.OUTCOMES: outcomes.assign(**{c.CONTACT_ID: pd.NA}) if len(outcomes) else None,
+        c.DEALS: deals,
+        c.CONTACTS: contacts,
+        c.ACCOUNTS: accounts,
+        c.REPS: reps,
+    }
+    if raw[c.DEAL_STAGES] is None and raw[c.OUTCOMES] is None:
+        raise CrmInputError(no_history)
+    return finish_tables({k: v for k, v in raw.items() if v is not None}, report)
+
+
 def clear_unknown_refs(
     activities: pd.DataFrame, column: str, known: set[str], report: ConversionReport, what: str
 ) -> pd.DataFrame:

@@ -29,12 +29,12 @@ from importers.crm.common import (
     ROW,
     Conversion,
     StageInfo,
+    assemble_tables,
     attribute_bookings,
     closing_and_outcomes,
     col,
     dedupe_responses,
     disposition_responses,
-    finish_tables,
     record_stage,
     region_of,
     reply_kind,
@@ -273,22 +273,12 @@ class _HubSpot:
                 f"repeated hour (read as the first, daylight-time reading), {self.x.dst.nonexistent} in the skipped "
                 f"hour (moved forward by the gap); e.g. {', '.join(self.x.dst.examples[:3])}"
             )
-        raw = {
-            c.ACTIVITIES: activities,
-            c.RESPONSES: responses,
-            c.DEAL_STAGES: stages[[c.DEAL_ID, c.STAGE, c.STAGE_ORDER, c.ENTERED_AT]] if len(stages) else None,
-            c.OUTCOMES: outcomes.assign(**{c.CONTACT_ID: pd.NA}) if len(outcomes) else None,
-            c.DEALS: deals,
-            c.CONTACTS: contacts,
-            c.ACCOUNTS: accounts,
-            c.REPS: reps,
-        }
-        if raw[c.DEAL_STAGES] is None and raw[c.OUTCOMES] is None:
-            raise CrmInputError(
-                f"{self.report.input_dir}: no deal stage history and no outcomes: export deals with "
-                "propertiesWithHistory=dealstage (or the UI's \"Date entered\" columns) and the pipelines"
-            )
-        return finish_tables({k: v for k, v in raw.items() if v is not None}, self.report)
+        return assemble_tables(
+            activities=activities, responses=responses, stages=stages, outcomes=outcomes, deals=deals,
+            contacts=contacts, accounts=accounts, reps=reps, report=self.report,
+            no_history=f"{self.report.input_dir}: no deal stage history and no outcomes: export deals with "
+                       "propertiesWithHistory=dealstage (or the UI's \"Date entered\" columns) and the pipelines",
+        )
 
     def _set_as_of(self) -> None:
         if self.as_of_arg is not None:

@@ -23,6 +23,7 @@ from importers.crm.common import (
     ROW,
     Conversion,
     StageInfo,
+    assemble_tables,
     attribute_bookings,
     clear_unknown_refs,
     closing_and_outcomes,
@@ -30,7 +31,6 @@ from importers.crm.common import (
     dedupe_responses,
     disposition_responses,
     find_by_stem,
-    finish_tables,
     has_col,
     read_csv_export,
     record_stage,
@@ -145,22 +145,12 @@ class _Salesforce:
         reps = self._reps(activities, deals)
         if self.report.errors:
             return {}
-        raw = {
-            c.ACTIVITIES: activities,
-            c.RESPONSES: responses,
-            c.DEAL_STAGES: stages[[c.DEAL_ID, c.STAGE, c.STAGE_ORDER, c.ENTERED_AT]] if len(stages) else None,
-            c.OUTCOMES: outcomes.assign(**{c.CONTACT_ID: pd.NA}) if len(outcomes) else None,
-            c.DEALS: deals,
-            c.CONTACTS: contacts,
-            c.ACCOUNTS: accounts,
-            c.REPS: reps,
-        }
-        if raw[c.DEAL_STAGES] is None and raw[c.OUTCOMES] is None:
-            raise CrmInputError(
-                f"{self.dir}: no stage history and no outcomes: the dataset needs OpportunityHistory.csv "
-                "(or OpportunityFieldHistory.csv with StageName tracked) and OpportunityStage.csv"
-            )
-        return finish_tables({k: v for k, v in raw.items() if v is not None}, self.report)
+        return assemble_tables(
+            activities=activities, responses=responses, stages=stages, outcomes=outcomes, deals=deals,
+            contacts=contacts, accounts=accounts, reps=reps, report=self.report,
+            no_history=f"{self.dir}: no stage history and no outcomes: the dataset needs OpportunityHistory.csv "
+                       "(or OpportunityFieldHistory.csv with StageName tracked) and OpportunityStage.csv",
+        )
 
     def _load(self) -> None:
         if not self.dir.is_dir():

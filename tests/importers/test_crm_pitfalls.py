@@ -470,3 +470,29 @@ def test_unreadable_exports_are_one_clear_error(crm, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no Task.csv or Event.csv" in convert_crm("salesforce", empty).report.errors[0]
+
+
+# An export without any stage history or outcome cannot label anything ----------------------
+
+def test_salesforce_export_without_stage_history_or_outcomes_is_refused_with_what_to_export(crm, tmp_path):
+    call = crm.task(1, ActivityDate="2025-03-03", CreatedDate="2025-03-03T15:00:00.000Z",
+                    CallDisposition="Connected - good talk")
+    directory = crm.write_sf_export(tmp_path, tasks=[call], histories=[])
+    conversion = convert_crm("salesforce", directory, as_of=AS_OF)
+    assert conversion.tables == {}
+    assert len(conversion.report.errors) == 1
+    assert str(directory) in conversion.report.errors[0]
+    assert "no stage history and no outcomes" in conversion.report.errors[0]
+    assert "OpportunityHistory.csv" in conversion.report.errors[0]
+
+
+def test_hubspot_export_without_stage_history_or_outcomes_is_refused_with_what_to_export(crm, tmp_path):
+    call = crm.hs_call("901", "2025-03-18T13:00:00Z")
+    deal = crm.hs_deal()
+    del deal["propertiesWithHistory"]  # exported without the stage history
+    directory = crm.write_hs_export(tmp_path, calls=[call], deals=[deal])
+    conversion = convert_crm("hubspot", directory, as_of=AS_OF)
+    assert conversion.tables == {}
+    assert len(conversion.report.errors) == 1
+    assert "no deal stage history and no outcomes" in conversion.report.errors[0]
+    assert "propertiesWithHistory=dealstage" in conversion.report.errors[0]
