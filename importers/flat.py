@@ -44,6 +44,7 @@ import yaml
 
 from features import contract as c
 from features.dataset import infer_custom, write_dataset
+from importers.crm.times import OFFSET_PATTERN, DstNotes, localize_wall_clock
 
 logger = logging.getLogger(__name__)
 
@@ -864,10 +865,7 @@ def _binary_column(
     return out
 
 
-_ZONE_RE = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
-
-
-def _parse_time_column(rows: _Rows, data: pd.DataFrame, m: FlatMapping) -> pd.Series:
+def _parse_time_column(rows: _Rows, data: pd.DataFrame, m: FlatMapping, dst: DstNotes) -> pd.Series:
     """Parse ``m.time_column``: ISO 8601 unless ``time_format``; a naive value is in ``m.timezone``."""
     col = m.time_column
     assert col is not None
@@ -875,28 +873,50 @@ def _parse_time_column(rows: _Rows, data: pd.DataFrame, m: FlatMapping) -> pd.Se
     if values.isna().any():
         i = _first(values.isna())
         raise rows.error(i, col, f"the time is empty ({int(values.isna().sum())} such rows)")
-    fmt = m.time_format or "ISO8601"
-    has_zone = values.str.contains(_ZONE_RE, regex=True).fillna(False).to_numpy(bool)
+    hint = "" if m.time_format else "; give time_format (e.g. '%d/%m/%Y %H:%M') if the times are not ISO 8601"
+    return _instants(rows, values, col, m.time_format, m.timezone, dst, hint)
+
+
+def _instants(rows: _Rows, values: pd.Series, column: str, fmt: str | None, timezone: str, dst: DstNotes | None,
+              hint: str = "", target: str | None = None) -> pd.Series:
+    """Instants in UTC: values with an offset keep it, naive ones are wall-clock times in ``timezone``.
+
+    The daylight-saving rule is the CRM adapters' (``localize_wall_clock``): a repeated hour
+    reads as the first (daylight-time) reading, a skipped one moves forward by the gap; ``dst``
+    counts both.
+    """
+    fmt = fmt or "ISO8601"
+    has_zone = values.str.contains(OFFSET_PATTERN, regex=True).fillna(False).to_numpy(bool)
     parsed = pd.Series(pd.NaT, index=values.index, dtype=c.TIMESTAMP_DTYPE)
     if has_zone.any():
         zoned = pd.to_datetime(values[has_zone], format=fmt, errors="coerce", utc=True)
         parsed[has_zone] = zoned.astype(c.TIMESTAMP_DTYPE)
-    if (~has_zone).any():
-        naive = pd.to_datetime(values[~has_zone], format=fmt, errors="coerce")
+    naive_rows = ~has_zone & values.notna().to_numpy(bool)
+    if naive_rows.any():
+        naive = pd.to_datetime(values[naive_rows], format=fmt, errors="coerce")
         if isinstance(naive.dtype, pd.DatetimeTZDtype):  # the format itself carried a zone (%z)
             local = naive.dt.tz_convert("UTC")
         else:
-            local = naive.dt.tz_localize(
-                m.timezone, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="shift_forward"
-            ).dt.tz_convert("UTC")
-        parsed[~has_zone] = local.astype(c.TIMESTAMP_DTYPE)
-    bad = parsed.isna().to_numpy(bool)
+            ok = naive.notna()
+            local = pd.Series(pd.NaT, index=naive.index, dtype=c.TIMESTAMP_DTYPE)
+            if ok.any():
+                local[ok] = localize_wall_clock(naive[ok], timezone, dst).astype(c.TIMESTAMP_DTYPE)
+        parsed[naive_rows] = local.astype(c.TIMESTAMP_DTYPE)
+    bad = (parsed.isna() & values.notna()).to_numpy(bool)
     if bad.any():
         i = _first(bad)
         what = "ISO 8601" if fmt == "ISO8601" else f"time_format {fmt!r}"
-        hint = "" if m.time_format else "; give time_format (e.g. '%d/%m/%Y %H:%M') if the times are not ISO 8601"
-        raise rows.error(i, col, f"cannot parse {values.iloc[i]!r} as {what}{hint} ({int(bad.sum())} such rows)")
+        extra = f" ({target})" if target else ""
+        raise rows.error(i, column, f"cannot parse {values.iloc[i]!r} as {what}{extra}{hint} ({int(bad.sum())} such rows)")
     return parsed
+
+
+def _dst_note(dst: DstNotes, timezone: str) -> list[str]:
+    if not (dst.ambiguous or dst.nonexistent):
+        return []
+    return [f"daylight-saving change in {timezone}: {dst.ambiguous} time(s) in the repeated hour (read as the "
+            f"first, daylight-time reading), {dst.nonexistent} in the skipped hour (moved forward by the gap); "
+            f"e.g. {', '.join(dst.examples[:3])}"]
 
 
 def _derive_time(rows: _Rows, data: pd.DataFrame, rule: TimeRule) -> tuple[pd.Series, list[str]]:
@@ -1012,7 +1032,8 @@ _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 
 
-def _contract_column(rows: _Rows, values: pd.Series, column: str, target: str, table: str = c.ACTIVITIES) -> pd.Series:
+def _contract_column(rows: _Rows, values: pd.Series, column: str, target: str, table: str = c.ACTIVITIES,
+                     timezone: str = "UTC", dst: DstNotes | None = None) -> pd.Series:
     """A file column filling a contract column of ``table``, checked against its kind."""
     values = values.reset_index(drop=True)
     kind = c.TABLES[table].kind(target)
@@ -1041,12 +1062,7 @@ def _contract_column(rows: _Rows, values: pd.Series, column: str, target: str, t
         out[low.isin(_FALSE).fillna(False).to_numpy(bool)] = False
         return out
     if kind == c.TIMESTAMP:
-        parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
-        bad = (parsed.isna() & values.notna()).to_numpy(bool)
-        if bad.any():
-            i = _first(bad)
-            raise rows.error(i, column, f"cannot parse {values.iloc[i]!r} as ISO 8601 ({target})")
-        return parsed.astype(c.TIMESTAMP_DTYPE)
+        return _instants(rows, values.astype("string"), column, None, timezone, dst, target=target)
     return values.astype("string")
 
 
@@ -1085,14 +1101,15 @@ def _entity_fields(
     assert key_name is not None
     for col in fields:
         if c.TABLES[table].kind(col) is not None:
-            _contract_column(rows, data[col], col, col, table)  # check every row, naming the bad one
+            _contract_column(rows, data[col], col, col, table, m.timezone)  # check every row, naming the bad one
     frame = _entity_table(data, key_column, key_name, fields, extra, warnings)
     for col in fields:
         kind = c.TABLES[table].kind(col)
         if kind is None:
             frame[col] = infer_custom(frame[col])
         else:
-            frame[col] = _contract_column(_Rows(rows.flat, np.arange(len(frame))), frame[col], col, col, table)
+            frame[col] = _contract_column(_Rows(rows.flat, np.arange(len(frame))), frame[col], col, col, table,
+                                          m.timezone)
         reports.append(_field_report(col, table, col, frame[col], declared, m))
     return frame
 
@@ -1193,11 +1210,12 @@ def convert_flat(flat: FlatFile, mapping: FlatMapping) -> FlatConversion:
             )
 
     # time: a rule reads the month sequence of the whole file, then keeps the kept rows
+    dst = DstNotes()
     if m.time_rule is not None:
         occurred, time_notes = _derive_time(all_rows, full, m.time_rule)
         occurred = occurred[keep].reset_index(drop=True)
     else:
-        occurred = _parse_time_column(rows, data, m)
+        occurred = _parse_time_column(rows, data, m, dst)
         time_notes = [f"from column {m.time_column!r}" + (f"; naive times are {m.timezone}" if m.timezone != "UTC" else "")]
     if not occurred.is_monotonic_increasing:
         time_notes.append("rows are not in time order (kept in file order)")
@@ -1227,7 +1245,7 @@ def convert_flat(flat: FlatFile, mapping: FlatMapping) -> FlatConversion:
             activities[name] = values
     fields: list[FieldReport] = []
     for col, target in m.activity_columns.items():
-        activities[target] = _contract_column(rows, data[col], col, target)
+        activities[target] = _contract_column(rows, data[col], col, target, timezone=m.timezone, dst=dst)
         fields.append(_field_report(col, c.ACTIVITIES, target, activities[target], declared, m))
     for col in _custom_columns(flat, m):
         activities[col] = infer_custom(data[col])
@@ -1315,7 +1333,7 @@ def convert_flat(flat: FlatFile, mapping: FlatMapping) -> FlatConversion:
         n_accounts=n_accounts,
         time_from=occurred.min().isoformat(),
         time_to=occurred.max().isoformat(),
-        time_notes=time_notes,
+        time_notes=time_notes + _dst_note(dst, m.timezone),
         execution_time_fields=exec_fields,
         warnings=warnings,
     )

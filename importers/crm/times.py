@@ -19,7 +19,10 @@ import pandas as pd
 from importers.crm.errors import CrmInputError
 
 UTC_DTYPE = "datetime64[ns, UTC]"
-_OFFSET_RE = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+# A UTC offset ends a value only after a time of day: the "-10" of "2025-03-10" and the
+# "-2025" of "10-03-2025" are parts of a date, not offsets.
+OFFSET_PATTERN = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+_OFFSET_RE = re.compile(OFFSET_PATTERN)
 _EPOCH_RE = re.compile(r"^-?\d{9,14}(?:\.\d+)?$")
 _DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ].*)?$")
 
@@ -97,7 +100,7 @@ def parse_instants(
             if naive_tz == "UTC":
                 utc = local.dt.tz_localize("UTC")
             else:
-                utc = _localize(local, naive_tz, dst)
+                utc = localize_wall_clock(local, naive_tz, dst)
             out.loc[utc.index] = utc
     bad = present & out.isna()
     if bad.any():
@@ -119,7 +122,7 @@ def _to_datetime(text: pd.Series, *, utc: bool, lenient: bool, day_first: bool) 
     return parsed.astype("datetime64[ns]")
 
 
-def _localize(local: pd.Series, tz: str, dst: DstNotes | None) -> pd.Series:
+def localize_wall_clock(local: pd.Series, tz: str, dst: DstNotes | None) -> pd.Series:
     """Wall-clock times in ``tz`` → UTC; repeated hour → first (DST) reading, skipped hour → one hour later."""
     probe = local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
     # a skipped wall-clock time comes from a clock that was not moved yet: shift it by the (one-hour) gap

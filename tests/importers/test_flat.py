@@ -483,3 +483,48 @@ def test_byte_order_mark_is_dropped_and_bad_encoding_is_named(tmp_path):
                            "encoding": "latin-1"})
     conv = convert_flat(read_flat(p, encoding=m.encoding), m)
     assert list(conv.tables[c.ACTIVITIES]["name"]) == ["ok", "José"]
+
+
+# --------------------------------------------------------------------------- time zones of naive times
+
+
+def _times_mapping(**extra):
+    return mapping_from_dict({"id_column": "id", "time_column": "when", "timezone": "America/New_York",
+                              "type_column": "kind", "outcome_column": "outcome", "positive": ["won"],
+                              "negative": ["lost"]} | extra)
+
+
+def test_date_only_times_are_local_midnight_not_read_as_an_offset(tmp_path):
+    # "-2025" / "-10" at the end of a date are parts of it, not a UTC offset
+    p = tmp_path / "d.csv"
+    p.write_text("id,when,kind,outcome\na1,10-03-2025,call,won\n", encoding="utf-8")
+    got = convert_flat(read_flat(p), _times_mapping(time_format="%d-%m-%Y")).tables[c.ACTIVITIES][c.OCCURRED_AT]
+    assert list(got) == [pd.Timestamp("2025-03-10T04:00:00Z")]  # midnight in New York (EDT)
+    p.write_text("id,when,kind,outcome\na1,2025-03-10,call,won\na2,2025-03-10T00:00:00-05:00,call,lost\n",
+                 encoding="utf-8")
+    got = convert_flat(read_flat(p), _times_mapping()).tables[c.ACTIVITIES][c.OCCURRED_AT]
+    assert list(got) == [pd.Timestamp("2025-03-10T04:00:00Z"), pd.Timestamp("2025-03-10T05:00:00Z")]
+
+
+def test_flat_daylight_saving_follows_the_crm_rule_and_is_reported(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("id,when,kind,outcome,logged\na1,2025-11-02 01:30,call,won,2025-11-02 01:45\n"
+                 "a2,2025-03-09 02:30,call,lost,\n", encoding="utf-8")
+    conv = convert_flat(read_flat(p), _times_mapping(activity_columns={"logged": "logged_at"}))
+    acts = conv.tables[c.ACTIVITIES].set_index(c.ACTIVITY_ID)
+    # repeated hour: the first (daylight-time) reading; skipped hour: moved forward by the gap
+    assert acts.loc["a1", c.OCCURRED_AT] == pd.Timestamp("2025-11-02T05:30:00Z")
+    assert acts.loc["a2", c.OCCURRED_AT] == pd.Timestamp("2025-03-09T07:30:00Z")
+    # a naive mapped timestamp is in the mapping's zone too, not UTC
+    assert acts.loc["a1", c.LOGGED_AT] == pd.Timestamp("2025-11-02T05:45:00Z")
+    notes = "\n".join(conv.report.time_notes)
+    assert "daylight-saving change in America/New_York" in notes
+    assert "2 time(s) in the repeated hour" in notes and "1 in the skipped hour" in notes
+
+
+def test_crm_bare_dates_are_local_midnight_in_the_portal_zone():
+    from importers.crm.times import parse_instants
+
+    got = parse_instants(pd.Series(["2025-03-10", "2025-03-10 00:00", "2025-03-10T00:00:00-05:00"]),
+                         where="deals.csv, Close date", naive_tz="America/New_York")
+    assert list(got) == [pd.Timestamp("2025-03-10T04:00:00Z")] * 2 + [pd.Timestamp("2025-03-10T05:00:00Z")]
