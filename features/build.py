@@ -272,7 +272,10 @@ def _compute(
     # --- time keys --------------------------------------------------------------------
     r_act = np.full(_n(R), -1, dtype=np.int64)
     if _n(R):
-        r_act = pd.Index(A[c.ACTIVITY_ID]).get_indexer(R[c.ACTIVITY_ID]).astype(np.int64)
+        # the activity each response belongs to (the last row wins on a repeated id, as in every
+        # join here; ids may be missing or repeated in a request's history)
+        (a_ids, r_ids), n_ids = _codes(_get_str(A, c.ACTIVITY_ID), _get_str(R, c.ACTIVITY_ID))
+        r_act = _lookup(r_ids, a_ids, np.arange(n, dtype=np.int64), n_ids, -1)
     r_t = _get_ts(R, c.OCCURRED_AT)
     s_t = _get_ts(S, c.ENTERED_AT)
     o_t = _get_ts(O, c.OCCURRED_AT)
@@ -300,8 +303,10 @@ def _compute(
     automated = np.nan_to_num(_get_num(A, c.IS_AUTOMATED), nan=0.0)
     t_idx = np.flatnonzero(is_touch)
     queries = {"contact": Query(a_contact[targets], qt), "deal": Query(a_deal[targets], qt)}
+    touch_idx: dict[str, FactIndex] = {}
     for who, codes in (("contact", a_contact), ("deal", a_deal)):
-        idx = FactIndex(codes[t_idx], t[t_idx], avail[t_idx], {"auto": automated[t_idx]}, keyer=keyer)
+        idx = touch_idx[who] = FactIndex(codes[t_idx], t[t_idx], avail[t_idx], {"auto": automated[t_idx]},
+                                         keyer=keyer)
         qc = queries[who]
         for w in s.WINDOWS_DAYS:
             feats[f"touches_{who}_{w}d"] = idx.window_sum(qc, w * MS_PER_DAY)
@@ -343,7 +348,8 @@ def _compute(
         order_now = np.where(use & np.isnan(order_now), ov, order_now)
     feats[c.STAGE_ORDER] = order_now
     feats["days_in_stage"] = days_in_stage
-    created = _lookup(qd, d_deal, _get_ts(D, c.CREATED_AT), n_deals, NO_TIME)
+    created_all = _lookup(a_deal, d_deal, _get_ts(D, c.CREATED_AT), n_deals, NO_TIME)
+    created = created_all[targets]
     feats["deal_age_days"] = days_between(qt, np.where(created == NO_TIME, -1, created))
     feats[c.AMOUNT] = _lookup(qd, d_deal, _get_num(D, c.AMOUNT), n_deals, np.nan)
     feats[c.PRODUCT] = _lookup(qd, d_deal, _get_str(D, c.PRODUCT), n_deals, None)
@@ -424,16 +430,14 @@ def _compute(
     # --- how hard the deal is worked, and how big it is, against the usual -----------------
     # Reps work promising deals harder: hand-made touches per day of the deal's life, against
     # the rep's usual over their last 90 days, show what the rep knows of the deal.
-    hand = is_touch & (automated == 0) & (a_deal >= 0)
-    h = np.flatnonzero(hand)
-    hand_idx = FactIndex(a_deal[h], t[h], avail[h], keyer=keyer)
-    created_all = _lookup(a_deal, d_deal, _get_ts(D, c.CREATED_AT), n_deals, NO_TIME)
+    deal_touches = touch_idx.pop("deal")
 
     def per_day(q: Query, q_t: np.ndarray, q_created: np.ndarray) -> np.ndarray:
+        hand = deal_touches.window_sum(q, None) - deal_touches.window_sum(q, None, "auto")
         age = days_between(q_t, np.where(q_created == NO_TIME, -1, q_created))
-        return np.where(np.isfinite(age) & (q.qc >= 0), hand_idx.window_sum(q, None) / np.maximum(age, 1.0), np.nan)
+        return np.where(np.isfinite(age) & q.valid, hand / np.maximum(age, 1.0), np.nan)
 
-    attention = per_day(qdeal, qt, created_all[targets])
+    attention = per_day(qdeal, qt, created)
     feats["hand_touches_deal_per_day"] = attention
     if serving is None:
         whole = len(targets) == n and bool(np.array_equal(targets, np.arange(n)))
@@ -446,7 +450,7 @@ def _compute(
     else:
         usual_sum = np.array([r.attention_sum if r else 0.0 for r in recs])
         usual_n = np.array([r.attention_n if r else 0.0 for r in recs])
-    del hand_idx
+    del deal_touches, touch_idx
     with np.errstate(invalid="ignore", divide="ignore"):
         usual = np.where(usual_n >= ATTENTION_MIN_ACTIVITIES, usual_sum / np.maximum(usual_n, 1), np.nan)
         feats["deal_attention_vs_rep"] = np.where(usual > 0, attention / usual, np.nan)

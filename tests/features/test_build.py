@@ -372,6 +372,25 @@ def test_request_stage_without_entry_time_sets_stage_order_only():
     assert frame["days_in_stage"].iloc[0] == pytest.approx(10.0)
 
 
+def test_request_history_with_repeated_or_missing_activity_ids_is_scored_not_refused():
+    # activity_id is optional in a request's history, and a CRM may send a row twice
+    history = {
+        c.ACTIVITIES: [
+            {"activity_id": "h1", "type": "email", "contact_id": "p", "occurred_at": "2026-02-20T10:00:00Z"},
+            {"activity_id": "h1", "type": "email", "contact_id": "p", "occurred_at": "2026-02-20T10:00:00Z"},
+            {"type": "call", "contact_id": "p", "occurred_at": "2026-02-25T10:00:00Z"},
+            {"type": "call", "contact_id": "p", "occurred_at": "2026-02-26T10:00:00Z"},
+        ],
+        c.RESPONSES: [{"activity_id": "h1", "response": "replied", "occurred_at": "2026-02-21T10:00:00Z"}],
+    }
+    item = {"activity": {"type": "call", "contact_id": "p", "occurred_at": "2026-03-02T15:04:00Z"},
+            "history": history}
+    frame = build_serving_frame([item])
+    assert len(frame) == 1
+    assert frame["touches_contact_30d"].iloc[0] == 4
+    assert frame["outputs_contact_30d"].iloc[0] == 1  # the reply counts once, on the (last) h1 row
+
+
 def test_hour_and_weekday_follow_the_configured_time_zone():
     a = pd.DataFrame({c.ACTIVITY_ID: ["w", "s"], c.TYPE: ["call", "call"],
                       # 2026-01-09 was a Friday; 23:30 UTC is Saturday 00:30 in Berlin (winter, +1)
