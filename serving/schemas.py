@@ -77,7 +77,10 @@ def _parse_timestamp(value: Any) -> Any:
         raise PydanticCustomError("timestamp", "expected an ISO 8601 timestamp string")
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00: past year 9999 in UTC
+        raise PydanticCustomError("timestamp", "timestamp out of range (years 1 to 9999 in UTC)") from None
 
 
 def _custom_value(value: Any) -> Any:
@@ -259,15 +262,33 @@ class ScoreRequest(BaseModel):
 
 
 class Candidate(_Row):
-    """A planned activity to rank; unset fields take the deal's defaults."""
+    """A planned activity to rank; unset fields take the deal's defaults.
+
+    Contract columns are typed as in :class:`Activity` (an extra key is a custom field, so an
+    undeclared contract column would escape its checks); ``activity_id`` and ``occurred_at``
+    are set by the service (every candidate happens at the request's ``at``) and refused.
+    """
 
     type: Annotated[Text, Field(min_length=1)]
     contact_id: Id | None = None
     rep_id: Id | None = None
+    deal_id: Id | None = None
+    account_id: Id | None = None
     direction: Text | None = None
+    duration_s: Annotated[Number, Field(ge=0)] | None = None
     personalization: Annotated[Number, Field(ge=0, le=1)] | None = None
     is_automated: Flag | None = None
     sequence_step: Count | None = None
+    logged_at: Timestamp | None = None
+    activity_id: Any = Field(None, exclude=True)
+    occurred_at: Any = Field(None, exclude=True)
+
+    @field_validator("activity_id", "occurred_at", mode="before")
+    @classmethod
+    def _set_by_the_service(cls, value: Any) -> None:
+        if value is not None:
+            raise PydanticCustomError("set_by_service", "set by the service: every candidate happens at the request's 'at'")
+        return None
 
 
 class RankRequest(BaseModel):
