@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -443,8 +444,19 @@ class ModelBundle:
     # -- persistence ------------------------------------------------------------------
 
     def save(self, path: Path) -> Path:
-        """Write the bundle directory (created if needed)."""
+        """Write the bundle directory (created if needed).
+
+        An earlier bundle in ``path`` is replaced whole, so none of its files (a ranking
+        model, a booster of a variant this bundle lacks) can outlive it.
+
+        Raises:
+            BundleError: ``path`` is a non-empty directory that holds no bundle.
+        """
         path = Path(path)
+        if path.is_dir() and any(path.iterdir()):
+            if not (path / MANIFEST_FILE).exists():
+                raise BundleError(f"{path}: not empty and not a model bundle: refusing to write a bundle into it")
+            shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         _write_json(path / MANIFEST_FILE, self.manifest.to_dict())
         _write_json(path / SPEC_FILE, self.spec.to_dict())

@@ -123,3 +123,20 @@ def test_calibrated_output_is_monotone_in_the_raw_score(bundle, table):
     p = bundle.predict_proba(matrix, "full")["outcome"]
     order = np.argsort(raw)
     assert np.all(np.diff(p[order]) >= 0)
+
+
+def test_saving_over_an_earlier_bundle_leaves_none_of_its_files(bundle, tmp_path):
+    path = bundle.save(tmp_path / "b")
+    (path / "ranking").mkdir()  # e.g. an earlier run's ranking model
+    (path / "ranking" / "model.txt").write_text("stale", encoding="utf-8")
+    (path / "booster_outcome_other.txt").write_text("stale", encoding="utf-8")
+    bundle.save(path)
+    assert not (path / "ranking").exists() and not (path / "booster_outcome_other.txt").exists()
+    assert ModelBundle.load(path).manifest.to_dict() == bundle.manifest.to_dict()
+
+
+def test_saving_into_a_directory_that_is_not_a_bundle_is_refused(bundle, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(BundleError, match="not empty and not a model bundle"):
+        bundle.save(tmp_path)
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "keep me"
