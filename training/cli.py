@@ -398,6 +398,16 @@ def serve(
     os.execve(cmd[0], cmd, env)
 
 
+def _demo_model_uri(res) -> str:  # noqa: ANN001
+    """The model the demo serves: the champion of the model it registered (the config's name)."""
+    from training import tracking
+
+    reg = res.train_run.registered
+    if res.promotion is not None and not res.promotion.promoted and not getattr(res.promotion, "champion_version", None):
+        return f"models:/{reg.name}/{reg.version}"  # nothing promoted yet: show the challenger
+    return tracking.default_model_uri(reg.name)
+
+
 def _demo_serve(res, home: Path, console, port: int) -> None:
     """The demo's last step: serve the champion in the background and show a real /score and /rank."""
     import json
@@ -411,11 +421,7 @@ def _demo_serve(res, home: Path, console, port: int) -> None:
 
     pid_file, log_file = home / "serve.pid", home / "serve.log"
     _stop_previous_service(pid_file)
-    model = None
-    if res.promotion is not None and not res.promotion.promoted and not getattr(res.promotion, "champion_version", None):
-        reg = res.train_run.registered
-        model = f"models:/{reg.name}/{reg.version}"  # nothing promoted yet: show the challenger
-    bundle, label = _serving_bundle(model, home)
+    bundle, label = _serving_bundle(_demo_model_uri(res), home)
     if not port_free("127.0.0.1", port):
         import socket
 

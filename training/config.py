@@ -251,6 +251,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> TrainConfig:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    except OSError as err:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     values = _merge(values, _nest(overrides))
@@ -277,8 +279,10 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ConfigError("labels: 'outcome' is required (it is the model's main question)")
     if cfg.horizons.outcome_days <= 0 or cfg.horizons.output_days <= 0:
         raise ConfigError("horizons: outcome_days and output_days must be positive")
-    if s.test_days is not None and s.test_days <= 0:
-        raise ConfigError("splits.test_days must be positive when set")
+    # fields whose default is null: _coerce cannot infer their type from the default
+    for key, value in (("splits.test_days", s.test_days), ("promotion.window_days", cfg.promotion.window_days)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ConfigError(f"{key} expects a positive whole number of days or null, got {value!r}")
     bad_gate = [lab for lab in cfg.promotion.gate_labels if lab not in cfg.labels]
     if bad_gate:
         raise ConfigError(f"promotion.gate_labels: {bad_gate} not among the trained labels {list(cfg.labels)}")

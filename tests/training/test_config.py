@@ -68,3 +68,24 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     assert result.exit_code == 1
     assert "unknown config key 'promotion.auc_tolerence'" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("splits:\n  test_days: '30'\n", "splits.test_days expects a positive whole number of days or null, got '30'"),
+    ("splits:\n  test_days: 0\n", "splits.test_days expects a positive whole number"),
+    ("promotion:\n  window_days: 7.5\n", "promotion.window_days expects a positive whole number of days or null, got 7.5"),
+    ("promotion:\n  window_days: -3\n", "promotion.window_days expects a positive whole number"),
+])
+def test_nullable_day_counts_are_checked_not_passed_on(tmp_path, text, message):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load_config(p)
+
+
+def test_a_directory_given_as_config_is_one_red_line(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--config", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "cannot read the config file" in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # an exit, not an uncaught error

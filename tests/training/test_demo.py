@@ -37,3 +37,16 @@ def test_a_broken_or_missing_ground_truth_file_is_simulated_again(tmp_path):
     _write(tmp_path, seed=0)
     (tmp_path / "ground_truth.json").write_text("{not json", encoding="utf-8")
     assert not _same_simulation(tmp_path, 60_000, 0)
+
+
+def test_demo_serves_the_model_it_registered_not_the_default_name():
+    from types import SimpleNamespace
+
+    from training.cli import _demo_model_uri
+
+    reg = SimpleNamespace(name="team-a-outcome", version="3")
+    promoted = SimpleNamespace(train_run=SimpleNamespace(registered=reg), promotion=SimpleNamespace(promoted=True))
+    assert _demo_model_uri(promoted) == "models:/team-a-outcome@champion"
+    refused = SimpleNamespace(train_run=SimpleNamespace(registered=reg),
+                              promotion=SimpleNamespace(promoted=False, champion_version=None))
+    assert _demo_model_uri(refused) == "models:/team-a-outcome/3"  # nothing promoted yet: the challenger
