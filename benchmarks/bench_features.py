@@ -85,7 +85,7 @@ def single_request(directory: Path, n_calls: int = 2000) -> dict:
             "p99_ms": float(np.percentile(ms, 99)), "calls": n_calls}
 
 
-def main() -> None:
+def main() -> int | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--keep", type=Path, default=None, help="Directory to keep simulated datasets in.")
@@ -107,14 +107,16 @@ def main() -> None:
         print(f"growth {sizes[0]:,} -> {sizes[-1]:,} ({sizes[-1] / sizes[0]:.0f}x rows): time x{hi['build_s'] / lo['build_s']:.1f}, "
               f"peak memory x{hi['peak_mb'] / lo['peak_mb']:.1f}")
     big = results[sizes[-1]]
+    ok = True
     if sizes[-1] >= 1_000_000:
         ok = big["build_s"] <= 60 and big["peak_mb"] <= 4096
         print(f"target 1M <= 60 s and <= 4 GB: {'met' if ok else 'MISSED'}")
     r = single_request(base / f"sim-{sizes[0]}")
     print(f"one request, history {r['history_rows']}: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms over "
           f"{r['calls']:,} calls (target p50 <= 2 ms: {'met' if r['p50_ms'] <= 2 else 'MISSED'})")
+    return 0 if ok and r["p50_ms"] <= 2 else 1
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    main()
+    sys.exit(main())

@@ -26,7 +26,7 @@ from bench_train import CLI, simulate, timed  # noqa: E402
 MAX_SECONDS = 120.0
 
 
-def main() -> None:
+def main() -> int | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--keep", type=Path, help="Keep (and reuse) simulated datasets in this directory.")
@@ -52,13 +52,16 @@ def main() -> None:
     for n in sizes[1:]:
         print(f"growth {base:,} -> {n:,}: rows x{n / base:.1f}, time x{results[n][0] / results[base][0]:.1f}, "
               f"memory x{results[n][1] / results[base][1]:.1f}")
+    failed = 0
     for n in sizes:
         if n >= 1_000_000:
             ok = results[n][0] <= MAX_SECONDS
+            failed += not ok
             print(f"target: {'PASS' if ok else 'FAIL'} score {n:,} in <= {MAX_SECONDS:.0f}s ({results[n][0]:.0f}s)")
     if not args.keep:
         print(f"(datasets in {work}; pass --keep DIR to reuse them)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

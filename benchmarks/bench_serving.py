@@ -313,7 +313,7 @@ def run_server_phase(bundle: Path, home: Path, args, env: dict[str, str], body: 
     return load
 
 
-def main() -> None:
+def main() -> int | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, help="Serve this bundle (default: train one on synthetic data).")
     parser.add_argument("--workers", type=int, default=2, help="Server worker processes.")
@@ -374,7 +374,8 @@ def main() -> None:
         "memory growth <= 10%": load["growth_pct"] <= 10,
     }
     print("targets: " + "; ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in checks.items()))
+    return 0 if all(checks.values()) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

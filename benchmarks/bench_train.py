@@ -110,7 +110,7 @@ def run_size(data: Path, home: Path) -> dict:
     }
 
 
-def main() -> None:
+def main() -> int:
     from simulator.params import DEFAULT_ACTIVITIES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -172,7 +172,8 @@ def main() -> None:
     print(f"{failed} check(s) failed")
     if not args.keep:
         print(f"(datasets in {work}; pass --keep DIR to reuse them)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
