@@ -369,14 +369,6 @@ class ModelBundle:
     def labels(self) -> tuple[str, ...]:
         return self.manifest.labels
 
-    def context(self):
-        """The ``features.build.ServingContext`` stored with the bundle (a default one if none was)."""
-        from features.build import ServingContext, context_from_dict
-
-        if self.serving_context is None:
-            return ServingContext(timezone=self.manifest.timezone)
-        return context_from_dict(self.serving_context)
-
     def trained_variant(self, variant: str) -> str:
         try:
             return self.manifest.variants[variant]

@@ -46,6 +46,7 @@ import pandas as pd
 from features import contract as c
 from features import schema as s
 from models.bundle import BundleError, FeatureSpec
+from models.metrics import log_loss
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
         "train_rows": int(len(train)), "train_positives": int(pos),
         "validation_rows": int(len(valid)), "validation_positives": int(y[valid].sum()),
         "best_iteration": int(best),
-        "validation_logloss": float(_log_loss(y[valid], booster.predict(matrix[valid]))),
+        "validation_logloss": log_loss(y[valid], booster.predict(matrix[valid])),
         "until": None if until is None else pd.Timestamp(until).isoformat(),
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -234,7 +235,3 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
                 metrics["seconds"])
     return RankingModel(booster, list(spec.names), settings, metrics)
 
-
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
