@@ -34,6 +34,10 @@ how that belief shows. `amount_vs_typical`: the deal amount divided by the geome
 amount of deals of the same product owned by the same team (the team of the activity's
 rep) created before `t` (NaN with fewer than 5). The service reads both baselines from the
 bundle, like the track record.
+Known difference: in training the deal's own amount is inside its typical amount (the deal
+was created before the activity); the service's snapshot holds the deals created before the
+end of the training data, so a deal created later is compared without itself. In groups of
+hundreds of deals this is negligible; in a group of a few deals it shifts the ratio.
 
 | feature | family | kind | timing | unit | meaning (explanation text) |
 |---|---|---|---|---|---|
