@@ -45,7 +45,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-BANK_FILE = (ROOT / ".." / "shared" / "data" / "bank_marketing" / "bank-additional-full.csv").resolve()
+SHARED = Path(os.environ.get("ACTIVITY_SCORER_SHARED") or ROOT / ".." / "shared")  # beside the repository
+BANK_FILE = (SHARED / "data" / "bank_marketing" / "bank-additional-full.csv").resolve()
 CONFIG = ROOT / "benchmarks" / "bank_marketing.yaml"  # what `activity-scorer train --config` gets
 # The file's outcomes are final: train with data up to 15 days after the last call, so the
 # 14-day outcome horizon of the last calls has closed and none is censored.

@@ -8,19 +8,17 @@ HubSpot API directory of JSON pages. Ids are real-shaped (``make_sf_id``) so the
 
 from __future__ import annotations
 
-import os
-
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from importers.crm.ids import make_sf_id
+from tests.shared import SHARED, require_shared
 
-SHARED_CRM = Path(__file__).resolve().parents[2] / ".." / "shared" / "crm"
+SHARED_CRM = SHARED / "crm"
 
 # --- Salesforce ------------------------------------------------------------------------
 
@@ -185,6 +183,38 @@ def hs_deal(oid: str = HS_DEAL, stages=(("appointmentscheduled", "2025-03-01T09:
     return hs_object(oid, base, contacts=(HS_CONTACT,), companies=(HS_COMPANY,), deals=(), history=history)
 
 
+def _hs_pipeline(pid: str, label: str, stages: list[tuple[str, str, float]]) -> dict:
+    """A pipeline as the API returns it; a closed stage has probability 1.0 (won) or 0.0 (lost)."""
+    n_open = sum(1 for _, _, p in stages if 0 < p < 1)
+    return {"id": pid, "label": label, "archived": False,
+            "stages": [{"id": sid, "label": slabel, "displayOrder": i, "archived": False,
+                        "metadata": {"isClosed": str(i >= n_open).lower(), "probability": str(prob)}}
+                       for i, (sid, slabel, prob) in enumerate(stages)]}
+
+
+# HubSpot's default sales pipeline and call outcomes (their ids are HubSpot's own), plus a
+# custom pipeline with numeric stage ids, as a portal returns them.
+HS_PIPELINES = [
+    _hs_pipeline("default", "Sales Pipeline", [
+        ("appointmentscheduled", "Appointment Scheduled", 0.2), ("qualifiedtobuy", "Qualified To Buy", 0.4),
+        ("presentationscheduled", "Presentation Scheduled", 0.6),
+        ("decisionmakerboughtin", "Decision Maker Bought-In", 0.8), ("contractsent", "Contract Sent", 0.9),
+        ("closedwon", "Closed Won", 1.0), ("closedlost", "Closed Lost", 0.0)]),
+    _hs_pipeline("31415926", "Partner Deals", [
+        ("1001001", "Partner Referred", 0.1), ("1001002", "Joint Discovery", 0.3),
+        ("1001003", "Co-Sell Proposal", 0.6), ("1001004", "Partner Won", 1.0), ("1001005", "Partner Lost", 0.0)]),
+]
+HS_DISPOSITIONS = [
+    {"id": "9d9162e7-6cf3-4944-bf63-4dff82258764", "label": "Busy"},
+    {"id": "f240bbac-87c9-4f6e-bf70-924b57d47db7", "label": "Connected"},
+    {"id": "a4c4c377-d246-4b32-a13b-75a56a4cd0ff", "label": "Left live message"},
+    {"id": "b2cf5968-551e-4856-9783-52b3da59a7d0", "label": "Left voicemail"},
+    {"id": "73a0d17f-1163-4015-bdd5-ec830791da20", "label": "No answer"},
+    {"id": "17b47fee-58de-441e-a44c-c6300d46f273", "label": "Wrong number"},
+    {"id": "5c0d8f2e-7a41-4e0b-9a77-0c5e2f3b8d11", "label": "Meeting booked"},  # a portal's custom outcome
+]
+
+
 def write_hs_export(
     directory: Path,
     *,
@@ -194,7 +224,7 @@ def write_hs_export(
     deals: list[dict] | None = None,
     archived_calls: list[dict] = (),
 ) -> Path:
-    """Write a tiny HubSpot API export; pipelines and dispositions come from the shared sample."""
+    """Write a tiny HubSpot API export (the portal's default pipelines and call outcomes)."""
     directory.mkdir(parents=True, exist_ok=True)
     pages = {
         "calls.json": list(calls), "calls_archived.json": list(archived_calls), "emails.json": list(emails),
@@ -209,8 +239,8 @@ def write_hs_export(
     for name, items in pages.items():
         if items:
             (directory / name).write_text(json.dumps({"results": items}), encoding="utf-8")
-    for name in ("pipelines_deals.json", "call_dispositions.json"):
-        shutil.copy(SHARED_CRM / "hubspot" / "api" / name, directory / name)
+    (directory / "pipelines_deals.json").write_text(json.dumps({"results": HS_PIPELINES}), encoding="utf-8")
+    (directory / "call_dispositions.json").write_text(json.dumps(HS_DISPOSITIONS), encoding="utf-8")
     return directory
 
 
@@ -218,12 +248,8 @@ def write_hs_export(
 
 @pytest.fixture(scope="session")
 def shared_crm() -> Path:
-    if not (SHARED_CRM / "CRM_EXPORTS.md").exists():
-        message = f"the shared CRM samples are not at {SHARED_CRM.resolve()}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must run every test)")
-        pytest.skip(message)
-    return SHARED_CRM.resolve()
+    require_shared(SHARED_CRM / "CRM_EXPORTS.md", "the shared CRM samples")
+    return SHARED_CRM
 
 
 @pytest.fixture(scope="session")

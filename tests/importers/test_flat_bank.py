@@ -12,10 +12,14 @@ from features import contract as c
 from features.dataset import load_dataset
 from features.validation import validate_dataset
 from importers.flat import convert_flat, import_flat, load_mapping, read_flat
+from tests.shared import SHARED, require_shared
 
-BANK_FILE = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "bank_marketing" / "bank-additional-full.csv"
-).resolve()
+BANK_FILE = SHARED / "data" / "bank_marketing" / "bank-additional-full.csv"
+
+
+@pytest.fixture(autouse=True)
+def _bank_file_present():
+    require_shared(BANK_FILE, "the UCI bank marketing file")
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
