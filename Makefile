@@ -8,7 +8,7 @@ export DO_NOT_TRACK ?= true
 export BENTOML_DO_NOT_TRACK ?= True
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install system-deps demo test bench clean
 
 $(BIN)/activity-scorer: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ install: $(BIN)/activity-scorer
 demo: install
 	$(BIN)/activity-scorer demo
 
+## PostgreSQL and headless Chromium for the store and page tests (apt-get as root; else a loud note).
+system-deps:
+	bash scripts/system-deps.sh
+
 ## The whole test suite, slow, integration and real-data tests included.
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 clean:
