@@ -11,6 +11,9 @@ numbers (no pickles), so a bundle can be read by anything that reads JSON:
 - :class:`SigmoidCalibrator`: Platt scaling, ``p = 1 / (1 + exp(-(a * raw + b)))``,
   two numbers; robust on small calibration slices.
 
+Both are fitted by scikit-learn (``IsotonicRegression``, ``LogisticRegression``); only
+the fitted numbers are kept.
+
 :func:`fit_calibrator` picks one by the size of the calibration slice. Every output is
 clipped into ``[EPS, 1 - EPS]`` so that log loss is always finite.
 """
@@ -89,63 +92,55 @@ def _expit(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def _platt_loss(a: float, b: float, raw: np.ndarray, t: np.ndarray) -> float:
-    z = a * raw + b
-    # log(1 + exp(z)) - t * z, computed stably
-    return float(np.sum(np.logaddexp(0.0, z) - t * z))
+def _base_rate_sigmoid(y: np.ndarray) -> SigmoidCalibrator:
+    """Slope 0: the (smoothed) base rate of ``y`` whatever the raw score."""
+    n_pos = float(np.sum(y))
+    return SigmoidCalibrator(0.0, float(np.log((n_pos + 1.0) / (len(y) - n_pos + 1.0))))
 
 
-def fit_sigmoid(raw: np.ndarray, y: np.ndarray, max_iter: int = 100) -> SigmoidCalibrator:
-    """Platt scaling by damped Newton steps, with Platt's smoothed targets against overconfidence."""
+def fit_sigmoid(raw: np.ndarray, y: np.ndarray, max_iter: int = 1000) -> SigmoidCalibrator:
+    """Platt scaling by scikit-learn's ``LogisticRegression`` (lbfgs) on the raw score.
+
+    A mild L2 penalty (``C`` = 1e4 on a one-column problem) keeps the slope finite when a
+    recent window separates perfectly or ranks by noise (the hand-written Newton fit that
+    preceded this one reached slopes of 1e11 on the bank file's recent windows). A slope that
+    comes out negative would invert the booster's ranking: it becomes slope 0, the base rate.
+    A single-class slice gets the smoothed base rate too.
+    """
+    from sklearn.linear_model import LogisticRegression
+
     raw = np.asarray(raw, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    n_pos = float(y.sum())
-    n_neg = float(len(y) - n_pos)
-    t = np.where(y > 0.5, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
-    a, b = 1.0, float(np.log((n_pos + 1.0) / (n_neg + 1.0)) - np.mean(raw))
-    loss = _platt_loss(a, b, raw, t)
-    X = np.column_stack([raw, np.ones_like(raw)])
-    for _ in range(max_iter):
-        p = _expit(a * raw + b)
-        grad = X.T @ (p - t)
-        w = np.maximum(p * (1.0 - p), 1e-12)
-        hess = (X * w[:, None]).T @ X + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        scale = 1.0
-        while scale > 1e-8:  # backtrack until the loss does not increase
-            na, nb = a - scale * step[0], b - scale * step[1]
-            new_loss = _platt_loss(na, nb, raw, t)
-            if new_loss <= loss + 1e-12:
-                break
-            scale *= 0.5
-        else:
-            break
-        converged = abs(loss - new_loss) < 1e-10 * max(1.0, abs(loss))
-        a, b, loss = na, nb, new_loss
-        if converged:
-            break
-    if a < 0:  # a decreasing map would invert the booster's ranking
-        logger.warning("Platt slope came out negative (%.3f): using slope 0, the base rate", a)
-        a, b = 0.0, float(np.log((n_pos + 1.0) / (n_neg + 1.0)))
-    return SigmoidCalibrator(float(a), float(b))
+    if len(y) == 0 or y.min() == y.max():
+        return _base_rate_sigmoid(y)
+    model = LogisticRegression(C=1e4, max_iter=max_iter, solver="lbfgs")
+    model.fit(raw[:, None], (y > 0.5).astype(np.int64))
+    a, b = float(model.coef_[0][0]), float(model.intercept_[0])
+    if not (np.isfinite(a) and np.isfinite(b)) or a < 0:
+        logger.warning("Platt slope came out %s: using slope 0, the base rate", f"{a:.3f}")
+        return _base_rate_sigmoid(y)
+    return SigmoidCalibrator(a, b)
 
 
 def fit_isotonic(raw: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
-    """Centred isotonic regression of ``y`` on ``raw`` (see module docstring)."""
-    from sklearn.isotonic import isotonic_regression
+    """Centred isotonic regression of ``y`` on ``raw`` (see module docstring).
+
+    The pool-adjacent-violators fit is scikit-learn's ``IsotonicRegression``; its blocks of
+    equal fitted value become one knot each, at the count-weighted mean raw score of the block.
+    """
+    from sklearn.isotonic import IsotonicRegression
 
     raw = np.asarray(raw, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    order = np.argsort(raw, kind="stable")
-    xs, ys = raw[order], y[order]
     # Collapse equal raw scores first: they must get one value.
-    ux, start, counts = np.unique(xs, return_index=True, return_counts=True)
-    sums = np.add.reduceat(ys, start)
-    fitted = isotonic_regression(sums / counts, sample_weight=counts.astype(np.float64), increasing=True)
+    ux, inverse, counts = np.unique(raw, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=y, minlength=len(ux))
+    w = counts.astype(np.float64)
+    iso = IsotonicRegression(increasing=True, out_of_bounds="clip")
+    fitted = iso.fit_transform(ux, sums / counts, sample_weight=w)
     # Blocks of equal fitted value -> one knot at the count-weighted mean x of the block.
     change = np.flatnonzero(np.diff(fitted) > 1e-12) + 1
-    block_start = np.concatenate([[0], change])
-    w = counts.astype(np.float64)
+    block_start = np.concatenate([[0], change]).astype(np.int64)
     knot_x = np.add.reduceat(ux * w, block_start) / np.add.reduceat(w, block_start)
     knot_y = fitted[block_start]
     # Strictly increasing x is guaranteed (blocks are disjoint ranges of sorted unique x).
