@@ -125,7 +125,9 @@ class Chunk:
     oracle: dict | None = None  # act (index into acts), p: the sampled activities (see Rollouts)
 
 
-def make_reps(rng: np.random.Generator, n_reps: int) -> Reps:
+def make_reps(rng: np.random.Generator, n_reps: int, beh: BehaviourParams | None = None) -> Reps:
+    """The sales team; ``beh`` sets the rep-style mechanisms of a world (default: today's team)."""
+    beh = beh or BehaviourParams()
     counts = np.maximum(1, np.floor(np.array(TEAM_SHARE) * n_reps).astype(int))
     counts[0] += n_reps - counts.sum()
     team = np.repeat(np.arange(len(TEAMS)), counts)
@@ -139,12 +141,17 @@ def make_reps(rng: np.random.Generator, n_reps: int) -> Reps:
         x = rng.normal(0, sd, n_reps)
         return x - x.mean()
 
+    volume = np.exp(spread(beh.rep_volume_sd))
+    automation = np.exp(spread(0.3) - 1.0 * skill)
+    if beh.automation_volume_elasticity:
+        # rep style: busier reps lean on sequences (their automated share rises with volume)
+        automation = automation * volume ** beh.automation_volume_elasticity
     return Reps(
         team=team,
         hired_sec=-(tenure_days * DAY).astype(np.int64),
         skill=skill,
-        volume=np.exp(spread(0.25)),
-        automation=np.exp(spread(0.3) - 1.0 * skill),
+        volume=volume,
+        automation=automation,
         personalization=1 / (1 + np.exp(-(0.2 + 2.0 * skill + spread(0.3)))),
         templates=rng.integers(0, 20, n_reps),
     )
@@ -315,10 +322,13 @@ class World:
         pad_valid = slots[None, :] < chunk.acc_n_contacts[acc][:, None]
         pad = np.minimum(chunk.acc_first_contact[acc][:, None] + slots[None, :], max(n_c - 1, 0))
         n_d = len(acc)
+        auto_base = beh.automated_rate * reps.automation[rep]
+        if beh.automated_quality:
+            auto_base = auto_base * np.exp(beh.automated_quality * q)
         return cls(
             rep=rep, quality=q, skill=reps.skill[rep],
             manual_base=beh.manual_rate * reps.volume[rep] * np.exp(beh.quality_intensity * q),
-            auto_base=beh.automated_rate * reps.automation[rep],
+            auto_base=auto_base,
             pers_mean=reps.personalization[rep],
             created_day=chunk.deal_created_sec // DAY,
             not_before=np.full(n_d, -1, dtype=np.int64),
@@ -364,28 +374,38 @@ class _Constants:
     cum_manual: np.ndarray
     cum_auto: np.ndarray
     log_pref: np.ndarray
-    delay_cum: np.ndarray
+    delay_cum: np.ndarray  # over 0, 1, 2, ... days (0: the same evening)
     inbound_types: np.ndarray
     live: np.ndarray
+    manual_mix: np.ndarray  # [stage, type], rows summing to 1
+    type_quality: np.ndarray | None  # [type] log-weight per unit of quality; None: no tilt
 
     @classmethod
     def build(cls, beh: BehaviourParams) -> _Constants:
         codes = np.arange(len(tr.TYPES))
+        mix = np.asarray(beh.manual_type_mix, dtype=float)
         return cls(
             stage_intensity=np.array(beh.stage_intensity),
             automated_stage=np.array(beh.automated_stage),
             cum_manual=_cumulative(beh.manual_type_mix),
             cum_auto=_cumulative(beh.automated_type_mix),
             log_pref=np.log(np.array(beh.contact_preference)),
-            delay_cum=_cumulative(beh.advance_delay_probs),
+            delay_cum=_cumulative(beh.delay_pmf()),
             inbound_types=np.isin(codes, [tr.TYPE_CODE[t] for t in ("call", "email", "meeting")]),
             live=np.isin(codes, [tr.TYPE_CODE[t] for t in tr.LIVE_TYPES]),
+            manual_mix=mix / mix.sum(axis=-1, keepdims=True),
+            type_quality=(np.array(beh.manual_type_quality, dtype=float)
+                          if any(beh.manual_type_quality) else None),
         )
 
 
 def step_landings(w: World, day: int, first_event: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Apply the advances landing today (open deals only); returns (deals, event index, time)."""
-    ev = first_event[day]
+    return apply_events(w, first_event[day])
+
+
+def apply_events(w: World, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Apply one progress event per deal at time ``ev[deal]`` (NO_EVENT: none; open deals only)."""
     hit = np.flatnonzero((ev != NO_EVENT) & (w.status == OPEN))
     if not len(hit):
         return None
@@ -451,7 +471,12 @@ def step_activities(
     u = rng.random((m, 8))
     q = w.quality[deal]
 
-    type_code = np.where(auto, _pick(k.cum_auto, u[:, 0]), _pick(k.cum_manual[st - 1], u[:, 0]))
+    if k.type_quality is None:
+        manual_type = _pick(k.cum_manual[st - 1], u[:, 0])
+    else:  # the hand-made type mix tilts with the deal's latent quality (a world's mechanism)
+        weight = k.manual_mix[st - 1] * np.exp(k.type_quality[None, :] * q[:, None])
+        manual_type = _pick(_cumulative(weight), u[:, 0])
+    type_code = np.where(auto, _pick(k.cum_auto, u[:, 0]), manual_type)
     # whom: stage-dependent preference plus the primary contact (automation: anyone)
     lw = np.where(auto[:, None], 0.0, k.log_pref[st - 1][np.arange(m)[:, None], w.pad_seniority[deal]]
                   + np.log(beh.primary_contact_weight) * w.pad_primary[deal])
@@ -491,10 +516,16 @@ def step_activities(
     rank = np.arange(m) - np.repeat(group_start, np.diff(np.append(group_start, m)))
     is_none = type_code == tr.NONE_CODE
 
-    # pre-drawn delays: an advance lands 1, 2, ... days later (the next morning by default)
+    # pre-drawn delays: an advance lands 0, 1, 2, ... days later (the next morning by default);
+    # the same day means the evening window, after every activity of the day
     win_lo, win_hi = (int(h * HOUR) for h in beh.update_window_hours)
-    land_day = day + 1 + _pick(k.delay_cum, u[:, 3])
+    land_day = day + _pick(k.delay_cum, u[:, 3])
     land_time = land_day * DAY + win_lo + (u[:, 4] * (win_hi - win_lo)).astype(np.int64)
+    same_day = land_day == day
+    if same_day.any():
+        eve_lo, eve_hi = (int(h * HOUR) for h in beh.same_day_window_hours)
+        evening = day0 + eve_lo + (u[:, 4] * (eve_hi - eve_lo)).astype(np.int64)
+        land_time = np.where(same_day, np.maximum(evening, time + 60), land_time)
     response_delay = np.where(
         k.live[type_code], 60 + (u[:, 5] * 3 * HOUR).astype(np.int64),
         np.minimum((-np.log1p(-u[:, 5]) * 8 * HOUR).astype(np.int64) + 120, RESPONSE_DELAY_MAX_DAYS * DAY))
@@ -568,8 +599,9 @@ def simulate_chunk(
     days = beh.warmup_days + beh.days
     w = World.from_chunk(chunk, reps, beh)
     k = _Constants.build(beh)
-    calendar = days + len(beh.advance_delay_probs) + 2
+    calendar = days + len(beh.delay_pmf()) + 2
     first_event = np.full((calendar, w.n_deals), NO_EVENT, dtype=np.int64)
+    same_day = beh.delay_pmf()[0] > 0
     rollouts = None
     if oracle is not None and oracle.share > 0:
         rollouts = Rollouts(w, chunk, oracle, oracle_rng or np.random.default_rng(), truth, beh, k, calendar)
@@ -594,6 +626,16 @@ def simulate_chunk(
         if acts is None:
             continue
         trig = acts["triggered"]
+        if same_day:  # advances recorded the same evening: applied after the day's activities
+            tonight = trig & (acts["land_day"] == day)
+            trig = trig & ~tonight
+            if tonight.any():
+                evening = np.full(w.n_deals, NO_EVENT, dtype=np.int64)
+                np.minimum.at(evening, acts["deal"][tonight], acts["land_time"][tonight])
+                landed = apply_events(w, evening)
+                if landed is not None:
+                    for key, val in zip(("deal", "index", "time"), landed, strict=True):
+                        ev_parts[key].append(val)
         if trig.any():
             np.minimum.at(first_event, (acts["land_day"][trig], acts["deal"][trig]), acts["land_time"][trig])
         for key, val in acts.items():
@@ -662,7 +704,7 @@ class Rollouts:
         self.rng = rng
         # which activities are sampled does not depend on how many continuations each gets
         self.pick_rng = np.random.default_rng(rng.integers(2**63))
-        self.n_delays = len(beh.advance_delay_probs)
+        self.n_slots = len(beh.delay_pmf())  # landing day offsets 0 (the same evening) .. max delay
         # log(1 - p) of every main activity by the day its advance would land
         self.pend_log = np.zeros((calendar, main.n_deals))
         self.recent: list[dict] = []  # the main activities of the last days (pending responses)
@@ -683,9 +725,11 @@ class Rollouts:
                                             ("contact", "time", "p_output", "p_negative", "response_time")}})
         deal, t, p = acts["deal"], acts["time"], acts["p_outcome"]
         m = len(deal)
-        offset = acts["land_day"] - day - 1  # 0..3
+        offset = acts["land_day"] - day  # 0 .. max delay
         log_miss = np.log1p(-p)
-        pend_before = self.pend_log[day + 1: day + 1 + self.n_delays].copy()
+        # earlier days' activities land in the mornings from tomorrow on (offset 0 is today's evening)
+        pend_before = np.concatenate([np.zeros((1, self.pend_log.shape[1])),
+                                      self.pend_log[day + 1: day + self.n_slots]])
         np.add.at(self.pend_log, (acts["land_day"], deal), log_miss)
         if day < self.beh.warmup_days or day + horizon >= self.beh.warmup_days + self.beh.days:
             return  # not written (warm-up) or censored (the label is unknown)
@@ -695,7 +739,7 @@ class Rollouts:
 
         # real part: activities of earlier days still pending, and today's up to and including i
         order = np.lexsort((t, deal))
-        onehot = np.zeros((m, self.n_delays))
+        onehot = np.zeros((m, self.n_slots))
         onehot[np.arange(m), offset] = log_miss
         cum = np.cumsum(onehot[order], axis=0)
         group = np.concatenate([[True], deal[order][1:] != deal[order][:-1]])
@@ -800,7 +844,7 @@ class Rollouts:
         last = np.minimum(self.copy_loss[:n] - b["day"], c.OUTCOME_HORIZON_DAYS)  # last landing day counted
         roll = np.cumsum(self.copy_log[:n], axis=1)[np.arange(n), last]
         sample = np.tile(np.arange(n_s), n // n_s)
-        real = b["real"][sample, np.minimum(last, self.n_delays) - 1]
+        real = b["real"][sample, np.minimum(last, self.n_slots - 1)]
         p_zero = np.exp(roll + real).reshape(n // n_s, n_s).mean(axis=0)
         self.out_act.append(b["acts"])
         self.out_p.append(1.0 - p_zero)

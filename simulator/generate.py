@@ -87,7 +87,7 @@ def simulate(config: SimulationConfig, truth: TruthParams | None = None,
     origin = start - pd.Timedelta(days=beh.warmup_days)  # the simulation's time zero
     first_sec = beh.warmup_days * en.DAY  # activities before this are not written
     target = int(config.n_activities)
-    reps = en.make_reps(np.random.default_rng([config.seed, 0]), n_reps_for(target, beh))
+    reps = en.make_reps(np.random.default_rng([config.seed, 0]), n_reps_for(target, beh), beh)
 
     chunks: list[en.Chunk] = []
     total, per_account = 0, ACTIVITIES_PER_ACCOUNT_GUESS

@@ -69,6 +69,22 @@ class BehaviourParams:
     # 1, 2, ... days. One day keeps the advances still pending at an activity few and visible.
     advance_delay_probs: tuple[float, ...] = (1.0,)
     update_window_hours: tuple[float, float] = (5.0, 8.0)
+    # Worlds (simulator/worlds.py): the delay from the triggering activity to the recorded advance
+    # as probabilities of 0, 1, 2, ... days; day 0 lands the same evening (``same_day_window_hours``,
+    # after every activity of the day), later days in the morning update window. Empty: the delay
+    # is ``advance_delay_probs`` (1, 2, ... days, never the same day).
+    advance_delay_pmf: tuple[float, ...] = ()
+    same_day_window_hours: tuple[float, float] = (22.25, 23.75)
+    # Worlds: automated sequences run more (> 0) or less on promising deals (log-rate per unit of
+    # latent quality), and the hand-made type mix tilts with quality: one log-weight per type in
+    # the order of truth.TYPES (empty: no tilt). With both, the naive association can point the
+    # wrong way (adversarial worlds).
+    automated_quality: float = 0.0
+    manual_type_quality: tuple[float, ...] = ()
+    # Worlds: rep style. Reps' volume habit spreads with this sd (log scale), and their automation
+    # habit is multiplied by volume ** elasticity (> 1: busier reps automate a larger share).
+    rep_volume_sd: float = 0.25
+    automation_volume_elasticity: float = 0.0
     working_hours: tuple[float, float] = (8.0, 22.0)
 
     # Losing a deal: daily hazard while nothing is pending, rising as the deal goes cold.
@@ -82,6 +98,12 @@ class BehaviourParams:
     late_log_share: float = 0.03  # logged 1..10 days after the fact
     open_rate: float = 0.45  # opens are nearly meaningless: barely related to anything
     click_rate: float = 0.08
+
+    def delay_pmf(self) -> tuple[float, ...]:
+        """Probabilities that an advance lands 0, 1, 2, ... days after the activity that triggered it."""
+        if self.advance_delay_pmf:
+            return tuple(self.advance_delay_pmf)
+        return (0.0, *self.advance_delay_probs)
 
     def to_dict(self) -> dict:
         return asdict(self)
