@@ -22,6 +22,7 @@ import pandas as pd
 
 from features import contract as c
 from features import schema as s
+from features.advances import advance_events, stage_advance_mask  # noqa: F401 - advance_events re-exported
 from features.dataset import Dataset
 from features.transforms import MS_PER_DAY, FactIndex, Query, days_between, make_keyer
 
@@ -548,22 +549,11 @@ def _local_hour_weekday(t_ms: np.ndarray, timezone: str) -> tuple[np.ndarray, np
 
 
 def _advance_events(deal: np.ndarray, entered: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stage entries that reach a higher order than the deal ever had (closed-lost, 0, never)."""
+    """The stage rows that are advances (``features.advances``: never a deal's first row, never closed-lost)."""
     if len(deal) == 0:
         return deal.astype(np.int64), entered.astype(np.int64)
-    o = np.lexsort((order, entered, deal))  # by deal, then time (ties: lower order first)
-    d, e, r = deal[o], entered[o], order[o].astype(np.int64)
-    levels = int(r.max()) + 2 if len(r) else 2
-    comb = d * levels + np.maximum(r, 0)
-    run = np.maximum.accumulate(comb)
-    prev = np.empty_like(run)
-    prev[0] = -1
-    prev[1:] = run[:-1]
-    new_group = np.ones(len(d), dtype=bool)
-    new_group[1:] = d[1:] != d[:-1]
-    prev_max = np.where(new_group, 0, prev - d * levels)
-    adv = (r > 0) & (r > prev_max)
-    return d[adv], e[adv]
+    adv = stage_advance_mask(deal, entered, order)
+    return deal[adv].astype(np.int64), entered[adv].astype(np.int64)
 
 
 def _labels(n, t, avail, a_deal, a_acc, r_act, r_t, meaningful, negative, event_deal, event_t,

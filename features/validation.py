@@ -957,16 +957,12 @@ def stage_advances(stages: pd.DataFrame) -> pd.Series:
     """Which ``deal_stages`` rows are advances: a higher order than the deal had reached before.
 
     A deal's first stage row is where it starts, not an advance; a move to closed-lost
-    (order 0) never is. Returns a boolean Series aligned with ``stages``.
+    (order 0) never is. Returns a boolean Series aligned with ``stages``. The definition
+    is ``features.advances``, the same the outcome label uses.
     """
-    if not len(stages):
-        return pd.Series(False, index=stages.index, dtype=bool)
-    ordered = stages.sort_values([c.DEAL_ID, c.ENTERED_AT, c.STAGE_ORDER], kind="stable")
-    order = ordered[c.STAGE_ORDER].astype("float64")
-    reached = order.groupby(ordered[c.DEAL_ID], sort=False, dropna=False).cummax()
-    before = reached.groupby(ordered[c.DEAL_ID], sort=False, dropna=False).shift(1)
-    advance = (order > before) & (order != c.CLOSED_LOST_ORDER) & ordered[c.DEAL_ID].notna()
-    return advance.fillna(False).astype(bool).reindex(stages.index)
+    from features.advances import stage_advances_frame
+
+    return stage_advances_frame(stages)
 
 
 def summarize_dataset(dataset: Dataset) -> DatasetSummary:
