@@ -1,0 +1,181 @@
+"""The service's OpenAPI document, completed: every status code, the API-key scheme, the mounted routes.
+
+BentoML 1.4 declares the same four answers for every ``@bentoml.api`` route (200, and 400,
+404, 500 with its own error bodies) and nothing at all for routes of a mounted ASGI app
+(``GET /model``); the decorator has no parameter to declare more. Generated clients and
+fuzzers read the document, so :func:`complete_openapi` post-processes it from what the code
+does:
+
+- every route outside :data:`serving.middleware.PUBLIC_PATHS` may answer 401 when API keys
+  are configured, and declares the ``bearerAuth`` scheme as optional (``[{bearerAuth: []},
+  {}]``: the service runs without keys by default);
+- the routes whose bodies the request guard reads (:data:`serving.middleware.API_PATHS`)
+  answer 413 (body or size limit) and 422 (invalid input), and their 400 carries the same
+  ``ErrorResponse`` body, since the guard rewrites every 400 there;
+- every service route may answer 504 (the request timeout, :mod:`serving.runtime`) and 500;
+- routes of mounted Starlette apps are added with their docstring, path parameters and
+  answers.
+
+:class:`OpenAPIMiddleware` serves the completed document at ``/docs.json`` (the Swagger UI at
+``/`` reads it); ``docs/api.md`` is generated from the same function.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from typing import Any
+
+from serving.errors import STATUS_INVALID, STATUS_TOO_LARGE, STATUS_UNAUTHORIZED
+from serving.middleware import API_PATHS, PUBLIC_PATHS, PUBLIC_PREFIXES
+from serving.schemas import ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+OPENAPI_PATH = "/docs.json"
+REF = "#/components/schemas/{model}"
+SECURITY_SCHEME = "bearerAuth"
+APP_TAG = "Service APIs"
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+STATUS_TIMEOUT = 504
+STATUS_INTERNAL = 500
+STATUS_BAD_REQUEST = 400
+
+# What each declared status means; the descriptions are what clients and docs/api.md show.
+DESCRIPTIONS: dict[int, str] = {
+    STATUS_BAD_REQUEST: "The body could not be read as a request of this endpoint (errors name the field).",
+    STATUS_UNAUTHORIZED: "API keys are configured and the request has no valid 'Authorization: Bearer <key>' "
+                         "header. No score is computed.",
+    STATUS_TOO_LARGE: "The body is larger than ACTIVITY_SCORER_MAX_BODY_BYTES, or the request has more items, "
+                      "history rows or candidates than the configured limits; the message states the limit.",
+    STATUS_INVALID: "Invalid input: each error names the item index and the field, and says what is wrong.",
+    STATUS_INTERNAL: "An unexpected failure of the service (a bug: please report it with the request log line).",
+    STATUS_TIMEOUT: "No answer within the request timeout (ACTIVITY_SCORER_TIMEOUT_S).",
+}
+
+
+def _error_ref() -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}}
+
+
+def _timeout_body() -> dict[str, Any]:
+    return {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}
+
+
+def is_public(path: str) -> bool:
+    """True for the paths the request guard lets through without an API key (health, metrics, docs)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{([^}:]+)(?::[^}]*)?}", path)]
+
+
+def _join(prefix: str, path: str) -> str:
+    joined = "/" + "/".join(p for p in (prefix.strip("/"), path.strip("/")) if p)
+    return re.sub(r"{([^}:]+):[^}]*}", r"{\1}", joined)
+
+
+def mounted_routes(service: Any) -> list[tuple[str, str, Any]]:
+    """``(path, method, endpoint)`` of the routes of the service's mounted Starlette apps (HEAD left out)."""
+    found = []
+    for app, prefix, _ in getattr(service, "mount_apps", ()):
+        for route in getattr(app, "routes", ()) or ():
+            methods = getattr(route, "methods", None)
+            path = getattr(route, "path", None)
+            if not methods or path is None:
+                continue
+            for method in sorted(m.lower() for m in methods if m.upper() != "HEAD"):
+                found.append((_join(prefix, path), method, getattr(route, "endpoint", None)))
+    return found
+
+
+def _describe(endpoint: Any) -> str:
+    doc = getattr(endpoint, "__doc__", None) or ""
+    return " ".join(doc.split())
+
+
+def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any]:
+    """The OpenAPI document ``spec`` (as JSON data) with every answer the service can give.
+
+    Args:
+        spec: BentoML's document (``service.openapi_spec.asdict()`` or the JSON of ``/docs.json``).
+        service: the BentoML service, whose mounted apps' routes are added; ``None`` adds none.
+
+    Returns:
+        A new document; ``spec`` is not changed. Applying it twice gives the same document.
+    """
+    doc = json.loads(json.dumps(copy.deepcopy(spec)))  # status keys as strings, as in JSON
+    paths: dict[str, dict[str, Any]] = doc.setdefault("paths", {})
+    service_name = getattr(service, "name", "service")
+    for path, method, endpoint in mounted_routes(service) if service is not None else ():
+        operation = paths.setdefault(path, {}).setdefault(method, {})
+        operation.setdefault("tags", [APP_TAG])
+        operation.setdefault("description", _describe(endpoint))
+        operation.setdefault("operationId", f"{service_name}__{method}_{getattr(endpoint, '__name__', 'route')}")
+        params = _path_parameters(path)
+        if params:
+            operation.setdefault("parameters", params)
+        operation.setdefault("responses", {"200": {"description": "Successful Response",
+                                                    "content": {"application/json": {"schema": {"type": "object"}}}}})
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS or "Infrastructure" in operation.get("tags", ()):
+                continue
+            responses = operation.setdefault("responses", {})
+            if path in API_PATHS and method == "post":
+                for status in (STATUS_BAD_REQUEST, STATUS_TOO_LARGE, STATUS_INVALID):
+                    responses[str(status)] = {"description": DESCRIPTIONS[status], "content": _error_ref()}
+            if not is_public(path):
+                responses[str(STATUS_UNAUTHORIZED)] = {"description": DESCRIPTIONS[STATUS_UNAUTHORIZED],
+                                                       "content": _error_ref()}
+                operation["security"] = [{SECURITY_SCHEME: []}, {}]
+            responses.setdefault(str(STATUS_INTERNAL), {"description": DESCRIPTIONS[STATUS_INTERNAL]})
+            responses[str(STATUS_TIMEOUT)] = {"description": DESCRIPTIONS[STATUS_TIMEOUT], "content": _timeout_body()}
+            operation["responses"] = dict(sorted(responses.items()))
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    error_schema = ErrorResponse.model_json_schema(ref_template=REF)
+    for name, schema in error_schema.pop("$defs", {}).items():
+        schemas[name] = schema
+    schemas["ErrorResponse"] = error_schema
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "http", "scheme": "bearer",
+        "description": "Needed only when the service is configured with API keys (ACTIVITY_SCORER_API_KEYS or "
+                       "ACTIVITY_SCORER_API_KEYS_FILE); health, metrics and docs never need it.",
+    }
+    return doc
+
+
+def service_openapi(service: Any) -> dict[str, Any]:
+    """The completed OpenAPI document of a BentoML service, without starting it."""
+    return complete_openapi(service.openapi_spec.asdict(), service)
+
+
+class OpenAPIMiddleware:
+    """ASGI middleware: answers ``GET /docs.json`` with the completed document.
+
+    The document is built from the service once, on the first request, and kept.
+
+    Args:
+        app: the wrapped ASGI app.
+        service: the BentoML service the document describes.
+    """
+
+    def __init__(self, app: Any, service: Any) -> None:
+        self.app = app
+        self.service = service
+        self._body: bytes | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") != OPENAPI_PATH or scope.get("method") != "GET":
+            return await self.app(scope, receive, send)
+        if self._body is None:
+            self._body = json.dumps(service_openapi(self.service)).encode("utf-8")
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self._body, "more_body": False})
