@@ -115,6 +115,7 @@ class ActivityScorer:
 
 
 async def _model_info(_: Request) -> Response:
+    """The served model: name, version, when and on what window it was trained, test metrics, features."""
     return JSONResponse(bentoml.get_current_service().describe())
 
 
@@ -136,4 +137,8 @@ def _guard(app):  # noqa: ANN001, ANN202  (ASGI middleware factory: runs when th
 
 
 ActivityScorer.add_asgi_middleware(_guard)
+# /docs.json declares every answer a route can give (401, 413, 422, 504, mounted routes): serving/openapi.py.
+from serving.openapi import OpenAPIMiddleware  # noqa: E402
+
+ActivityScorer.add_asgi_middleware(OpenAPIMiddleware, service=ActivityScorer)
 ActivityScorer.mount_asgi_app(Starlette(routes=[Route("/model", _model_info, methods=["GET"])]), path="/")
