@@ -46,8 +46,10 @@ def fail(message: str, code: int = 1) -> None:
 def _register_commands() -> None:
     from importers.cli import register as register_importers
     from simulator.command import simulate
+    from store.command import load
 
     app.command("simulate")(simulate)
+    app.command("load")(load)
     register_importers(app)
 
 
