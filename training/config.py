@@ -45,6 +45,11 @@ class Splits:
     test: float = 0.10
     test_days: int | None = None
     purge_before_test: bool = True
+    # Purge only what can leak: a label is settled once the data shows nothing later can change
+    # it (outputs: the longest response delay the data has; outcome: the longest delay from an
+    # activity to its deal's event when every deal has one activity, as in a flat leads export).
+    # False: every label is taken to need its whole horizon (training.purge explains).
+    purge_settled_labels: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ class Gates:
     min_negatives: int = 50
     min_eval_positives: int = 10  # in each of the validation, calibration and test slices
     min_eval_negatives: int = 10
+    # A label other than outcome below these counts is skipped (named in the summary) instead
+    # of refusing the whole run; outcome below them always refuses.
+    skip_labels_without_data: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,12 @@ class Leakage:
     late_fill_ratio: float = 0.5
     min_rows: int = 200
     allow: tuple[str, ...] = ()
+    # Warning band: a feature alone at or above this AUC (below the drop threshold) is named.
+    warn_single_feature_auc: float = 0.85
+    # A test AUC above this is implausibly good for "will this activity advance the deal":
+    # warn and name the features that carry the model.
+    max_plausible_auc: float = 0.95
+    top_features: int = 5  # strongest single features listed per label
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,43 @@ class Promotion:
 
 
 @dataclass(frozen=True)
+class Refit:
+    """Refit for deployment (training.train): after the time-ordered evaluation, the
+    registered boosters are refit on every labelled row with the evaluation's number of trees
+    scaled by the row ratio; the calibrator is fit on the most recent closed labels (the test
+    window) with the raw scores of a booster refit on everything before them (cross-fitting),
+    then applied to the all-rows booster. The evaluation models stay in the bundle's
+    ``evaluation/`` directory; the promotion gate compares those (like with like)."""
+
+    enabled: bool = True
+    max_round_scale: float = 2.0  # trees = best_iteration x min(row ratio, this)
+
+
+@dataclass(frozen=True)
+class Recalibrate:
+    """``activity-scorer recalibrate``: refit the champion's calibrators on the latest closed labels."""
+
+    window_days: int = 28  # closed labels of the last N days (horizon closed before the data end)
+    holdout_share: float = 0.5  # the newest share of them judges old vs new calibration (the gate)
+    min_rows: int = 200  # closed, labelled activities needed in the fit part
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """``activity-scorer monitor``: drift thresholds and the verdict rules (reports/monitor.py)."""
+
+    psi_warn: float = 0.1  # a feature with PSI at or above this is "drifting"
+    psi_alert: float = 0.25  # ... at or above this, "shifted"
+    ks_alpha: float = 0.001  # two-sample test p-value below this: distributions differ
+    score_psi_recalibrate: float = 0.1  # score PSI at or above this suggests recalibration
+    shifted_share_retrain: float = 0.2  # share of features shifted (PSI >= psi_alert) that asks for a retrain
+    auc_drop_retrain: float = 0.05  # realized AUC this far below the model's test AUC: retrain
+    ece_recalibrate: float = 0.03  # realized ECE above max(this, test ECE + this / 2): recalibrate
+    min_closed_labels: int = 200  # closed labels needed before realized AUC / ECE count
+    bins: int = 10
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     experiment: str = "activity-scorer"
     registered_model: str = "activity-outcome"
@@ -147,6 +198,9 @@ class TrainConfig:
     leakage: Leakage = field(default_factory=Leakage)
     categories: Categories = field(default_factory=Categories)
     promotion: Promotion = field(default_factory=Promotion)
+    refit: Refit = field(default_factory=Refit)
+    recalibrate: Recalibrate = field(default_factory=Recalibrate)
+    monitor: Monitor = field(default_factory=Monitor)
     shap_sample: int = 1000
 
     def to_dict(self) -> dict[str, Any]:
@@ -286,6 +340,14 @@ def validate_config(cfg: TrainConfig) -> None:
     bad_gate = [lab for lab in cfg.promotion.gate_labels if lab not in cfg.labels]
     if bad_gate:
         raise ConfigError(f"promotion.gate_labels: {bad_gate} not among the trained labels {list(cfg.labels)}")
+    if not 0.0 < cfg.recalibrate.holdout_share < 1.0:
+        raise ConfigError(f"recalibrate.holdout_share expects a share strictly between 0 and 1, "
+                          f"got {cfg.recalibrate.holdout_share!r}")
+    if cfg.refit.max_round_scale < 1.0:
+        raise ConfigError(f"refit.max_round_scale expects a number >= 1, got {cfg.refit.max_round_scale!r}")
+    if not cfg.leakage.warn_single_feature_auc <= cfg.leakage.max_single_feature_auc:
+        raise ConfigError("leakage.warn_single_feature_auc must not exceed leakage.max_single_feature_auc "
+                          f"({cfg.leakage.warn_single_feature_auc} > {cfg.leakage.max_single_feature_auc})")
     bad_var = [v for v in cfg.promotion.gate_variants if v not in ("full", "plan")]
     if bad_var:
         raise ConfigError(f"promotion.gate_variants: expected 'full' and/or 'plan', got {bad_var}")
