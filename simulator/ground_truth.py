@@ -139,6 +139,21 @@ class GroundTruth:
         """True outcome probability of ``candidate`` on ``deal_id`` at ``at``."""
         return tr.true_outcome_probability(self.state(deal_id, at), candidate, self.params)
 
+    def outcome_effects(self, deal_id: str, at, candidates: list[Candidate]) -> np.ndarray:
+        """True effect of each candidate on ``deal_id`` at ``at``: its outcome probability minus waiting's.
+
+        The effect of a candidate is what doing it now adds to the probability that it triggers an
+        advance, against ``none`` (a deliberate wait) in the same state.
+        """
+        state = self.state(deal_id, at)
+        p = tr.true_outcome_probabilities(state, [*candidates, Candidate(type="none")], self.params)
+        return p[:-1] - p[-1]
+
+    @property
+    def world(self) -> str:
+        """The name of the world the dataset was simulated in (``default`` when not recorded)."""
+        return str((self.meta.get("world") or {}).get("name", "default"))
+
     def candidate_for(self, activity_id: str) -> Candidate:
         """The candidate that describes an activity of the dataset (to replay its truth)."""
         acts = self.dataset[c.ACTIVITIES]

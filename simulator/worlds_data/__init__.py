@@ -1,0 +1,1 @@
+"""The named world files shipped with the simulator (read by :mod:`simulator.worlds`)."""
