@@ -1,0 +1,496 @@
+"""Each candidate activity's own effect on the deal: credit assignment by EM, within-deal offsets.
+
+``/rank`` must say "do this, it will move the deal", so what it orders by has to be the
+candidate's *own* effect, not what happens to go with promising deals or busy reps. Two things
+make that hard in CRM history, and this module answers both:
+
+**Credit assignment.** An advance (an outcome row, or a stage the deal never reached) is
+recorded hours to weeks after the activity that caused it, while other activities happen in
+between. Labelling every activity in a window before an advance teaches "busy deals advance".
+Instead, each recorded advance is treated as caused by exactly one of: an earlier activity of
+the deal, or the deal's background (advances no logged activity explains). The model is a
+superposition: activity ``i`` at time ``t_i`` triggers an advance with probability ``q_i``,
+recorded after a delay drawn from ``w`` (a histogram over days, no assumed shape); the
+background adds ``beta`` advances per open deal-day. EM alternates
+
+- E-step: each advance's responsibility is split between the activities in the ``max_lag``
+  days before it, in proportion to ``q_i * w(lag)``, and the background ``beta``;
+- M-step: ``q`` is refitted as a LightGBM model of the activity's plan-time features on the
+  soft labels (each activity's summed responsibility, ``cross_entropy`` objective), ``w`` from
+  the responsibilities per lag (corrected for lags cut off by the end of the data), ``beta``
+  from the background's share.
+
+**Confounding by what is constant within a deal or a rep.** A latent deal quality drives both
+how hard reps work a deal and whether it advances; reps differ in skill and in style (how much
+they automate). The LightGBM model gets an offset per deal and per rep (``init_score``), fitted
+between boosting rounds by Newton steps under a Gaussian prior whose variance is estimated from
+the data (the random-effects EM update): the boosters then learn how activities compare *within*
+a deal and a rep, which is the comparison a next-best-activity decision makes. The trees are
+further constrained like the ranking model's (``models.ranking.interaction_groups``): the
+candidate's own columns (type, contact, settings, per-contact cadence) interact with each other
+and with the stage, never with the rest of the deal's context, so within one deal state the
+ranking is the candidate part of the score.
+
+The effect of candidate ``a`` in a state is the change in the probability that the deal records
+an advance within the outcome horizon ``H`` if ``a`` is done now rather than nothing
+(``type: none``): ``F(H) * (q(a) - q(none))`` with ``F`` the learned delay distribution's CDF.
+Its 90% interval comes from a deal-level bootstrap of the last M-step (Poisson weights per deal,
+``n_bootstrap`` refits), and ``overlap`` is false when the training history has fewer than
+``overlap_min_count`` activities of that kind (stage x type x automated, and stage x seniority):
+such an effect is an extrapolation.
+
+Why not EconML or causalml: their meta-learners (DR-, R-, X-learners) take one treatment and one
+outcome per unit. Here the outcome of an activity is not observed: it is a share of an advance
+that was recorded later and that other activities compete for, so the estimator's core is the
+attribution itself, which neither library has. The pieces they would add on top (a propensity
+model, a final-stage regression) are the LightGBM fits below; ``docs/effects.md`` has the measured
+comparison against fixed-window labels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.bundle import BundleError, FeatureSpec
+
+logger = logging.getLogger(__name__)
+
+EFFECTS_DIR = "effects"
+META_FILE = "effects.json"
+EFFECTS_FORMAT = "1.0"
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class EffectSettings:
+    """How the effect model is fitted. One configuration for every dataset: nothing here is tuned to a world.
+
+    ``max_lag_days`` bounds how long after an activity its advance may be recorded; it is twice the
+    product's outcome horizon (an advance recorded later than the horizon does not count for the
+    effect anyway, and the learned delay distribution says how much of the mass is inside it).
+    """
+
+    max_lag_days: int = 28
+    em_iterations: int = 8
+    em_tolerance: float = 1e-3  # stop when the delay distribution and the mean of q move less than this
+    learning_rate: float = 0.08
+    num_leaves: int = 15
+    min_data_in_leaf: int = 200
+    num_boost_round: int = 400
+    early_stopping_rounds: int = 25
+    em_boost_round: int = 120  # rounds per EM iteration (the last fit uses early stopping on held-out deals)
+    feature_fraction: float = 0.9
+    lambda_l2: float = 1.0
+    max_cat_to_onehot: int = 16
+    offset_steps: int = 3  # Newton steps for the deal/rep offsets per EM iteration
+    n_bootstrap: int = 16
+    validation_share: float = 0.15  # of deals, for early stopping of the final fit
+    overlap_min_count: int = 30
+    seed: int = 7
+    num_threads: int = 1
+
+
+@dataclass
+class EffectEstimate:
+    """Per candidate: effect on P(advance within the horizon) against waiting, its 90% interval, overlap."""
+
+    effect: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    overlap: np.ndarray  # bool
+    q: np.ndarray  # the candidate's own probability of triggering an advance (any delay)
+
+
+# -- EM core ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Attribution:
+    """What the EM learned about the history: delay distribution, background rate, soft labels."""
+
+    delay_pmf: np.ndarray  # over day bins 0..max_lag-1
+    background_per_day: float
+    soft_labels: np.ndarray  # per activity: expected number of advances it caused (0..1)
+    q: np.ndarray  # per activity: fitted probability of causing an advance
+    fit_mask: np.ndarray  # activities whose whole lag window is observed (the ones q is fitted on)
+    iterations: int
+    log: list[dict[str, float]] = field(default_factory=list)
+
+
+def _pairs(act_deal: np.ndarray, act_t: np.ndarray, ev_deal: np.ndarray, ev_t: np.ndarray,
+           max_lag_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(event index, activity index, lag in seconds) for every activity of the event's deal in ``[t - max_lag, t)``."""
+    order = np.lexsort((act_t, act_deal))
+    d_sorted, t_sorted = act_deal[order], act_t[order]
+    key = d_sorted.astype(np.float64) * 1e12 + t_sorted  # deal codes < 1e6, times < 1e12 s after a shift
+    ev_key_hi = ev_deal.astype(np.float64) * 1e12 + ev_t
+    ev_key_lo = ev_deal.astype(np.float64) * 1e12 + (ev_t - max_lag_s)
+    lo = np.searchsorted(key, ev_key_lo, side="left")
+    hi = np.searchsorted(key, ev_key_hi, side="left")  # strictly before the event
+    counts = hi - lo
+    ev_idx = np.repeat(np.arange(len(ev_t)), counts)
+    offsets = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    pos = np.arange(counts.sum()) + offsets
+    act_idx = order[pos]
+    lag = ev_t[ev_idx] - act_t[act_idx]
+    return ev_idx, act_idx, lag
+
+
+class _Offsets:
+    """Per-group additive logit offsets under a Gaussian prior with an estimated variance."""
+
+    def __init__(self, codes: np.ndarray, n: int) -> None:
+        self.codes = codes
+        self.n = n
+        self.values = np.zeros(n)
+        self.variance = 0.25
+
+    def __call__(self) -> np.ndarray:
+        return self.values[self.codes]
+
+    def step(self, y: np.ndarray, p: np.ndarray, w: np.ndarray) -> None:
+        """One Newton step of the penalized log-likelihood, then the variance's EM update."""
+        g = np.bincount(self.codes, weights=w * (y - p), minlength=self.n)
+        h = np.bincount(self.codes, weights=w * p * (1 - p), minlength=self.n)
+        prec = h + 1.0 / self.variance
+        self.values = self.values + (g - self.values / self.variance) / prec
+        self.variance = float(np.clip(np.mean(self.values ** 2 + 1.0 / prec), 1e-4, 4.0))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+
+
+class EMFitter:
+    """Fits the attribution EM and the effect boosters on one history (arrays, no pandas)."""
+
+    def __init__(self, matrix: np.ndarray, spec: FeatureSpec, act_deal: np.ndarray, act_rep: np.ndarray,
+                 act_t: np.ndarray, ev_deal: np.ndarray, ev_t: np.ndarray, exposure_days: float, end_t: float,
+                 settings: EffectSettings) -> None:
+        self.m = matrix
+        self.spec = spec
+        self.s = settings
+        self.act_deal, self.act_rep, self.act_t = act_deal, act_rep, act_t
+        self.ev_deal, self.ev_t = ev_deal, ev_t
+        self.exposure_days = max(float(exposure_days), 1.0)
+        self.end_t = end_t
+        self.L = int(settings.max_lag_days)
+        self.ev_idx, self.act_idx, lag = _pairs(act_deal, act_t, ev_deal, ev_t, self.L * DAY_S)
+        self.lag_bin = np.minimum((lag // DAY_S).astype(np.int64), self.L - 1)
+        # activities whose whole lag window lies inside the data: only they have complete labels
+        self.fit_mask = act_t + self.L * DAY_S <= end_t
+        self.n_deals = int(act_deal.max()) + 1 if len(act_deal) else 0
+        self.n_reps = int(act_rep.max()) + 1 if len(act_rep) else 0
+        self.deal_off = _Offsets(act_deal, self.n_deals)
+        self.rep_off = _Offsets(act_rep, max(self.n_reps, 1))
+
+    def _params(self, seed: int) -> dict[str, Any]:
+        from models.ranking import interaction_groups
+
+        s = self.s
+        return {
+            "objective": "cross_entropy", "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
+            "min_data_in_leaf": s.min_data_in_leaf, "feature_fraction": s.feature_fraction,
+            "lambda_l2": s.lambda_l2, "max_cat_to_onehot": s.max_cat_to_onehot,
+            "interaction_constraints": interaction_groups(self.spec), "num_threads": s.num_threads,
+            "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
+        }
+
+    def _dataset(self, rows: np.ndarray, y: np.ndarray, init: np.ndarray, weight: np.ndarray | None = None,
+                 reference=None):  # noqa: ANN001, ANN202
+        import lightgbm as lgb
+
+        names = [f"f{i}" for i in range(self.m.shape[1])]
+        return lgb.Dataset(self.m[rows], label=y[rows], init_score=init[rows], weight=None if weight is None
+                           else weight[rows], feature_name=names, categorical_feature=self.spec.categorical_indices,
+                           reference=reference, params={"verbose": -1}, free_raw_data=False)
+
+    def e_step(self, q: np.ndarray, w: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """Soft labels per activity, responsibility mass per lag bin, background share."""
+        n_ev = len(self.ev_t)
+        contrib = q[self.act_idx] * w[self.lag_bin]
+        total = np.bincount(self.ev_idx, weights=contrib, minlength=n_ev) + beta
+        r = contrib / total[self.ev_idx]
+        soft = np.bincount(self.act_idx, weights=r, minlength=len(q))
+        per_lag = np.bincount(self.lag_bin, weights=r, minlength=self.L)
+        background = float(np.sum(beta / total))
+        return np.clip(soft, 0.0, 1.0), per_lag, background
+
+    def m_delay(self, per_lag: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Delay histogram: responsibility per lag over the q-mass that could be seen at that lag."""
+        exposure = np.array([q[self.act_t + (k + 1) * DAY_S <= self.end_t].sum() for k in range(self.L)])
+        rate = np.where(exposure > 0, per_lag / np.maximum(exposure, 1e-12), 0.0)
+        if rate.sum() <= 0:
+            return np.full(self.L, 1.0 / self.L)
+        return rate / rate.sum()
+
+    def fit(self, log_every: bool = True) -> tuple[Attribution, Any]:
+        """Run EM; returns the attribution and the last booster (fitted on the final soft labels)."""
+        import lightgbm as lgb
+
+        s = self.s
+        n = len(self.act_t)
+        rows = np.flatnonzero(self.fit_mask)
+        if len(rows) < 1000 or len(self.ev_t) < 50:
+            raise ValueError(f"too little data to estimate effects: {len(rows)} activities with a complete "
+                             f"{self.L}-day window and {len(self.ev_t)} recorded advances (need 1000 and 50)")
+        # start: every advance shared by the activities before it with a flat delay, no background
+        w = np.full(self.L, 1.0 / self.L)
+        prior = len(self.ev_t) / max(n, 1)
+        q = np.full(n, min(prior, 0.5))
+        beta = 0.1 * len(self.ev_t) / self.exposure_days
+        booster = None
+        it_log: list[dict[str, float]] = []
+        it = 0
+        for it in range(1, s.em_iterations + 1):
+            soft, per_lag, bg = self.e_step(q, w, beta)
+            w_new = self.m_delay(per_lag, q)
+            beta = bg / self.exposure_days
+            booster, q_new = self._m_q(soft, rows, s.em_boost_round, early=False)
+            dw = float(np.abs(w_new - w).sum())
+            dq = float(abs(q_new[rows].mean() - q[rows].mean()) / max(q[rows].mean(), 1e-9))
+            w, q = w_new, q_new
+            it_log.append({"iteration": it, "delay_change": dw, "q_change": dq, "background_per_day": beta,
+                           "mean_soft_label": float(soft[rows].mean()), "mean_q": float(q[rows].mean())})
+            if log_every:
+                logger.info("effects EM %d: delay change %.4f, mean q %.4f, background %.5f/day", it, dw,
+                            float(q[rows].mean()), beta)
+            if dw < s.em_tolerance and dq < s.em_tolerance:
+                break
+        soft, per_lag, bg = self.e_step(q, w, beta)
+        booster, q = self._m_q(soft, rows, s.num_boost_round, early=True)
+        self.final_soft = soft
+        self.final_rows = rows
+        return Attribution(w, beta, soft, q, self.fit_mask, it, it_log), booster
+
+    def _m_q(self, soft: np.ndarray, rows: np.ndarray, rounds: int, early: bool):  # noqa: ANN202
+        """Refit q: boosters on soft labels with deal and rep offsets updated between blocks of rounds."""
+        import lightgbm as lgb
+
+        s = self.s
+        params = self._params(s.seed)
+        base = np.zeros(len(soft))
+        booster = None
+        valid_rows = None
+        if early:
+            rng = np.random.default_rng(s.seed)
+            deals = np.unique(self.act_deal[rows])
+            held = set(rng.choice(deals, size=max(1, int(len(deals) * s.validation_share)), replace=False).tolist())
+            is_valid = np.isin(self.act_deal[rows], list(held))
+            valid_rows, rows_fit = rows[is_valid], rows[~is_valid]
+        else:
+            rows_fit = rows
+        blocks = max(1, s.offset_steps)
+        per_block = max(10, rounds // blocks)
+        for b in range(blocks):
+            init = self.deal_off() + self.rep_off()
+            dtrain = self._dataset(rows_fit, soft, init)
+            if early and b == blocks - 1:
+                dvalid = self._dataset(valid_rows, soft, init, reference=dtrain)
+                booster = lgb.train(params | {"metric": "cross_entropy"}, dtrain, num_boost_round=rounds,
+                                    valid_sets=[dvalid],
+                                    callbacks=[lgb.early_stopping(s.early_stopping_rounds, verbose=False)])
+                best = booster.best_iteration or booster.current_iteration()
+                booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+            else:
+                booster = lgb.train(params, dtrain, num_boost_round=per_block)
+            base = booster.predict(self.m, raw_score=True)
+            p = _sigmoid(base + self.deal_off() + self.rep_off())
+            wmask = np.zeros(len(soft))
+            wmask[rows_fit] = 1.0
+            self.deal_off.step(soft, p, wmask)
+            p = _sigmoid(base + self.deal_off() + self.rep_off())
+            self.rep_off.step(soft, p, wmask)
+        q = _sigmoid(base + self.deal_off() + self.rep_off())
+        return booster, q
+
+    def bootstrap(self, booster, n_rounds: int) -> list[Any]:  # noqa: ANN001
+        """Refits of the final M-step on deal-level Poisson(1) resamples: the interval's spread."""
+        import lightgbm as lgb
+
+        s = self.s
+        out = []
+        rows = self.final_rows
+        init = self.deal_off() + self.rep_off()
+        rng = np.random.default_rng(s.seed + 1)
+        for b in range(s.n_bootstrap):
+            wdeal = rng.poisson(1.0, self.n_deals).astype(np.float64)
+            weight = wdeal[self.act_deal]
+            keep = rows[weight[rows] > 0]
+            dtrain = self._dataset(keep, self.final_soft, init, weight=weight)
+            params = self._params(s.seed + 100 + b)
+            params["bagging_seed"] = s.seed + 100 + b
+            out.append(lgb.train(params, dtrain, num_boost_round=max(10, n_rounds)))
+        return out
+
+
+# -- the fitted model --------------------------------------------------------------------------------
+
+
+@dataclass
+class EffectModel:
+    """Boosters for q (point and bootstrap), the delay distribution, and the support table for overlap."""
+
+    booster: Any
+    bootstraps: list[Any]
+    feature_names: list[str]
+    delay_pmf: np.ndarray
+    horizon_days: int
+    support: dict[str, int]  # "stage|type|automated" and "stage|seniority:<s>" -> count
+    settings: EffectSettings
+    metrics: dict[str, Any] = field(default_factory=dict)
+    support_keys: tuple[int, int, int, int] = (-1, -1, -1, -1)  # spec indices: stage_order, type, is_automated, seniority
+
+    @property
+    def horizon_share(self) -> float:
+        """F(H): the share of an activity's advances recorded within the outcome horizon."""
+        return float(self.delay_pmf[: self.horizon_days].sum())
+
+    def _check(self, matrix: np.ndarray) -> np.ndarray:
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise BundleError(f"effect model needs {len(self.feature_names)} columns, got shape {matrix.shape}")
+        return matrix
+
+    def q(self, matrix: np.ndarray) -> np.ndarray:
+        """P(the activity triggers an advance, at any delay) in a typical deal of its context."""
+        return _sigmoid(self.booster.predict(self._check(matrix), raw_score=True))
+
+    def predict(self, matrix: np.ndarray, baseline: np.ndarray | None = None) -> EffectEstimate:
+        """Effects of candidate rows against waiting.
+
+        Args:
+            matrix: encoded plan rows of the candidates.
+            baseline: encoded plan rows of ``none`` in the same states (one per candidate row, or
+                one row broadcast to all); None when the history has no ``none`` activities, so
+                waiting triggers no advance of its own (q = 0).
+        """
+        matrix = self._check(matrix)
+        n = len(matrix)
+        if baseline is not None:
+            baseline = self._check(baseline)
+            if len(baseline) == 1 and n > 1:
+                baseline = np.repeat(baseline, n, axis=0)
+            both = np.vstack([matrix, baseline])
+        else:
+            both = matrix
+        share = self.horizon_share
+
+        def effects_of(raw: np.ndarray) -> np.ndarray:
+            q_none = _sigmoid(raw[n:]) if baseline is not None else 0.0
+            return share * (_sigmoid(raw[:n]) - q_none)
+
+        raw = self.booster.predict(both, raw_score=True)
+        effect = effects_of(raw)
+        if self.bootstraps:
+            draws = np.stack([effects_of(b.predict(both, raw_score=True)) for b in self.bootstraps])
+            low = np.minimum(np.quantile(draws, 0.05, axis=0), effect)
+            high = np.maximum(np.quantile(draws, 0.95, axis=0), effect)
+        else:
+            low, high = effect.copy(), effect.copy()
+        return EffectEstimate(effect, low, high, self.overlap(matrix), _sigmoid(raw[:n]))
+
+    def overlap(self, matrix: np.ndarray) -> np.ndarray:
+        """False where training saw fewer than ``overlap_min_count`` activities of this kind in this stage."""
+        st, ty, au, se = self.support_keys
+        out = np.ones(len(matrix), dtype=bool)
+        if st < 0 or ty < 0:
+            return out
+        k = self.settings.overlap_min_count
+        for i, row in enumerate(matrix):
+            key = _support_key(row[st], row[ty], row[au] if au >= 0 else np.nan)
+            ok = self.support.get(key, 0) >= k
+            if ok and se >= 0 and np.isfinite(row[se]):
+                ok = self.support.get(_seniority_key(row[st], row[se]), 0) >= k
+            out[i] = ok
+        return out
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def save(self, bundle_dir: Path) -> Path:
+        """Write ``<bundle_dir>/effects/``: boosters as text, metadata as JSON."""
+        out = Path(bundle_dir) / EFFECTS_DIR
+        out.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(out / "q.txt"))
+        for b, bst in enumerate(self.bootstraps):
+            bst.save_model(str(out / f"bootstrap_{b:02d}.txt"))
+        meta = {
+            "format": EFFECTS_FORMAT, "feature_names": self.feature_names, "delay_pmf": self.delay_pmf.tolist(),
+            "horizon_days": self.horizon_days, "support": self.support, "settings": asdict(self.settings),
+            "metrics": self.metrics, "n_bootstrap": len(self.bootstraps), "support_keys": list(self.support_keys),
+        }
+        (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What GET /model shows about the effect model."""
+        return {"horizon_days": self.horizon_days, "horizon_share": round(self.horizon_share, 4),
+                "delay_pmf_days": [round(float(x), 4) for x in self.delay_pmf],
+                "n_bootstrap": len(self.bootstraps), "overlap_min_count": self.settings.overlap_min_count,
+                "metrics": self.metrics}
+
+
+def _support_key(stage: float, typ: float, auto: float) -> str:
+    s = "na" if not np.isfinite(stage) else str(int(stage))
+    t = "na" if not np.isfinite(typ) else str(int(typ))
+    a = "na" if not np.isfinite(auto) else str(int(auto > 0.5))
+    return f"{s}|{t}|{a}"
+
+
+def _seniority_key(stage: float, seniority: float) -> str:
+    s = "na" if not np.isfinite(stage) else str(int(stage))
+    return f"{s}|seniority:{int(seniority)}"
+
+
+def support_table(matrix: np.ndarray, keys: tuple[int, int, int, int]) -> dict[str, int]:
+    """Counts of training activities per (stage, type, automated) and per (stage, seniority)."""
+    st, ty, au, se = keys
+    out: dict[str, int] = {}
+    if st < 0 or ty < 0:
+        return out
+    auto = matrix[:, au] if au >= 0 else np.full(len(matrix), np.nan)
+    for s_, t_, a_ in zip(matrix[:, st], matrix[:, ty], auto):
+        k = _support_key(s_, t_, a_)
+        out[k] = out.get(k, 0) + 1
+    if se >= 0:
+        for s_, v in zip(matrix[:, st], matrix[:, se]):
+            if np.isfinite(v):
+                k = _seniority_key(s_, v)
+                out[k] = out.get(k, 0) + 1
+    return out
+
+
+def load_effects(bundle_dir: Path, spec: FeatureSpec) -> EffectModel | None:
+    """The bundle's effect model, or None when it has none.
+
+    Raises:
+        BundleError: the files are unreadable, of an unknown format, or built for other features.
+    """
+    import lightgbm as lgb
+
+    d = Path(bundle_dir) / EFFECTS_DIR
+    if not d.exists():
+        return None
+    try:
+        meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
+        booster = lgb.Booster(model_file=str(d / "q.txt"))
+        boots = [lgb.Booster(model_file=str(d / f"bootstrap_{b:02d}.txt")) for b in range(int(meta["n_bootstrap"]))]
+    except (OSError, ValueError, KeyError, lgb.basic.LightGBMError) as err:
+        raise BundleError(f"{d}: unreadable effect model ({err})") from None
+    if str(meta.get("format", "")).split(".")[0] != EFFECTS_FORMAT.split(".")[0]:
+        raise BundleError(f"{d / META_FILE}: unknown effect model format {meta.get('format')!r}")
+    if list(meta.get("feature_names") or []) != list(spec.names):
+        raise BundleError(f"{d}: effect model was fitted on other features than the bundle's feature spec")
+    settings = EffectSettings(**{k: v for k, v in (meta.get("settings") or {}).items()
+                                 if k in EffectSettings.__dataclass_fields__})
+    return EffectModel(booster, boots, list(spec.names), np.asarray(meta["delay_pmf"], dtype=np.float64),
+                       int(meta["horizon_days"]), {k: int(v) for k, v in (meta.get("support") or {}).items()},
+                       settings, meta.get("metrics") or {}, tuple(int(x) for x in meta.get("support_keys",
+                                                                                               (-1, -1, -1, -1))))
