@@ -33,6 +33,7 @@ from features import contract as c
 from features import schema as s
 from features.build import CustomField, ServingContext, context_from_dict
 from models.bundle import CONTEXT_FILE, ModelBundle
+from models.effects import EffectModel, load_effects
 from models.ranking import RankingModel, load_ranking
 from serving.settings import BUNDLE_ENV, MODEL_TAG_ENV, Settings
 
@@ -57,6 +58,7 @@ class LoadedModel:
         source: where it came from (``bundle:<dir>`` or ``bentoml:<tag>``).
         has_context: False when the bundle had no ``serving_context.json``.
         ranking: the bundle's ranking model (``ranking/``), None when it has none.
+        effects: the bundle's effect model (``effects/``): what ``/rank`` orders by when present.
     """
 
     bundle: ModelBundle
@@ -65,6 +67,7 @@ class LoadedModel:
     source: str
     has_context: bool
     ranking: RankingModel | None = None
+    effects: EffectModel | None = None
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /model`` answers: identity, data window, test metrics, features."""
@@ -90,6 +93,7 @@ class LoadedModel:
             "serving_context": self.has_context,
             "ranking": None if self.ranking is None else {"horizon_days": self.ranking.settings.horizon_days,
                                                           **self.ranking.metrics},
+            "effects": None if self.effects is None else self.effects.describe(),
             "features": [
                 {"name": f.name, "kind": f.kind, "timing": f.timing, "unit": f.unit, "text": f.text,
                  "levels": len(f.levels) if f.levels is not None else None}
@@ -139,11 +143,13 @@ def load_bundle_dir(path: Path, source: str | None = None) -> LoadedModel:
                        "custom fields and time zone come from the bundle", path, CONTEXT_FILE)
     try:
         ranking = load_ranking(path, bundle.spec)
+        effects = load_effects(path, bundle.spec)
     except BundleError as err:
         raise ModelLoadError(str(err)) from None
-    if ranking is None:
-        logger.info("%s has no ranking model: /rank orders candidates by the plan model's p_outcome", path)
-    return LoadedModel(bundle, context, path, source or f"bundle:{path}", has_context, ranking)
+    if effects is None:
+        logger.info("%s has no effect model: /rank orders candidates by %s", path,
+                    "the ranking model" if ranking is not None else "the plan model's p_outcome")
+    return LoadedModel(bundle, context, path, source or f"bundle:{path}", has_context, ranking, effects)
 
 
 def load_model(settings: Settings) -> LoadedModel:

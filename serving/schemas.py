@@ -380,6 +380,7 @@ class ScoreResponse(BaseModel):
 
 RANKED_BY_RANKING = "ranking"
 RANKED_BY_P_OUTCOME = "p_outcome"
+RANKED_BY_EFFECT = "effect"
 
 
 class RankedActivity(_Scored):
@@ -389,6 +390,25 @@ class RankedActivity(_Scored):
                           "short horizon (GET /model: ranking.horizon_days, 1 day by default): the activity's own "
                           "effect, what candidates are ordered by; uncalibrated; null when the model has no "
                           "ranking model")
+    effect: float | None = Field(
+        None, description="estimated change in the probability that the deal advances within the outcome horizon "
+                          "if this candidate is done at `at`, against doing nothing (type none): the candidate's own "
+                          "effect, learned by attributing each recorded advance to the activities before it "
+                          "(GET /model: effects); null when the model has no effect model")
+    effect_low: float | None = Field(None, description="lower end of the effect's 90% interval (deal bootstrap)")
+    effect_high: float | None = Field(None, description="upper end of the effect's 90% interval (deal bootstrap)")
+    overlap: bool | None = Field(
+        None, description="false when the training history had too few activities of this kind (type, automated, "
+                          "seniority) at this stage: the effect is an extrapolation, and the candidate is ranked "
+                          "after every candidate with overlap")
+    cost: float | None = Field(None, description="what the candidate costs, in the effect's unit: rep minutes of the "
+                                                 "type x the value of a rep hour, plus p_negative x the cost of a "
+                                                 "negative response (service settings)")
+    net_effect: float | None = Field(None, description="effect - cost: what `ranked_by: effect` orders by")
+    guardrail: str | None = Field(None, description="set when the order was changed by a guardrail, and why")
+    propensity: float | None = Field(
+        None, description="probability that this candidate was shown first (1 or 0 without exploration; with "
+                          "exploration the logged propensity, for off-policy evaluation)")
     p_outcome: float | None = Field(None, description="calibrated probability that the deal records an outcome or "
                                                       "advances within the outcome horizon (14 days) if this "
                                                       "activity is done: mostly the deal's own prospects")
@@ -405,8 +425,11 @@ class RankResponse(BaseModel):
     n_candidates: int = Field(description="candidates scored (given or proposed)")
     proposed: bool = Field(description="true when the service proposed the candidates")
     ranked_by: str = Field(RANKED_BY_P_OUTCOME,
-                           description="'ranking': best rank_score first (the bundle's ranking model); "
-                                       "'p_outcome': best p_outcome first (a bundle without one)")
+                           description="'effect': best net_effect first (the bundle's effect model; candidates "
+                                       "without overlap last); 'ranking': best rank_score first (a bundle with "
+                                       "a ranking model and no effect model); 'p_outcome': best p_outcome first")
+    explored: bool = Field(False, description="true when exploration chose the first entry at random (its "
+                                              "propensity is logged)")
     ranked: list[RankedActivity] = Field(description="best first, by ranked_by")
 
 

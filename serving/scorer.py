@@ -26,12 +26,14 @@ from features import schema as s
 from features.build import build_serving_columns
 from models.bundle import LABEL_NAMES, SCORE_COLUMNS, VARIANT_FULL, VARIANT_PLAN
 from serving import candidates as cand
+from serving import rank_policy
 from serving.errors import InvalidRequest
 from serving.explain import Explainer
 from serving.model_store import LoadedModel
 from serving.schemas import (
     Factor,
     ModelRef,
+    RANKED_BY_EFFECT,
     RANKED_BY_P_OUTCOME,
     RANKED_BY_RANKING,
     RankedActivity,
@@ -73,8 +75,11 @@ class Scorer:
     """
 
     def __init__(self, model: LoadedModel, max_factors: int = 5, max_rank_contacts: int = 5,
-                 max_candidates: int = 60):
+                 max_candidates: int = 60, policy: rank_policy.RankPolicy | None = None):
         self.model = model
+        self.effects = model.effects
+        self.policy = policy or rank_policy.RankPolicy()
+        self.rank_log = None  # set by the service: appends every /rank answer to the prediction log
         self.bundle = model.bundle
         self.spec = model.bundle.spec
         self.context = model.context
@@ -299,31 +304,99 @@ class Scorer:
             rows += [(None, f"candidates[{k}]", cd, c.ACTIVITIES) for k, cd in enumerate(given)]
             self._check_custom_fields(rows)
         stats.items = len(items)
-        proba, matrix, columns, unseen_rows = self._predict(items, VARIANT_PLAN)
-        self._count_unseen(stats, unseen_rows)
-        if self.ranking is not None:
-            rank_p = self.ranking.probability(matrix)  # matrix: plan rows (execution columns blanked)
-            ranked_by = RANKED_BY_RANKING
+        n = len(items)
+        extra = self._effect_rows(items, shown) if self.effects is not None else {}
+        all_items = items + [row for row, _ in extra.values()] if extra else items
+        proba, matrix, columns, unseen_rows = self._predict(all_items, VARIANT_PLAN)
+        self._count_unseen(stats, unseen_rows[:n])
+        effect = ordering = None
+        if self.effects is not None:
+            effect, ordering = self._order_by_effect(shown, matrix, proba, extra, n)
+            order = ordering.order
+            ranked_by = RANKED_BY_EFFECT
+            rank_p = self.ranking.probability(matrix[:n]) if self.ranking is not None else None
         else:
-            rank_p = proba[OUTCOME]
-            ranked_by = RANKED_BY_P_OUTCOME
-        order = sorted(range(len(items)), key=lambda i: (-rank_p[i], i))[: request.top_k]
+            if self.ranking is not None:
+                rank_p = self.ranking.probability(matrix[:n])  # matrix: plan rows (execution columns blanked)
+                ranked_by = RANKED_BY_RANKING
+            else:
+                rank_p = proba[OUTCOME][:n]
+                ranked_by = RANKED_BY_P_OUTCOME
+            order = sorted(range(n), key=lambda i: (-rank_p[i], i))
+        order = order[: request.top_k]
         contrib = self._contributions(matrix, VARIANT_PLAN, order) if request.explain else None
         at_text = at.isoformat()
         ranked = []
         for k, i in enumerate(order):
             activity = shown[i]
             activity[c.OCCURRED_AT] = at_text
+            extra_fields = {}
+            if effect is not None:
+                extra_fields = dict(effect=float(effect.effect[i]), effect_low=float(effect.low[i]),
+                                    effect_high=float(effect.high[i]), overlap=bool(effect.overlap[i]),
+                                    cost=float(ordering.cost[i]), net_effect=float(ordering.net[i]),
+                                    guardrail=ordering.guardrail[i], propensity=float(ordering.propensity[i]))
             ranked.append(RankedActivity.model_construct(
                 activity=activity,
-                rank_score=float(rank_p[i]) if self.ranking is not None else None,
+                rank_score=float(rank_p[i]) if self.ranking is not None and rank_p is not None else None,
                 **self._scores(proba, i),
+                **extra_fields,
                 factors=self._factors(contrib, columns, k, i),
                 unseen=unseen_rows[i],
             ))
-        return RankResponse.model_construct(model=self.model_ref, effect_unit="log-odds", at=at_text,
-                                            n_candidates=len(items), proposed=proposed, ranked_by=ranked_by,
-                                            ranked=ranked)
+        response = RankResponse.model_construct(model=self.model_ref, effect_unit="log-odds", at=at_text,
+                                                n_candidates=n, proposed=proposed, ranked_by=ranked_by,
+                                                ranked=ranked, explored=bool(ordering.explored) if ordering else False)
+        if self.rank_log is not None:
+            self.rank_log(request, shown, proba, effect, ordering, ranked_by, order, at_text)
+        return response
+
+    # -- effects -------------------------------------------------------------------------------
+
+    def _effect_rows(self, items: list[dict[str, Any]], shown: list[dict[str, Any]]
+                     ) -> dict[Any, tuple[dict[str, Any], Any]]:
+        """Hidden rows the effects need: ``none`` in this state, and hand-made versions of automated candidates."""
+        extra: dict[Any, tuple[dict[str, Any], Any]] = {}
+        base = items[0]
+        wait = {key: v for key, v in base["activity"].items()
+                if key in (c.ACTIVITY_ID, c.OCCURRED_AT, c.REP_ID, c.DEAL_ID, c.CONTACT_ID, c.ACCOUNT_ID)}
+        wait[c.TYPE] = cand.NONE_TYPE
+        wait[c.ACTIVITY_ID] = f"{CANDIDATE_ID_PREFIX}none"
+        if c.IS_AUTOMATED in self.spec.names:
+            wait[c.IS_AUTOMATED] = False
+        extra["none"] = ({**base, "activity": wait}, None)
+        hand_of = {(a.get(c.TYPE), a.get(c.CONTACT_ID)) for a in shown if not a.get(c.IS_AUTOMATED)}
+        for i, a in enumerate(shown):
+            if a.get(c.IS_AUTOMATED) and a.get(c.TYPE) != cand.NONE_TYPE \
+                    and (a.get(c.TYPE), a.get(c.CONTACT_ID)) not in hand_of:
+                act = {key: v for key, v in items[i]["activity"].items() if key != c.SEQUENCE_STEP}
+                act.update({c.IS_AUTOMATED: False, c.PERSONALIZATION: cand.TAILORED[c.PERSONALIZATION],
+                            c.ACTIVITY_ID: f"{CANDIDATE_ID_PREFIX}hand-{i}"})
+                extra[("hand", i)] = ({**items[i], "activity": act}, i)
+        return extra
+
+    def _order_by_effect(self, shown: list[dict[str, Any]], matrix: np.ndarray, proba: dict[str, np.ndarray],
+                         extra: dict[Any, tuple[dict[str, Any], Any]], n: int):  # noqa: ANN202
+        keys = list(extra)
+        none_row = matrix[n + keys.index("none")][None, :] if cand.NONE_TYPE in cand.learned_types(self.spec) \
+            else None
+        est = self.effects.predict(matrix[:n], none_row)
+        hand: dict[int, tuple[float, float, float]] = {}
+        hand_keys = [k for k in keys if k != "none"]
+        types = [str(a.get(c.TYPE)) for a in shown]
+        automated = [bool(a.get(c.IS_AUTOMATED)) for a in shown]
+        contacts = [a.get(c.CONTACT_ID) for a in shown]
+        p_neg = proba["negative"][:n] if "negative" in proba else np.zeros(n)
+        if hand_keys:
+            rows = np.array([n + keys.index(k) for k in hand_keys])
+            h = self.effects.predict(matrix[rows], none_row)
+            neg = proba["negative"][rows] if "negative" in proba else np.zeros(len(rows))
+            h_cost = self.policy.cost([types[k[1]] for k in hand_keys], [False] * len(rows), neg)
+            for j, k in enumerate(hand_keys):
+                hand[k[1]] = (float(h.effect[j] - h_cost[j]), float(h.effect[j]), float(h.high[j]))
+        ordering = rank_policy.order_by_effect(self.policy, types, automated, contacts, est.effect, est.low,
+                                               est.high, est.overlap, p_neg, hand)
+        return est, ordering
 
     # -- start-up ------------------------------------------------------------------------------
 

@@ -74,6 +74,10 @@ def train_and_register(
             progress("training the ranking model (next-best activities)")
             _add_ranking_model(loaded.dataset, result, bundle_dir, cfg)
             seconds["ranking"] = time.perf_counter() - t
+            t = time.perf_counter()
+            progress("estimating each activity's own effect (next-best activities)")
+            _add_effect_model(loaded.dataset, loaded.table.frame, result, bundle_dir, cfg)
+            seconds["effects"] = time.perf_counter() - t
         if register:
             t = time.perf_counter()
             progress("drawing plots")
@@ -104,3 +108,20 @@ def _add_ranking_model(dataset, result, bundle_dir: Path, cfg) -> None:  # noqa:
         logger.warning("no ranking model: %s; /rank will order candidates by p_outcome", err)
         return
     ranking.save(bundle_dir)
+
+
+def _add_effect_model(dataset, frame, result, bundle_dir: Path, cfg) -> None:  # noqa: ANN001
+    """Fit the effect model /rank orders candidates by (models.effects) into the bundle.
+
+    Like the ranking model it learns from the history before the test window. Too little data
+    is not fatal: /rank then orders by the ranking model (or p_outcome) and says so.
+    """
+    from training.effects import fit_effect_model
+
+    try:
+        effects = fit_effect_model(dataset, frame, result.bundle.spec, until=result.split.test_start,
+                                   horizon_days=cfg.horizons.outcome_days)
+    except ValueError as err:
+        logger.warning("no effect model: %s; /rank will not report effects", err)
+        return
+    effects.save(bundle_dir)
