@@ -60,6 +60,9 @@ class Settings:
         log_level: level of the service's own loggers (one line per request at INFO).
         runtime_fixes: apply the BentoML work-arounds of :mod:`serving.runtime` (on by default;
             ``0`` only to measure what they fix).
+        store: the history store (``sqlite:///FILE`` or ``postgresql://...``; default: the data
+            home's ``store.db`` when it exists, else none), see :mod:`serving.store_access`.
+        max_event_rows: most rows one ``POST /events`` request may carry, all tables together.
     """
 
     model_tag: str = ""
@@ -79,6 +82,8 @@ class Settings:
     batch_max_items: int = 16
     log_level: str = "INFO"
     runtime_fixes: bool = True
+    store: str = ""
+    max_event_rows: int = 5000
 
     @property
     def bundle_path(self) -> Path | None:
