@@ -45,11 +45,13 @@ def fail(message: str, code: int = 1) -> None:
 
 def _register_commands() -> None:
     from importers.cli import register as register_importers
+    from reports.report_command import report
     from simulator.command import simulate
     from store.command import load
 
     app.command("simulate")(simulate)
     app.command("load")(load)
+    app.command("report")(report)
     register_importers(app)
 
 
