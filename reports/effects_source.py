@@ -23,7 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features import contract as c
+
 logger = logging.getLogger(__name__)
+
+WAIT_TYPE = "none"
 
 
 class EffectSourceError(ValueError):
@@ -66,8 +70,14 @@ class EffectSource:
         matrix = self.bundle.encode(frame)
         return blank_execution(matrix, self.bundle.spec)
 
+    def waiting(self, matrix: np.ndarray) -> np.ndarray | None:
+        """Encoded rows of waiting (type ``none``) in the states of ``matrix`` (see :func:`waiting_rows`)."""
+        return waiting_rows(matrix, self.bundle.spec)
+
     def predict(self, matrix: np.ndarray) -> Effects:
         """Effects of encoded plan rows (see :meth:`plan_matrix`).
+
+        The baseline is waiting in the same state (type ``none``), when the model knows it.
 
         Raises:
             EffectSourceError: the effects model refuses the matrix or answers with other lengths.
@@ -77,7 +87,7 @@ class EffectSource:
             empty = np.zeros(0)
             return Effects(empty, empty, empty, np.zeros(0, dtype=bool))
         try:
-            est = self.model.predict(matrix)
+            est = self.model.predict(matrix, self.waiting(matrix))
         except (ValueError, KeyError, IndexError) as err:
             raise EffectSourceError(f"the effects model cannot read this data: {err}") from None
         arrays = [np.asarray(getattr(est, name), dtype=np.float64) for name in ("effect", "low", "high")]
@@ -86,6 +96,23 @@ class EffectSource:
             raise EffectSourceError(f"the effects model answered for {len(arrays[0])} rows, asked for {n}")
         effect, low, high = arrays
         return Effects(effect, np.minimum(low, effect), np.maximum(high, effect), overlap)
+
+
+def waiting_rows(matrix: np.ndarray, spec) -> np.ndarray | None:  # noqa: ANN001
+    """The same states with the activity replaced by a deliberate wait (type ``none``), as ``/rank`` builds it.
+
+    None when the model never saw a ``none`` activity: waiting then triggers no advance of its own.
+    """
+    names = list(spec.names)
+    if c.TYPE not in names or WAIT_TYPE not in (spec[c.TYPE].levels or ()):
+        return None
+    wait = np.array(matrix, dtype=np.float64, copy=True)
+    wait[:, names.index(c.TYPE)] = float(list(spec[c.TYPE].levels).index(WAIT_TYPE))
+    for name, value in ((c.IS_AUTOMATED, 0.0), (c.PERSONALIZATION, np.nan), (c.DIRECTION, np.nan),
+                        (c.SEQUENCE_STEP, np.nan)):
+        if name in names:
+            wait[:, names.index(name)] = value
+    return wait
 
 
 def blank_execution(matrix: np.ndarray, spec) -> np.ndarray:  # noqa: ANN001
@@ -119,10 +146,15 @@ def load_effect_source(bundle, bundle_dir: Path | None) -> tuple[EffectSource | 
         return None, "no bundle directory to read an effects model from"
     try:
         model = effects_mod.load_effects(Path(bundle_dir), bundle.spec)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # models.bundle.BundleError is a ValueError
         raise EffectSourceError(f"{bundle_dir}: the effects model cannot be loaded ({err})") from None
     if model is None:
         return None, (f"the model bundle has no effects model ({Path(bundle_dir).name}/effects/ is absent; it was "
                       f"trained before effect estimation existed): figures that need effect estimates are left out")
     logger.info("effects model loaded from %s", bundle_dir)
-    return EffectSource(bundle, model, "the bundle's effects model (effects/)"), "the bundle's effects model"
+    n_boot = len(getattr(model, "bootstraps", []) or [])
+    horizon = getattr(model, "horizon_days", None)
+    note = ("the bundle's effects model (effects/): the change in P(the deal advances within "
+            f"{horizon if horizon is not None else 'the'} days) if an activity is done rather than waiting; "
+            f"90% intervals from {n_boot} bootstrap refits")
+    return EffectSource(bundle, model, note), note
