@@ -354,6 +354,10 @@ def service_command(bundle: Path, host: str, port: int, workers: int | None = No
     env["ACTIVITY_SCORER_BUNDLE"] = str(bundle)
     env.pop("ACTIVITY_SCORER_MODEL_TAG", None)
     env.setdefault("OMP_NUM_THREADS", "1")  # one LightGBM thread per worker (see serving/service.py)
+    from store import STORE_ENV, default_path
+
+    if not env.get(STORE_ENV) and default_path().exists():  # the embedded history store of `load` / `demo`
+        env[STORE_ENV] = f"sqlite:///{default_path()}"
     if workers is not None:
         env["ACTIVITY_SCORER_WORKERS"] = str(workers)
     root = Path(__file__).resolve().parents[1]
