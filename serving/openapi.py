@@ -14,7 +14,8 @@ does:
   ``ErrorResponse`` body, since the guard rewrites every 400 there;
 - every service route may answer 504 (the request timeout, :mod:`serving.runtime`) and 500;
 - routes of mounted Starlette apps are added with their docstring, path parameters and
-  answers.
+  answers; such an endpoint declares what else it answers, and its request and response
+  models, with :func:`route_doc` (a plain Starlette route has no schema BentoML could read).
 
 :class:`OpenAPIMiddleware` serves the completed document at ``/docs.json`` (the Swagger UI at
 ``/`` reads it); ``docs/api.md`` is generated from the same function.
@@ -54,6 +55,59 @@ DESCRIPTIONS: dict[int, str] = {
     STATUS_INTERNAL: "An unexpected failure of the service (a bug: please report it with the request log line).",
     STATUS_TIMEOUT: "No answer within the request timeout (ACTIVITY_SCORER_TIMEOUT_S).",
 }
+
+
+ROUTE_DOC_ATTR = "__openapi_route__"
+
+
+def route_doc(answers: dict[int, str] | None = None, *, request: Any = None, response: Any = None,
+              media_type: str = "application/json") -> Any:
+    """Declare, on a mounted route's endpoint, what the OpenAPI document cannot read from it.
+
+    Args:
+        answers: status -> when it is answered, beyond 200 and what every guarded route answers
+            (401, 500, 504), e.g. ``{404: "no such deal", 409: "..."}``.
+        request: pydantic model of the JSON body, if the route reads one.
+        response: pydantic model of the 200 body.
+        media_type: media type of the 200 body (``text/html`` for a page).
+
+    Returns:
+        A decorator that returns the endpoint unchanged, with the declaration attached.
+    """
+
+    def attach(endpoint: Any) -> Any:
+        setattr(endpoint, ROUTE_DOC_ATTR, {"answers": dict(answers or {}), "request": request,
+                                           "response": response, "media_type": media_type})
+        return endpoint
+
+    return attach
+
+
+def _model_ref(model: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template=REF)
+    for name, sub in schema.pop("$defs", {}).items():
+        schemas.setdefault(name, sub)
+    schemas.setdefault(model.__name__, schema)
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _apply_route_doc(operation: dict[str, Any], endpoint: Any, schemas: dict[str, Any]) -> None:
+    declared = getattr(endpoint, ROUTE_DOC_ATTR, None)
+    if not declared:
+        return
+    responses = operation.setdefault("responses", {})
+    if declared["response"] is not None:
+        responses["200"] = {"description": "Successful Response",
+                            "content": {declared["media_type"]: {"schema": _model_ref(declared["response"], schemas)}}}
+    elif declared["media_type"] != "application/json":
+        responses["200"] = {"description": "Successful Response",
+                            "content": {declared["media_type"]: {"schema": {"type": "string"}}}}
+    if declared["request"] is not None:
+        operation["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": _model_ref(declared["request"], schemas)}}}
+    for status, text in declared["answers"].items():
+        content = _error_ref() if status >= 400 else None
+        responses[str(status)] = {"description": text, **({"content": content} if content else {})}
 
 
 def _error_ref() -> dict[str, Any]:
@@ -111,6 +165,7 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
     """
     doc = json.loads(json.dumps(copy.deepcopy(spec)))  # status keys as strings, as in JSON
     paths: dict[str, dict[str, Any]] = doc.setdefault("paths", {})
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     service_name = getattr(service, "name", "service")
     for path, method, endpoint in mounted_routes(service) if service is not None else ():
         operation = paths.setdefault(path, {}).setdefault(method, {})
@@ -122,6 +177,7 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
             operation.setdefault("parameters", params)
         operation.setdefault("responses", {"200": {"description": "Successful Response",
                                                     "content": {"application/json": {"schema": {"type": "object"}}}}})
+        _apply_route_doc(operation, endpoint, schemas)
     for path, item in paths.items():
         for method, operation in item.items():
             if method not in HTTP_METHODS or "Infrastructure" in operation.get("tags", ()):
@@ -137,8 +193,7 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
             responses.setdefault(str(STATUS_INTERNAL), {"description": DESCRIPTIONS[STATUS_INTERNAL]})
             responses[str(STATUS_TIMEOUT)] = {"description": DESCRIPTIONS[STATUS_TIMEOUT], "content": _timeout_body()}
             operation["responses"] = dict(sorted(responses.items()))
-    components = doc.setdefault("components", {})
-    schemas = components.setdefault("schemas", {})
+    components = doc["components"]
     error_schema = ErrorResponse.model_json_schema(ref_template=REF)
     for name, schema in error_schema.pop("$defs", {}).items():
         schemas[name] = schema
