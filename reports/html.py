@@ -41,7 +41,9 @@ p.intro { color:var(--muted); margin:4px 0 10px; max-width:980px; }
 .scroll { overflow-x:auto; max-width:100%; }
 table { border-collapse:collapse; margin:6px 0 12px; font-size:13px; }
 th, td { border-bottom:1px solid var(--line); padding:4px 8px; text-align:right; white-space:nowrap; }
-th { background:var(--bg); position:sticky; top:0; font-weight:600; vertical-align:bottom; }
+th { background:var(--bg); position:sticky; top:0; font-weight:600; vertical-align:bottom; white-space:normal;
+     max-width:130px; }
+td.wrap { white-space:normal; text-align:left; min-width:260px; }
 td.text, th.text { text-align:left; }
 tr:hover td { background:#fafcff; }
 td.na { color:#9aa3ad; }
@@ -120,7 +122,7 @@ def table(columns: Sequence[Column], rows: Sequence[dict], *, caption: str = "",
         cells = []
         for col in columns:
             if col.render is not None:
-                cells.append(f"<td>{col.render(row)}</td>")
+                cells.append(f'<td class="{"wrap" if col.text else ""}">{col.render(row)}</td>')
                 continue
             v = row.get(col.key)
             if v is None:

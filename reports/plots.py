@@ -216,13 +216,15 @@ def lines(x_labels: Sequence[str], series: dict[str, Sequence[float | None]], ti
     n = len(x_labels)
     fr = _Frame(0, max(n - 1, 1), min(0.0, min(vals)), max(vals), width, height)
     fr.x_lo, fr.x_hi = 0, max(n - 1, 1)
+    fr.bottom -= 14  # room for a second legend row
     body = fr.axes("", y_label, x_ticks=False)
-    step = max(1, n // 8)
+    per_label = 7 * max(len(str(v)) for v in x_labels) + 12
+    step = max(1, math.ceil(n / max(1, (fr.right - fr.left) // per_label)))
     for k in range(0, n, step):
         xx = fr.x(k)
         body.append(f'<text x="{xx:.1f}" y="{fr.bottom + 16}" text-anchor="middle" font-size="10">'
                     f'{_esc(x_labels[k])}</text>')
-    legend_x = fr.left + 4
+    legend_x, legend_y = fr.left + 4, height - 22
     for si, (name, ys) in enumerate(series.items()):
         color = PALETTE[si % len(PALETTE)]
         path, pen = [], False
@@ -240,9 +242,11 @@ def lines(x_labels: Sequence[str], series: dict[str, Sequence[float | None]], ti
                 body.append(f'<circle cx="{fr.x(k):.1f}" cy="{fr.y(v):.1f}" r="2.5" '
                             f'fill="{"#fff" if hollow else color}" stroke="{color}">'
                             f'<title>{_esc(name)}, {_esc(x_labels[k])}: {fmt(v)}</title></circle>')
-        body.append(f'<rect x="{legend_x}" y="{height - 22}" width="10" height="10" fill="{color}"/>'
-                    f'<text x="{legend_x + 14}" y="{height - 13}" font-size="11">{_esc(name)}</text>')
-        legend_x += 24 + 7 * len(name)
+        if legend_x + 24 + 6.5 * len(name) > width and legend_x > fr.left + 4:
+            legend_x, legend_y = fr.left + 4, legend_y + 14
+        body.append(f'<rect x="{legend_x}" y="{legend_y}" width="10" height="10" fill="{color}"/>'
+                    f'<text x="{legend_x + 14}" y="{legend_y + 9}" font-size="11">{_esc(name)}</text>')
+        legend_x += 24 + 6.5 * len(name)
     return _svg(body, title, width, height, kind="lines")
 
 

@@ -41,12 +41,33 @@ def _date(iso: str | None) -> str:
     return (iso or "")[:10]
 
 
+def _short_week(iso: str) -> str:
+    """``2025-10-06`` -> ``Oct 06`` (axis labels)."""
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(iso).strftime("%b %d")
+    except ValueError:
+        return iso
+
+
 def _rep_columns(with_effects: bool) -> list[h.Column]:
     cols = [
         h.Column("rep_id", "rep", text=True),
         h.Column("team", "team", text=True),
         h.Column("activities", "activities", h.count, title="activities in the window (waits excluded)"),
         h.Column("hours", "hours of work", h.number, title="recorded durations, else the per-type minutes below"),
+    ]
+    if with_effects:
+        cols += [
+            h.Column("caused_per_100", "advances caused per 100 activities (estimate)",
+                     render=lambda r: _est(r, "caused_per_100", _p2)),
+            h.Column("caused_per_hour", "advances caused per hour of work (estimate)",
+                     render=lambda r: _est(r, "caused_per_hour", _p3)),
+            h.Column("wasted_share_estimate", "no better than waiting (estimate)", h.percent,
+                     title="share of activities whose 90% effect interval contains zero"),
+        ]
+    cols += [
         h.Column("with_output", "with an output", h.count),
         h.Column("output_rate", "output rate", h.percent),
         h.Column("advanced", "followed by an advance", h.count,
@@ -57,15 +78,6 @@ def _rep_columns(with_effects: bool) -> list[h.Column]:
         h.Column("automated_share", "automated", h.percent),
         h.Column("negatives_per_1000", "negatives per 1,000 touches", h.number),
     ]
-    if with_effects:
-        cols += [
-            h.Column("caused_per_100", "advances caused per 100 activities (estimate)",
-                     render=lambda r: _est(r, "caused_per_100", _p2)),
-            h.Column("caused_per_hour", "advances caused per hour (estimate)",
-                     render=lambda r: _est(r, "caused_per_hour", _p3)),
-            h.Column("wasted_share_estimate", "no better than waiting (estimate)", h.percent,
-                     title="share of activities whose 90% effect interval contains zero"),
-        ]
     return cols
 
 
@@ -82,9 +94,11 @@ def _summary(doc: dict) -> tuple[str, str, str]:
         ("automated", h.percent(t["automated_share"]), f"{t['automated']:,} activities"),
     ]
     if with_effects:
-        items.append(("advances caused (estimate)",
-                      h.estimate(t.get("caused_estimate"), t.get("caused_low"), t.get("caused_high")),
-                      f"per 100 activities: {h.number(t.get('caused_per_100_estimate'), 2)}"))
+        items.append(("advances caused per 100 activities (estimate)",
+                      h.estimate(t.get("caused_per_100_estimate"), t.get("caused_per_100_low"),
+                                 t.get("caused_per_100_high"), _p2),
+                      f"all activities: {h.number(t.get('caused_estimate'))} "
+                      f"({h.number(t.get('caused_low'))} to {h.number(t.get('caused_high'))})"))
     parts = [h.cards(items)]
     reps = [r for r in doc["by_rep"] if r.get("activities")]
     if reps:
@@ -101,7 +115,11 @@ def _summary(doc: dict) -> tuple[str, str, str]:
         parts.append(h.paragraph(" ".join(lines)))
     if with_effects:
         parts.append(h.note(f"Effect estimates come from {eff['source']}. Figures in italics are estimates; the "
-                            f"figures in brackets are their 90% intervals."))
+                            f"figures in brackets are their 90% intervals. An activity's effect is how much it raised "
+                            f"the chance that its deal advances; summed over activities it reads as advances caused. "
+                            f"Compare: the window recorded {t['deal_advances']:,} stage advances and "
+                            f"{t['recorded_outcomes']:,} outcomes on these deals; estimates far above that deserve "
+                            f"doubt."))
     else:
         parts.append(h.note("No effect estimates: " + eff["source"] + ". These figures wait for them: "
                             + "; ".join(eff["waiting_figures"]) + ". Every count and rate below is exact.", "wait"))
@@ -181,7 +199,7 @@ def _types(doc: dict) -> tuple[str, str, str]:
 
 def _trend(doc: dict) -> tuple[str, str, str]:
     weeks = doc["by_week"]
-    x = [w["week"] for w in weeks]
+    x = [_short_week(w["week"]) for w in weeks]
     first_open = next((i for i, w in enumerate(weeks) if not w.get("labels_complete")), None)
     figs = [
         h.figure(plots.lines(x, {"activities": [w["activities"] for w in weeks]}, "Volume per week",
@@ -279,14 +297,16 @@ def _better(doc: dict) -> tuple[str, str, str]:
     rows = []
     for st in b["by_stage"]:
         def fmt_list(items, key):  # noqa: ANN001, ANN202
-            return "; ".join(f"{i[key]} {_pp(i['mean_effect_estimate'])} ({_pp(i['low'])} to {_pp(i['high'])})"
-                             for i in items) or "–"
+            return "<br>".join(f"{h.esc(i[key])} " + h.estimate(i["mean_effect_estimate"], i["low"], i["high"], _pp)
+                               for i in items) or "–"
         rows.append({"stage": st["stage"], "activities": st["activities"],
                      "types": fmt_list(st.get("top_types", []), "type"),
                      "seniorities": fmt_list(st.get("top_seniorities", []), "seniority")})
     parts.append(h.table([h.Column("stage", "stage", text=True), h.Column("activities", "activities", h.count),
-                          h.Column("types", "activity types with the largest effect", text=True),
-                          h.Column("seniorities", "seniorities with the largest effect", text=True)], rows,
+                          h.Column("types", "activity types with the largest effect", text=True,
+                                   render=lambda r: r["types"]),
+                          h.Column("seniorities", "seniorities reached with the largest effect", text=True,
+                                   render=lambda r: r["seniorities"])], rows,
                          caption="average estimated effect of one activity against waiting, percentage points; "
                                  "at least 30 activities each"))
     parts.append(h.subheading("Deals where the next-best activity differs most from what the rep has been doing"))
