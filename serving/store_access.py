@@ -1,0 +1,232 @@
+"""Scoring by id: ``/score`` items and ``/rank`` requests completed from the history store.
+
+An enrichment step before :class:`serving.scorer.Scorer` runs, so scoring stays one code
+path: an item that carries ids (``activity.deal_id``, ``contact_id``, ``account_id``, or a
+stored ``activity_id``) gets the deal, contact, account and history the store knew before
+the activity's ``occurred_at`` (see :mod:`store.base`). What the request gives wins, per item:
+a ``history``, ``deal``, ``contact`` or ``account`` object replaces the stored one (an object
+holding nothing but its id is a reference, and is completed from the store); the fields of a
+stored activity fill only the fields the request's activity leaves out. An id the store does
+not know is scored as an unseen value and listed in the result's ``unseen``.
+
+Without a store, the id-only form (ids and no deal, contact, account or history) is refused
+with a 422 that says how to configure one; every other request is scored as before.
+
+Which store: ``ACTIVITY_SCORER_STORE`` (``sqlite:///FILE`` or ``postgresql://...``), else none.
+``activity-scorer serve`` sets it to the data home's embedded ``store.db`` when that exists and
+the variable is unset, so the service process itself never guesses from its working directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+
+from features import contract as c
+from serving.errors import InvalidRequest
+from serving.schemas import (
+    Account,
+    Activity,
+    Contact,
+    Deal,
+    DealStage,
+    History,
+    HistoryActivity,
+    HistoryContact,
+    Outcome,
+    RankRequest,
+    RankResponse,
+    Response,
+    ScoreItem,
+    ScoreRequest,
+    ScoreResponse,
+)
+from serving.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+NO_STORE_HINT = ("this service has no history store: send the deal, contact, account and history with the request, "
+                 "or start the service with ACTIVITY_SCORER_STORE (or after 'activity-scorer load'); see docs/store.md")
+
+_ENTITIES = (("deal", c.DEAL_ID, Deal), ("contact", c.CONTACT_ID, Contact), ("account", c.ACCOUNT_ID, Account))
+_HISTORY_MODELS = {c.ACTIVITIES: HistoryActivity, c.RESPONSES: Response, c.DEAL_STAGES: DealStage,
+                   c.OUTCOMES: Outcome, c.CONTACTS: HistoryContact}
+
+
+def open_history_store(settings: Settings) -> Any:
+    """The store the service reads, or None (see the module docstring).
+
+    Raises:
+        store.StoreError: a configured store cannot be opened (the service must not start half-wired).
+    """
+    from store import open_store
+
+    url = settings.store
+    if not url:
+        logger.info("no history store (ACTIVITY_SCORER_STORE is not set): scoring by id is off")
+        return None
+    store = open_store(url)
+    logger.info("history store %s (schema v%d)", store.url, store.version())
+    return store
+
+
+def _reference(obj: Any, id_field: str) -> str | None:
+    """The id of an object that holds nothing but its id (a reference to the stored one), else None."""
+    if obj is None:
+        return None
+    data = obj.model_dump(exclude_none=True)
+    return data.get(id_field) if set(data) == {id_field} else None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class HistoryAccess:
+    """The service's view of the history store (``store`` may be None: no store configured).
+
+    Args:
+        store: a :class:`store.HistoryStore`, or None.
+    """
+
+    def __init__(self, store: Any = None):
+        self.store = store
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        # SQLite reads take a fraction of a millisecond: on the event loop. A server round trip: in a thread.
+        if self.store.is_remote:
+            return await anyio.to_thread.run_sync(fn, *args)
+        return fn(*args)
+
+    # -- /score -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _needs_store(item: ScoreItem) -> bool:
+        a = item.activity
+        if item.history is not None:
+            return False
+        if any(getattr(item, name) is not None and _reference(getattr(item, name), key) is None
+               for name, key, _ in _ENTITIES):
+            return False
+        return any(getattr(a, key) is not None for _, key, _ in _ENTITIES) or any(
+            _reference(getattr(item, name), key) is not None for name, key, _ in _ENTITIES)
+
+    async def enrich_score(self, request: ScoreRequest) -> tuple[ScoreRequest, list[list[str]] | None]:
+        """The request with every item completed from the store; and the unknown id fields per item.
+
+        Raises:
+            InvalidRequest: no store, and an item carries only ids.
+        """
+        if self.store is None:
+            errors = [{"item": i, "field": "activity", "message": NO_STORE_HINT}
+                      for i, item in enumerate(request.items) if self._needs_store(item)]
+            if errors:
+                raise InvalidRequest(errors)
+            return request, None
+        return await self._read(self._enrich_score, request)
+
+    def _enrich_score(self, request: ScoreRequest) -> tuple[ScoreRequest, list[list[str]]]:
+        items, unknown = [], []
+        for item in request.items:
+            new, missing = self._complete_item(item)
+            items.append(new)
+            unknown.append(missing)
+        return ScoreRequest.model_construct(items=items, explain=request.explain), unknown
+
+    def _complete_item(self, item: ScoreItem) -> tuple[ScoreItem, list[str]]:
+        given = item.activity.model_dump(exclude_none=True)
+        ids = {key: given.get(key) or _reference(getattr(item, name), key) for name, key, _ in _ENTITIES}
+        if not any(ids.values()) and given.get(c.ACTIVITY_ID) is None:
+            return item, []
+        at = given.get(c.OCCURRED_AT)
+        stored_activity = self.store.get(c.ACTIVITIES, given[c.ACTIVITY_ID]) if given.get(c.ACTIVITY_ID) else None
+        if stored_activity is not None:
+            given = {**stored_activity, **given}
+            at = given[c.OCCURRED_AT]
+            for _, key, _ in _ENTITIES:
+                ids[key] = ids[key] or given.get(key)
+        if at is None:
+            at = given[c.OCCURRED_AT] = _now()  # what the scorer would do: scored as happening now
+        if not any(ids.values()):
+            return ScoreItem.model_construct(**{**dict(item), "activity": Activity.model_construct(**given)}), []
+        ctx = self.store.context_for(at, activity_id=given.get(c.ACTIVITY_ID), **ids)
+        fields: dict[str, Any] = {"activity": Activity.model_construct(**given)}
+        for name, key, model in _ENTITIES:
+            obj = getattr(item, name)
+            if obj is not None and _reference(obj, key) is None:
+                fields[name] = obj  # given in full: replaces the stored one
+            else:
+                row = getattr(ctx, name)
+                fields[name] = model.model_construct(**row) if row else obj
+        fields["history"] = item.history if item.history is not None else _history(ctx.history)
+        unknown = [key for key in ctx.unknown if ids.get(key) is not None]
+        return ScoreItem.model_construct(**fields), unknown
+
+    @staticmethod
+    def mark_score(answer: Any, unknown: list[list[str]] | None) -> Any:
+        """Add the unknown id fields of each item to its result's ``unseen``."""
+        if unknown and isinstance(answer, ScoreResponse):
+            for result, names in zip(answer.results, unknown, strict=True):
+                if names:
+                    result.unseen = [*result.unseen, *names]
+        return answer
+
+    # -- /rank ------------------------------------------------------------------------------
+
+    async def enrich_rank(self, request: RankRequest) -> tuple[RankRequest, list[str] | None]:
+        """The ``/rank`` request with its deal, contact, account and history from the store.
+
+        Raises:
+            InvalidRequest: no store, and the request names its deal only by id.
+        """
+        deal_id = request.deal.deal_id if request.deal is not None else None
+        if self.store is None:
+            if request.history is None and _reference(request.deal, c.DEAL_ID) is not None:
+                raise InvalidRequest([{"item": None, "field": "deal", "message": NO_STORE_HINT}])
+            return request, None
+        if deal_id is None and _reference(request.contact, c.CONTACT_ID) is None:
+            return request, None
+        return await self._read(self._enrich_rank, request)
+
+    def _enrich_rank(self, request: RankRequest) -> tuple[RankRequest, list[str]]:
+        at = request.at or _now()
+        deal_id = request.deal.deal_id if request.deal is not None else None
+        contact_id = request.contact.contact_id if request.contact is not None else None
+        ctx = self.store.context_for(at, deal_id=deal_id, contact_id=contact_id)
+        fields = dict(request)
+        fields["at"] = at
+        for name, key, model in _ENTITIES:
+            obj = getattr(request, name)
+            if obj is None or _reference(obj, key) is not None:
+                row = getattr(ctx, name)
+                fields[name] = model.model_construct(**row) if row else obj
+        if request.history is None:
+            fields["history"] = _history(ctx.history)
+        return RankRequest.model_construct(**fields), list(ctx.unknown)
+
+    @staticmethod
+    def mark_rank(answer: Any, unknown: list[str] | None) -> Any:
+        if unknown and isinstance(answer, RankResponse):
+            for entry in answer.ranked:
+                entry.unseen = [*entry.unseen, *unknown]
+        return answer
+
+
+def _history(rows: dict[str, list[dict[str, Any]]]) -> History:
+    """Stored history rows as a :class:`History` (rows were checked when stored: not validated again)."""
+    return History.model_construct(**{table: [model.model_construct(**r) for r in rows.get(table, [])]
+                                      for table, model in _HISTORY_MODELS.items()})
+
+
+def store_routes() -> list:
+    """The routes that need the store: ``/events``, the deletions, ``/deals/{id}/next`` and the deal page."""
+    from serving import deal_page, events
+
+    return [*events.routes(), *deal_page.routes()]
