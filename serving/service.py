@@ -34,6 +34,7 @@ from serving.model_store import load_model  # noqa: E402
 from serving.schemas import Limits, RankRequest, RankResponse, ScoreRequest, ScoreResponse, set_limits  # noqa: E402
 from serving.scorer import RequestStats, Scorer  # noqa: E402
 from serving.settings import load_settings  # noqa: E402
+from serving.store_access import HistoryAccess, open_history_store, store_routes  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class ActivityScorer:
         self.model = load_model(settings)
         self.scorer = Scorer(self.model, settings.max_factors, settings.max_rank_contacts, settings.max_candidates)
         self.runtime_fixes = settings.runtime_fixes
+        self.history = HistoryAccess(open_history_store(settings))  # scoring by id, /events (None: no store)
+        self.max_body_bytes, self.max_event_rows = settings.max_body_bytes, settings.max_event_rows
         self.inline_rows = settings.inline_rows
         self._limiter = anyio.CapacityLimiter(1)
         self.batcher = ScoreBatcher(self.scorer.score_batch, settings.batch_max_items, lambda r: len(r.items),
@@ -86,7 +89,15 @@ class ActivityScorer:
 
         Factors (with explain=true) are the largest contributions to p_outcome; effect is in
         log-odds of the outcome model's raw score, positive raises p_outcome.
+        With a history store, an item may carry only ids (docs/store.md).
         """
+        try:
+            request, unknown = await self.history.enrich_score(request)
+        except InvalidRequest as err:
+            return _invalid(err)
+        return self.history.mark_score(await self._score(request), unknown)
+
+    async def _score(self, request: ScoreRequest) -> ScoreResponse:
         size = sum(1 + (i.history.n_rows() if i.history is not None else 0) for i in request.items)
         if self.batcher is not None and size <= self.inline_rows:
             answer = await self.batcher.submit(request, REQUEST_STATS.get() or RequestStats())
@@ -96,6 +107,13 @@ class ActivityScorer:
     @bentoml.api(route="/rank")
     async def rank(self, request: RankRequest, /) -> RankResponse:
         """Rank next-best activities for a deal at `at` (plan-time model), best p_outcome first."""
+        try:
+            request, unknown = await self.history.enrich_rank(request)
+        except InvalidRequest as err:
+            return _invalid(err)
+        return self.history.mark_rank(await self._rank(request), unknown)
+
+    async def _rank(self, request: RankRequest) -> RankResponse:
         n = len(request.candidates) if request.candidates is not None else self.scorer.max_candidates
         size = n * (1 + (request.history.n_rows() if request.history is not None else 0))
         return await self._run(self.scorer.rank, request, size)
@@ -141,4 +159,5 @@ ActivityScorer.add_asgi_middleware(_guard)
 from serving.openapi import OpenAPIMiddleware  # noqa: E402
 
 ActivityScorer.add_asgi_middleware(OpenAPIMiddleware, service=ActivityScorer)
-ActivityScorer.mount_asgi_app(Starlette(routes=[Route("/model", _model_info, methods=["GET"])]), path="/")
+ActivityScorer.mount_asgi_app(Starlette(routes=[Route("/model", _model_info, methods=["GET"]), *store_routes()]),
+                              path="/")
