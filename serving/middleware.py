@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 API_PATHS = frozenset({"/score", "/rank"})
 PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json"})
 PUBLIC_PREFIXES = ("/static_content/", "/assets/")
+# HTML pages for people check the same keys themselves (header, or the cookie their sign-in form
+# sets: serving/deal_page.py), so that a browser without a key gets a sign-in page, not JSON.
+SELF_AUTH_PREFIXES = ("/ui/",)
 JSON_CONTENT_TYPE = b"application/json"
 _TOO_LARGE = b"<too large>"  # sentinel of _read_body (compared by identity)
 
@@ -116,7 +119,7 @@ class RequestGuard:
                 self._served.clear()
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path.startswith(SELF_AUTH_PREFIXES):
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         method = scope.get("method", "")
