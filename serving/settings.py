@@ -60,8 +60,8 @@ class Settings:
         log_level: level of the service's own loggers (one line per request at INFO).
         runtime_fixes: apply the BentoML work-arounds of :mod:`serving.runtime` (on by default;
             ``0`` only to measure what they fix).
-        store: the history store (``sqlite:///FILE`` or ``postgresql://...``; default: the data
-            home's ``store.db`` when it exists, else none), see :mod:`serving.store_access`.
+        store: the history store (``sqlite:///FILE`` or ``postgresql://...``; empty: none; ``serve``
+            sets the data home's ``store.db`` when it exists), see :mod:`serving.store_access`.
         max_event_rows: most rows one ``POST /events`` request may carry, all tables together.
     """
 
