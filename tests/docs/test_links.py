@@ -109,3 +109,16 @@ def test_the_checker_catches_each_kind_of_bad_link(tmp_path):
     for fine in ("there.md)", "there.md#second-part", "example.org", "#local", "never-checked"):
         assert f"({fine}" not in found, (fine, found)
     assert len(found.splitlines()) == 7
+
+
+WORKSPACE_ONLY = re.compile(r"(?:\.\./)?shared/(?:API\.md|DATA_CONTRACT\.md|STYLE\.md|crm/|data/)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_no_page_sends_the_reader_to_the_workspace_folder(page):
+    """Not even as plain text: the repository's own pages say what those files said."""
+    hits = [f"{page.relative_to(ROOT)}:{n}: {line.strip()}"
+            for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1)
+            if WORKSPACE_ONLY.search(line)]
+    assert not hits, ("these lines name files of the workspace's shared/ folder, which a clone does not have; "
+                      "link the page of docs/ that covers it:\n" + "\n".join(hits))
