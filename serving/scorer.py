@@ -84,7 +84,8 @@ class Scorer:
         self.spec = model.bundle.spec
         self.context = model.context
         self.ranking = model.ranking
-        self.explainer = Explainer(self.spec, max_factors)
+        prior = self.context.prior_sum / self.context.prior_n if self.context.prior_n > 0 else None
+        self.explainer = Explainer(self.spec, max_factors, usual_rep_rate=prior)
         self.max_rank_contacts = max_rank_contacts
         self.max_candidates = max_candidates
         m = self.bundle.manifest
