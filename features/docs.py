@@ -40,6 +40,12 @@ was created before the activity); the service's snapshot holds the deals created
 end of the training data, so a deal created later is compared without itself. In groups of
 hundreds of deals this is negligible; in a group of a few deals it shifts the ratio.
 
+The last column is the sentence a `/score` or `/rank` factor starts with, the value written as a
+person reads it (shares as percentages, codes as words); the factor then says how that compares
+with a typical activity and whether it raises or lowers the chance that the deal advances, e.g.
+"8 touches to this contact in the last 7 days: compared with a typical activity this lowers the
+chance that the deal advances" (`serving/explain.py`; the signed log-odds stay in `effect`).
+
 | feature | family | kind | timing | unit | meaning (explanation text) |
 |---|---|---|---|---|---|
 """

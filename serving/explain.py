@@ -1,11 +1,14 @@
-"""Explanations: the largest LightGBM contributions to ``p_outcome``, in plain language.
+"""Explanations: the largest LightGBM contributions to ``p_outcome``, in words a rep or manager reads.
 
 A contribution (``pred_contrib``) is in log-odds of the outcome model's raw score, before
-calibration; the contributions of all features plus a bias add up to that raw score.
-Each factor carries the feature's value as the service saw it (the category text, even
-when unseen in training, or the number), the value's unit from the feature catalogue,
-and the catalogue's sentence with the value filled in ("6 touches to this contact in the
-last 7 days").
+calibration; the contributions of all features plus a bias add up to that raw score. A
+contribution is measured against the model's average activity: positive means this value
+makes an advance more likely than it is for a typical activity, negative less likely. The
+factor's ``text`` says exactly that, without log-odds: what the value is (the feature
+catalogue's sentence, shares as percentages, codes as words), then how it compares with
+what is usual ("this rep's outcome rate over 4,361 activities (9%) is below the average of
+all reps (12%)") and whether it raises or lowers the chance, and how strongly. ``effect``
+keeps the signed log-odds for programs; ``value`` the value as the service saw it.
 """
 
 from __future__ import annotations
@@ -15,10 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from features.schema import CATEGORICAL
+from features import contract as c
+from features.schema import CATEGORICAL, SENIORITY_RANK, feature_by_name
+from features.schema import BASE_FEATURES as CATALOGUE
 from models.bundle import FeatureSpec
 
 CATEGORY_UNIT = "category"
+RATE_FEATURE = "rep_outcome_rate"
+RECORD_FEATURE = "rep_labelled_activities"
+# |log-odds| below which an influence is "slight", and from which it is "strong"
+SLIGHT, STRONG = 0.1, 0.5
+_SENIORITY_WORDS = {"c_level": "a C-level executive", "vp": "a VP", "director": "a director", "manager": "a manager",
+                    "individual_contributor": "an individual contributor", "unknown": "someone of unknown seniority"}
+VALUE_WORDS: dict[str, dict[Any, str]] = {
+    c.IS_AUTOMATED: {1.0: "a sequence or bulk tool (automated)", 0.0: "hand (not automated)"},
+    "weekday_local": dict(enumerate(("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))),
+    "max_seniority_engaged_deal": {float(v): _SENIORITY_WORDS[k] for k, v in SENIORITY_RANK.items()},
+    c.SENIORITY: _SENIORITY_WORDS,
+}
 
 
 def plain_value(value: Any) -> str | float | None:
@@ -60,13 +77,97 @@ def sentence(template: str, name: str, value: str | float | None) -> str:
     return template.replace("{v}", format_value(value))
 
 
-class Explainer:
-    """Turns contribution rows into factors for one bundle's feature spec."""
+def value_text(name: str, unit: str, value: str | float | None) -> str:
+    """How a feature's value reads in a factor: words for codes, percentages for shares, else :func:`format_value`."""
+    if value is None:
+        return ""
+    words = VALUE_WORDS.get(name)
+    if words is not None:
+        key = value if isinstance(value, str) else float(value)
+        if key in words:
+            return words[key]
+    if isinstance(value, str):
+        return value.replace("_", " ")
+    if unit.startswith("share"):
+        return percent(value)
+    if float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return format_value(value)
 
-    def __init__(self, spec: FeatureSpec, max_factors: int = 5):
+
+def percent(value: float) -> str:
+    """0.153 -> 15%; 0.004 -> 0.4%."""
+    p = 100.0 * float(value)
+    return f"{p:.0f}%" if abs(p) >= 10 or p == 0 else f"{p:.1f}%".replace(".0%", "%")
+
+
+def influence(effect: float) -> str:
+    """How a contribution reads: "raises the chance of an advance", "slightly lowers it", ..."""
+    size = abs(effect)
+    how = "slightly " if size < SLIGHT else "strongly " if size >= STRONG else ""
+    return f"{how}{'raises' if effect > 0 else 'lowers'} the chance that the deal advances"
+
+
+def compare_word(value: float, usual: float, tolerance: float = 0.05) -> str:
+    """above / below / about the same as ``usual`` (within ``tolerance`` of it, relatively)."""
+    if abs(value - usual) <= tolerance * abs(usual):
+        return "about the same as"
+    return "above" if value > usual else "below"
+
+
+class Explainer:
+    """Turns contribution rows into factors for one bundle's feature spec.
+
+    Args:
+        spec: the bundle's feature spec.
+        max_factors: factors per result.
+        usual_rep_rate: the average outcome rate of all reps (the serving context's prior),
+            which a rep's track record is compared with; None when unknown.
+    """
+
+    def __init__(self, spec: FeatureSpec, max_factors: int = 5, usual_rep_rate: float | None = None):
         self.spec = spec
         self.max_factors = max_factors
+        self.usual_rep_rate = usual_rep_rate
         self._units = [CATEGORY_UNIT if f.kind == CATEGORICAL else (f.unit or "value") for f in spec.features]
+        catalogue = feature_by_name(CATALOGUE)
+        # the catalogue's current sentence for known features (a bundle stores the text of its training day)
+        self._templates = [catalogue[f.name].text if f.name in catalogue else f.text for f in spec.features]
+
+    def text(self, j: int, value: str | float | None, effect: float, raw_columns: dict[str, np.ndarray],
+             i: int) -> str:
+        """The factor's sentence: what the value is, how it compares with the usual, which way it pushes."""
+        f = self.spec.features[j]
+        unit = self._units[j]
+        if f.name in (RATE_FEATURE, RECORD_FEATURE):
+            record = self._track_record(raw_columns, i, effect, f.name == RECORD_FEATURE)
+            if record:
+                return record
+        if value is None:
+            what = f"{f.name.replace('_', ' ')} is not known"
+            return f"{what}: compared with a typical activity this {influence(effect)}"
+        template = self._templates[j]
+        shown = value_text(f.name, unit if f.kind != CATEGORICAL else "", value)
+        what = template.replace("{v}", shown) if template else f"{f.name.replace('_', ' ')} {shown}"
+        return f"{what}: compared with a typical activity this {influence(effect)}"
+
+    def _track_record(self, raw_columns: dict[str, np.ndarray], i: int, effect: float, length: bool) -> str | None:
+        """The rep's track record compared with all reps; ``length``: the factor is the record's size."""
+        rate = _finite(raw_columns.get(RATE_FEATURE), i)
+        n = _finite(raw_columns.get(RECORD_FEATURE), i)
+        if rate is None:
+            return None
+        over = f" over {int(n):,} activities" if n is not None else ""
+        if self.usual_rep_rate is not None:
+            cmp = compare_word(rate, self.usual_rep_rate)
+            head = (f"this rep's outcome rate{over} ({percent(rate)}) is {cmp} the average of all reps "
+                    f"({percent(self.usual_rep_rate)})")
+        else:
+            head = f"this rep's past activities were followed by a deal advance {percent(rate)} of the time{over}"
+        if length and n is not None:
+            weight = "long enough to be trusted" if n >= 200 else "short, so it counts for little"
+            head = f"{head}; a record of {int(n):,} activities is {weight}"
+        return f"{head}: this {influence(effect)}"
 
     def factors(self, contributions: np.ndarray, raw_columns: dict[str, np.ndarray], row: int,
                 column_row: int | None = None) -> list[dict[str, Any]]:
@@ -93,5 +194,15 @@ class Explainer:
             f = self.spec.features[j]
             value = plain_value(raw_columns[f.name][i])
             out.append({"feature": f.name, "value": value, "unit": self._units[j], "effect": round(effect, 6),
-                        "text": sentence(f.text, f.name, value)})
+                        "text": self.text(int(j), value, effect, raw_columns, i)})
         return out
+
+
+def _finite(column: np.ndarray | None, i: int) -> float | None:
+    if column is None:
+        return None
+    try:
+        v = float(column[i])
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
