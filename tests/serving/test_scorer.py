@@ -12,7 +12,7 @@ from features import contract as c
 from features.build import build_serving_columns, build_serving_frame, build_training_frame, rep_context, request_items
 from serving.candidates import AUTOMATABLE_TYPES, NONE_TYPE, learned_types
 from serving.errors import InvalidRequest
-from serving.explain import format_value, sentence
+from serving.explain import format_value, sentence, value_text
 from serving.model_store import LoadedModel, load_bundle_dir
 from serving.schemas import RankRequest, ScoreRequest
 from serving.scorer import Scorer
@@ -76,8 +76,9 @@ def test_factors_are_the_largest_contributions_with_value_unit_and_text(scorer, 
     for f in result.factors:
         spec_feature = model.bundle.spec[f.feature]
         assert f.unit, f"{f.feature} has no unit"
-        if f.value is not None and spec_feature.text:
-            assert format_value(f.value) in f.text
+        if f.value is not None and spec_feature.text and f.feature not in ("rep_outcome_rate", "rep_labelled_activities"):
+            assert value_text(f.feature, "" if spec_feature.kind == "categorical" else f.unit, f.value) in f.text
+        assert "log-odds" not in f.text and ("raises" in f.text or "lowers" in f.text)
         if spec_feature.kind == "categorical":
             assert f.value == columns[f.feature][0]
 
