@@ -7,7 +7,8 @@ one more function appended to :data:`STEPS`):
    and simulator format version is already there);
 2. validate it against the data contract;
 3. train, calibrate, evaluate, log to MLflow and register a ``challenger``;
-4. promote it to ``champion`` through the promotion gate.
+4. promote it to ``champion`` through the promotion gate;
+5. write the manager report (``activity-scorer report``) into the data home.
 """
 
 from __future__ import annotations
@@ -122,12 +123,36 @@ def step_promote(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:
         res.steps.append(("promote", f"v{decision.candidate_version} not promoted: " + "; ".join(decision.reasons)))
 
 
+def step_report(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:
+    """The manager report on the champion (``activity-scorer report``), written into the data home."""
+    from features.dataset import DatasetError
+    from reports.effects_source import EffectSourceError
+    from reports.report import ReportError
+    from reports.report_command import write_report
+    from training.tracking import TrackingError
+
+    out = res.home / "demo-report.html"
+    model = None  # the champion
+    reg = getattr(res.train_run, "registered", None)
+    if reg is not None:
+        promoted = res.promotion is None or res.promotion.promoted or getattr(res.promotion, "champion_version", None)
+        model = f"models:/{reg.name}@champion" if promoted else f"models:/{reg.name}/{reg.version}"
+    try:
+        doc = write_report(res.data, out, model=model, json_out=res.home / "demo-report.json", cfg=cfg,
+                           progress=progress)
+    except (ReportError, EffectSourceError, TrackingError, DatasetError, OSError, ValueError) as err:
+        raise DemoError(f"report: {err}") from None
+    res.extra["report"] = out
+    res.steps.append(("report", f"wrote {out} ({doc['totals']['activities']:,} activities of the last 13 weeks)"))
+
+
 Step = Callable[[DemoResult, TrainConfig, Progress], None]
 STEPS: list[tuple[str, Step]] = [
     ("simulate", step_simulate),
     ("validate", step_validate),
     ("train", step_train),
     ("promote", step_promote),
+    ("report", step_report),
 ]
 
 
