@@ -309,6 +309,8 @@ def demo(
         serve_it = "PYTEST_CURRENT_TEST" not in os.environ
     if serve_it:
         _demo_serve(res, home, console, port)
+    if res.extra.get("report"):
+        console.print(f"\nmanager report (activity vs accomplishment; open it in a browser): {res.extra['report']}")
 
 
 # --- the HTTP service (serving/) -------------------------------------------------------------
@@ -484,7 +486,7 @@ def _demo_serve(res, home: Path, console, port: int) -> None:
     console.print(f"  {result['activity_id']} ({item['activity'][c.TYPE]}): p_outcome {result['p_outcome']:.3f}, "
                   f"p_output {result['p_output']:.3f}, p_negative {result['p_negative']:.3f}")
     for f in result.get("factors", [])[:3]:
-        console.print(f"    {f['effect']:+.2f} log-odds  {f['text']}")
+        console.print(f"    {f['text']}")
     console.print(f"\n$ curl -s {url}/rank -H 'Content-Type: application/json' -d @{rank_file}")
     ranking = call("/rank", rank_file)
     console.print(f"  (best first, ordered by {ranking.get('ranked_by', 'p_outcome')})")
