@@ -18,6 +18,17 @@ Two checks, both on the train slice only:
    are used by the ``full`` model only).
 
 Flagged features are dropped from every model unless listed in ``leakage.allow``.
+
+Two warnings do not drop anything but are printed, logged and stored with the run:
+
+3. **Strong single features.** A feature whose single-feature AUC lies in the warning band
+   ``[leakage.warn_single_feature_auc, leakage.max_single_feature_auc)`` is named: a field
+   written after the outcome often scores 0.9 alone without reaching the drop threshold.
+   The ``leakage.top_features`` strongest features per label are listed with their AUC.
+4. **Implausible test AUC.** After training, a model whose test AUC exceeds
+   ``leakage.max_plausible_auc`` is reported with the features that carry it (largest
+   gain share) and their single-feature AUC: declare after-the-fact fields execution-time in
+   ``dataset.json`` or exclude them (:func:`implausible_models`).
 """
 
 from __future__ import annotations
@@ -53,6 +64,13 @@ class LeakFlag:
 class LeakageReport:
     flags: list[LeakFlag] = field(default_factory=list)
     max_auc: dict[str, dict[str, float]] = field(default_factory=dict)  # feature -> label -> AUC
+    warnings: list[LeakFlag] = field(default_factory=list)  # warning band and implausible models: kept
+    top: int = 5
+
+    def strongest(self, label: str, k: int | None = None) -> list[tuple[str, float]]:
+        """The ``k`` features with the highest single-feature AUC on ``label``, strongest first."""
+        pairs = [(f, by[label]) for f, by in self.max_auc.items() if label in by and by[label] == by[label]]
+        return sorted(pairs, key=lambda fa: -fa[1])[: (k or self.top)]
 
     @property
     def dropped(self) -> list[str]:
@@ -63,7 +81,11 @@ class LeakageReport:
         return sorted({f.feature for f in self.flags if f.kept})
 
     def to_dict(self) -> dict:
-        return {"flags": [asdict(f) for f in self.flags], "dropped": self.dropped, "kept_by_config": self.kept}
+        labels = sorted({lab for by in self.max_auc.values() for lab in by})
+        return {"flags": [asdict(f) for f in self.flags], "dropped": self.dropped, "kept_by_config": self.kept,
+                "warnings": [asdict(f) for f in self.warnings],
+                "strongest": {lab: [{"feature": f, "auc": round(float(a), 4)} for f, a in self.strongest(lab)]
+                              for lab in labels}}
 
 
 def _oriented_auc(y: np.ndarray, x: np.ndarray) -> float:
@@ -141,7 +163,7 @@ def probe(
     label_columns = label_columns or LABELS
     execution_time_names = execution_time_names or set()
     allow = set(cfg.allow)
-    report = LeakageReport()
+    report = LeakageReport(top=cfg.top_features)
     rng = np.random.default_rng(seed)
     for label, mask in train_masks.items():
         idx = np.flatnonzero(mask)
@@ -162,6 +184,14 @@ def probe(
                     f"alone reaches AUC {auc:.3f} on {label} (threshold {cfg.max_single_feature_auc})",
                     label, round(float(auc), 4), f.name in allow,
                 ))
+            elif auc >= cfg.warn_single_feature_auc:
+                report.warnings.append(LeakFlag(
+                    f.name, "strong_single_feature",
+                    f"alone reaches AUC {auc:.3f} on {label} (warning from {cfg.warn_single_feature_auc}, dropped "
+                    f"from {cfg.max_single_feature_auc}): if it is written after the outcome, declare it "
+                    "execution-time in dataset.json or exclude it",
+                    label, round(float(auc), 4), True,
+                ))
     prefix = "cf_" + c.ACTIVITIES + "_"
     for f in features:
         if f.family != "custom" or not f.name.startswith(prefix) or f.name in execution_time_names:
@@ -178,4 +208,38 @@ def probe(
             ))
     for flag in report.flags:
         logger.warning("leakage probe: %s %s%s", flag.feature, flag.detail, " (kept by config)" if flag.kept else "")
+    for flag in report.warnings:
+        logger.warning("leakage probe: %s %s", flag.feature, flag.detail)
     return report
+
+
+def implausible_models(test_auc: dict[tuple[str, str], float], gain_share: dict[tuple[str, str], list[tuple[str, float]]],
+                       report: LeakageReport, max_plausible_auc: float) -> list[LeakFlag]:
+    """One warning per (label, variant) whose test AUC exceeds ``max_plausible_auc``.
+
+    Args:
+        test_auc: test AUC per (label, variant).
+        gain_share: per (label, variant), (feature, share of the booster's total gain), largest first.
+        report: the probe's report (for each carrying feature's single-feature AUC); the
+            warnings are appended to ``report.warnings``.
+        max_plausible_auc: the plausibility threshold (config ``leakage.max_plausible_auc``).
+    """
+    out = []
+    for (label, variant), auc in test_auc.items():
+        if not auc > max_plausible_auc:
+            continue
+        carriers = []
+        for name, share in gain_share.get((label, variant), [])[:3]:
+            single = report.max_auc.get(name, {}).get(label)
+            carriers.append(f"{name} ({share:.0%} of the gain" + (f", alone AUC {single:.3f})" if single else ")"))
+        flag = LeakFlag(
+            ", ".join(n for n, _ in gain_share.get((label, variant), [])[:3]) or "(unknown)", "implausible_test_auc",
+            f"{label}/{variant} reaches test AUC {auc:.3f}, above the plausible {max_plausible_auc}: carried by "
+            + "; ".join(carriers) + ". A field written after the outcome? Declare it execution-time in dataset.json "
+            "or exclude it (exclude_features)",
+            label, round(float(auc), 4), True,
+        )
+        logger.warning("leakage: %s", flag.detail)
+        out.append(flag)
+    report.warnings.extend(out)
+    return out

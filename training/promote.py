@@ -33,7 +33,8 @@ from models.metrics import binary_metrics
 from training import data as data_mod
 from training import tracking
 from training.config import Horizons, TrainConfig
-from training.train import Progress
+from training.purge import fill_settled_labels, settle_days
+from training.train import Progress, evaluation_bundle_of
 
 logger = logging.getLogger(__name__)
 
@@ -198,11 +199,16 @@ def run_promotion(
         return PromotionDecision(name, cand_version, champ_version, {}, {}, None, already_champion=True)
 
     progress(f"fetching version {cand_version}" + (f" and champion {champ_version}" if champ_version else ""))
+    # Like with like: a bundle refit for deployment has seen its own test window, so the gate
+    # scores the models of each version's time-ordered evaluation (bundle/evaluation), which
+    # were fit only on data before their test window; a bundle without one is its own.
     try:
-        candidate, _ = tracking.load_bundle(f"models:/{name}/{cand_version}", Path(workdir) / "candidate")
+        _, fetched = tracking.load_bundle(f"models:/{name}/{cand_version}", Path(workdir) / "candidate")
+        candidate = evaluation_bundle_of(fetched.path)
         champion = None
         if champ_version is not None:
-            champion, _ = tracking.load_bundle(f"models:/{name}/{champ_version}", Path(workdir) / "champion")
+            _, fetched = tracking.load_bundle(f"models:/{name}/{champ_version}", Path(workdir) / "champion")
+            champion = evaluation_bundle_of(fetched.path)
     except tracking.TrackingError as err:
         raise PromotionError(str(err)) from None
 
@@ -238,6 +244,9 @@ def run_promotion(
     frame = loaded.table.frame
     horizons = {"outcome_days": bcfg.horizons.outcome_days, "output_days": bcfg.horizons.output_days}
     frame = data_mod.censor_labels(frame, end, horizons)
+    # labels that settle sooner than their horizon (a flat campaign export) are known as in training
+    settles = settle_days(loaded.dataset, horizons, list(candidate.labels), cfg.splits.purge_settled_labels, end)
+    frame, _ = fill_settled_labels(frame, loaded.dataset, settles, end, {lab: LABELS[lab] for lab in candidate.labels})
     occurred = frame[c.OCCURRED_AT]
     frame = frame[((occurred >= start) & (occurred < end)).to_numpy(dtype=bool)]
     if champion is not None:
@@ -256,7 +265,7 @@ def run_promotion(
     decision = PromotionDecision(
         name, cand_version, champ_version,
         {"start": start.isoformat(), "end": end.isoformat(), "data": str(source), "rows": int(len(frame)),
-         "what": what},
+         "what": what, "models": "each version's evaluation models (fit before its test window)"},
         cand_metrics, champ_metrics, gate(cand_metrics, champ_metrics, cfg), warnings,
     )
     if decision.passed or force:

@@ -64,6 +64,9 @@ def train_document(run) -> dict[str, Any]:
         "counts": result.counts,
         "variants": result.bundle.manifest.variants,
         "leakage": result.leakage.to_dict(),
+        "notes": getattr(result, "notes", []),
+        "skipped_labels": getattr(result, "skipped_labels", {}),
+        "deployed": result.metrics.get("deployed", {}),
         "features_used": result.features_used,
         "metrics": summary_rows(result),
         "by_type": {f"{lab}/{var}": fit.metrics.get("by_type", {}) for (lab, var), fit in result.fits.items()},
@@ -92,6 +95,12 @@ def print_train_summary(console: Console, run) -> None:
         style = "yellow"
         console.print(Text(f"  leakage probe: {flag.feature} {flag.detail} -> "
                            + ("kept (leakage.allow)" if flag.kept else "left out"), style=style))
+    for note in getattr(result, "notes", []):  # skipped labels, purge, leakage warnings, what was deployed
+        console.print(Text(f"  {note}", style="yellow" if note.startswith(("leakage", "label")) else ""))
+    strongest = result.leakage.strongest("outcome")
+    if strongest:
+        console.print("  strongest single features (outcome AUC alone): "
+                      + ", ".join(f"{f} {a:.3f}" for f, a in strongest), highlight=False)
     table = Table(title="Test window (most recent data)", title_justify="left", show_edge=False, pad_edge=False)
     has_truth = any("oracle_auc" in r for r in summary_rows(result))
     cols = ["label/variant", "n", "rate", "AUC", "PR-AUC", "log loss", "Brier", "ECE", "lift@10%", "calib", "trees"]

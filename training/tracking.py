@@ -117,6 +117,10 @@ def flatten_metrics(metrics: dict[str, Any]) -> dict[str, float]:
             for t, tm in m.get("by_type", {}).items():
                 for k in ("n", "base_rate", "auc", "ece", "lift_top_decile"):
                     put(_metric_key(label, variant, "type", t, k), tm.get(k))
+    for key, d in metrics.get("deployed", {}).items():  # the refit for deployment (training.train)
+        if isinstance(d, dict):
+            for k in ("rows", "trees", "calibration_rows", "crossfit_auc"):
+                put(_metric_key("deployed", *key.split("/"), k), d.get(k))
     for label, by_slice in metrics.get("counts", {}).items():
         for slice_name, k in by_slice.items():
             put(_metric_key("rows", label, slice_name, "positives"), k["positives"])

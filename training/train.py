@@ -42,12 +42,14 @@ from training.data import (
     label_masks,
     plan_splits,
 )
-from training.leakage import LeakageReport, probe
+from training.leakage import LeakageReport, implausible_models, probe
+from training.purge import Settle, fill_settled_labels, settle_days
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 SMALL_TRAIN_ROWS = 20_000
+EVALUATION_DIR = "evaluation"  # inside a deployed bundle: the evaluation's models (training.train.save_bundle)
 MIN_TYPE_ROWS = 50  # per-activity-type metrics need at least this many test rows
 
 
@@ -97,6 +99,12 @@ class TrainingResult:
     seconds: dict[str, float] = field(default_factory=dict)
     shap: dict[str, Any] = field(default_factory=dict)  # variant -> {"values", "matrix", "names"}
     test_types: pd.Series | None = None  # activity type of every frame row (for plots)
+    # Issue 15: what was deployed, labels skipped, what the purge left out, warnings to print.
+    evaluation_bundle: ModelBundle | None = None  # the time-ordered evaluation's models (None: no refit)
+    deployed: dict[str, Any] = field(default_factory=dict)  # "label/variant" -> rows, trees, calibration
+    skipped_labels: dict[str, str] = field(default_factory=dict)  # label -> why
+    purge: dict[str, Settle] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one line each, printed by the CLI
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -219,6 +227,9 @@ def run_training(
     frame = frame.sort_values(c.OCCURRED_AT, kind="stable").reset_index(drop=True)
     horizons = {"outcome_days": cfg.horizons.outcome_days, "output_days": cfg.horizons.output_days}
     frame = censor_labels(frame, data_end, horizons, label_cols)
+    # purge (and censor) what can leak, not everything: labels that settle sooner than their horizon
+    settles = settle_days(loaded.dataset, horizons, list(label_cols), cfg.splits.purge_settled_labels, until)
+    frame, filled = fill_settled_labels(frame, loaded.dataset, settles, data_end, label_cols)
 
     features, execution_names = model_features(list(table.features), cfg, loaded.execution_time_fields,
                                                 frame.columns)
@@ -228,24 +239,40 @@ def run_training(
     progress("splitting on time")
     try:
         split = plan_splits(frame, cfg.splits, data_end, list(label_cols.values()), label_cols["outcome"],
-                            cfg.horizons.outcome_days if cfg.splits.purge_before_test else 0)
+                            settles["outcome"].settle_days if cfg.splits.purge_before_test else 0)
     except ValueError as err:
         raise TrainingRefused([str(err)]) from None
     masks: dict[str, dict[str, np.ndarray]] = {}
     counts: dict[str, dict[str, dict[str, int]]] = {}
     ys: dict[str, np.ndarray] = {}
     for label, col in label_cols.items():
-        days = horizons["outcome_days" if label == "outcome" else "output_days"]
-        masks[label] = label_masks(frame, split, label, days, cfg.splits.purge_before_test)
+        masks[label] = label_masks(frame, split, label, settles[label].settle_days, cfg.splits.purge_before_test)
         y = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
         ys[label] = y
+        if cfg.splits.purge_before_test:
+            kept = label_masks(frame, split, label, 0.0, False)
+            n_purged = int(sum(kept[name].sum() - masks[label][name].sum() for name in SLICES[:3]))
+            settles[label] = replace(settles[label], rows_purged=n_purged)
         counts[label] = {
             name: {"positives": int(np.nansum(y[m])), "negatives": int(m.sum() - np.nansum(y[m]))}
             for name, m in masks[label].items()
         }
-    problems = check_gates(counts, cfg)
+    skipped: dict[str, str] = {}
+    problems = []
+    for label in list(label_cols):
+        bad = check_gates({label: counts[label]}, cfg)
+        if not bad:
+            continue
+        if label == "outcome" or not cfg.gates.skip_labels_without_data:
+            problems += bad
+        else:
+            skipped[label] = bad[0]
     if problems:
-        raise TrainingRefused(problems)
+        raise TrainingRefused(problems + list(skipped.values()))
+    for label, why in skipped.items():
+        logger.warning("skipped %s", why)
+        del label_cols[label], masks[label], ys[label]
+        settles.pop(label, None)
 
     progress("probing for leakage")
     t = time.perf_counter()
@@ -287,6 +314,46 @@ def run_training(
             seconds[f"fit_{label}_{variant}"] = fit.seconds
         del vmatrix
 
+    notes: list[str] = [f"label {lab} skipped: {why.split(': ', 1)[-1]}" for lab, why in skipped.items()]
+    for label, st in settles.items():
+        if cfg.splits.purge_before_test and (st.settle_days < st.horizon_days or st.rows_purged):
+            notes.append(f"purge before the test window ({label}): {st.rows_purged:,} rows left out; {st.reason}"
+                         + (f"; {filled[label]:,} rows near the end of the data labelled" if filled.get(label) else ""))
+    gain_share = {}
+    for key, fit in fits.items():
+        total = float(fit.importance_gain.sum()) or 1.0
+        order = np.argsort(-fit.importance_gain)
+        gain_share[key] = [(spec.names[i], float(fit.importance_gain[i]) / total) for i in order[:5]]
+    implausible_models({k: f.metrics["test"]["auc"] for k, f in fits.items()}, gain_share, leakage,
+                       cfg.leakage.max_plausible_auc)
+    notes += [f"leakage warning: {w.feature} {w.detail}" if w.reason == "strong_single_feature"
+              else f"leakage warning: {w.detail}" for w in leakage.warnings]
+
+    deployed_fits: dict[tuple[str, str], tuple[Any, Any]] = {}
+    deployed: dict[str, Any] = {}
+    if cfg.refit.enabled:
+        for variant in variants:
+            if variant == VARIANT_PLAN and has_execution:
+                vmatrix = matrix.copy()
+                vmatrix[:, exec_idx] = np.nan
+            else:
+                vmatrix = matrix
+            for label in label_cols:
+                progress(f"refitting {label}/{variant} for deployment")
+                t = time.perf_counter()
+                booster, calibrator, info = refit_for_deployment(vmatrix, ys[label], masks[label], frame, spec,
+                                                                 params, cfg, fits[(label, variant)], label)
+                deployed_fits[(label, variant)] = (booster, calibrator)
+                deployed[f"{label}/{variant}"] = info
+                seconds[f"refit_{label}_{variant}"] = time.perf_counter() - t
+            del vmatrix
+        d = deployed.get("outcome/plan", {})
+        if d:
+            notes.append(f"deployed: boosters refit on all {d['rows']:,} labelled rows ({d['trees']} trees for "
+                         f"outcome/plan), calibrated on the {d['calibration_rows']:,} most recent closed labels "
+                         f"(from {d['calibration_start'][:10]}); a booster fit on everything before them scored AUC "
+                         f"{d['crossfit_auc']:.3f} there (the evaluation model: {fits[('outcome', 'plan')].metrics['test']['auc']:.3f})")
+
     progress("explaining (contributions on a test sample)")
     t = time.perf_counter()
     shap = _shap_sample(fits, matrix, spec, cfg)
@@ -304,6 +371,9 @@ def run_training(
         "variants": variant_map,
         "leakage": leakage.to_dict(),
         "features_used": len(spec),
+        "skipped_labels": skipped,
+        "purge": {lab: st.to_dict() for lab, st in settles.items()},
+        "deployed": {"refit": bool(deployed_fits), **deployed},
     }
     manifest = Manifest(
         model_name=cfg.registered_model,
@@ -320,18 +390,30 @@ def run_training(
                "dropped_features": leakage.dropped,
                "execution_features": sorted(spec.names[i] for i in exec_idx) if exec_idx else []},
     )
-    bundle = ModelBundle(
-        manifest,
+    context = serving_context(loaded, cfg, data_end)
+    evaluation = ModelBundle(
+        replace(manifest, extra=manifest.extra | {"role": "evaluation"}),
         spec,
         {k: f.booster for k, f in fits.items()},
         {k: f.calibrator for k, f in fits.items()},
         metrics,
-        serving_context(loaded, cfg, data_end),
+        context,
     )
+    if deployed_fits:
+        bundle = ModelBundle(
+            replace(manifest, extra=manifest.extra | {"role": "deployed", "evaluation_dir": EVALUATION_DIR}),
+            spec,
+            {k: b for k, (b, _) in deployed_fits.items()},
+            {k: cal for k, (_, cal) in deployed_fits.items()},
+            metrics,
+            context,
+        )
+    else:
+        bundle, evaluation = evaluation, None
     seconds["total"] = time.perf_counter() - t_start
     logger.info("trained %d models on %d rows in %.1fs", len(fits), len(frame), seconds["total"])
     return TrainingResult(bundle, cfg, split, counts, leakage, fits, fingerprint, len(frame),
-                          list(spec.names), seconds, shap, types)
+                          list(spec.names), seconds, shap, types, evaluation, deployed, skipped, settles, notes)
 
 
 def serving_context(loaded: LoadedData, cfg: TrainConfig, data_end: pd.Timestamp) -> dict | None:
@@ -436,6 +518,85 @@ def fit_one(
                 test["auc"], test["ece"], calibrator.method, seconds)
     return ModelFit(label, variant, booster, calibrator, int(best), m, np.asarray(gain, dtype=np.float64), te,
                     p_test, y_test, test_truth, seconds)
+
+
+def refit_for_deployment(matrix: np.ndarray, y: np.ndarray, masks: dict[str, np.ndarray], frame: pd.DataFrame,
+                         spec: FeatureSpec, params: dict[str, Any], cfg: TrainConfig, fit: ModelFit, label: str
+                         ) -> tuple[Any, Any, dict[str, Any]]:
+    """The deployed booster and calibrator of one (label, variant), and what they were fit on.
+
+    The booster is refit on every usable labelled row (all four slices; no early stopping:
+    the evaluation's best number of trees scaled by the row ratio, at most
+    ``refit.max_round_scale`` times). Its calibrator is cross-fitted: a second booster,
+    refit the same way on the rows whose labels were settled before the test window, scores
+    the test window (the most recent closed labels, unseen by it), and the calibrator fitted
+    on those scores is applied to the all-rows booster (as scikit-learn's
+    ``CalibratedClassifierCV(ensemble=False)`` does). The second booster's AUC on the test
+    window (``crossfit_auc``) is an honest measure of what refitting on more recent data buys.
+    """
+    import lightgbm as lgb
+
+    from models.metrics import roc_auc
+
+    names = [f"f{i}" for i in range(len(spec))]
+    before = masks["train"] | masks["validation"] | masks["calibration"]
+    window = masks["test"]
+    usable = before | window
+    n_eval_train = max(int(masks["train"].sum()), 1)
+    params = dict(params)
+    lg = cfg.lightgbm
+    if n_eval_train >= lg.large_data_rows:
+        params |= {"learning_rate": lg.large_data_learning_rate, "num_leaves": lg.large_data_num_leaves,
+                   "min_data_in_leaf": lg.large_data_min_data_in_leaf}
+    if n_eval_train < SMALL_TRAIN_ROWS:
+        params["num_threads"] = 1
+
+    def fit_rows(rows: np.ndarray) -> tuple[Any, int]:
+        scale = min(len(rows) / n_eval_train, cfg.refit.max_round_scale)
+        rounds = max(1, int(round(fit.best_iteration * scale)))
+        data = lgb.Dataset(matrix[rows], label=y[rows], feature_name=names,
+                           categorical_feature=spec.categorical_indices,
+                           params={"max_bin": params["max_bin"], "verbose": -1}, free_raw_data=True)
+        return lgb.train(params, data, num_boost_round=rounds), rounds
+
+    rows_before, rows_window, rows_all = np.flatnonzero(before), np.flatnonzero(window), np.flatnonzero(usable)
+    cross, _ = fit_rows(rows_before)
+    raw_window = cross.predict(matrix[rows_window], raw_score=True)
+    calibrator = fit_calibrator(raw_window, y[rows_window], cfg.calibration.isotonic_min_rows,
+                                cfg.calibration.isotonic_min_positives)
+    crossfit_auc = float(roc_auc(y[rows_window], raw_window))
+    del cross
+    booster, rounds = fit_rows(rows_all)
+    occurred = frame[c.OCCURRED_AT]
+    info = {
+        "rows": int(len(rows_all)),
+        "trees": int(rounds),
+        "evaluation_trees": int(fit.best_iteration),
+        "calibration": calibrator.method,
+        "calibration_rows": int(len(rows_window)),
+        "calibration_start": occurred.iloc[int(rows_window[0])].isoformat() if len(rows_window) else "",
+        "crossfit_rows": int(len(rows_before)),
+        "crossfit_auc": crossfit_auc,
+        "evaluation_auc": float(fit.metrics["test"]["auc"]),
+    }
+    logger.info("%s: deployed booster refit on %d rows (%d trees); cross-fitted %s calibration on %d rows, "
+                "crossfit AUC %.4f", label, len(rows_all), rounds, calibrator.method, len(rows_window), crossfit_auc)
+    return booster, calibrator, info
+
+
+def save_bundle(result: TrainingResult, path: Path) -> Path:
+    """Save the registered bundle and, when it was refit, the evaluation models in ``path/evaluation``."""
+    out = result.bundle.save(Path(path))
+    if result.evaluation_bundle is not None:
+        result.evaluation_bundle.save(out / EVALUATION_DIR)
+    return out
+
+
+def evaluation_bundle_of(path: Path) -> ModelBundle:
+    """The bundle whose metrics a promotion gate compares: ``path/evaluation`` when present, else ``path``."""
+    path = Path(path)
+    inner = path / EVALUATION_DIR
+    return ModelBundle.load(inner if (inner / "manifest.json").is_file() else path)
 
 
 def _by_type(types: np.ndarray, y: np.ndarray, p: np.ndarray) -> dict[str, dict[str, float]]:

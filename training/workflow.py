@@ -20,7 +20,7 @@ from training import data as data_mod
 from training import tracking
 from training.config import TrainConfig
 from training.plots import write_plots
-from training.train import Progress, TrainingResult, run_training
+from training.train import Progress, TrainingResult, run_training, save_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ def train_and_register(
     seconds["training"] = result.seconds.get("total", 0.0)
     registered = None
     with tempfile.TemporaryDirectory(prefix="activity-scorer-train-") as tmp:
-        bundle_dir = result.bundle.save(Path(bundle_out) if bundle_out else Path(tmp) / "bundle")
+        # the deployed (refit) bundle, with the evaluation's models in bundle_dir/evaluation
+        bundle_dir = save_bundle(result, Path(bundle_out) if bundle_out else Path(tmp) / "bundle")
         if loaded.dataset is not None:
             t = time.perf_counter()
             progress("training the ranking model (next-best activities)")

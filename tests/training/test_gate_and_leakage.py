@@ -31,18 +31,27 @@ def test_gate_refuses_tiny_data_with_the_counts():
     assert n_pos > 0
 
 
-def test_gate_names_only_the_failing_label():
+def test_a_label_without_data_is_skipped_and_named_outcome_still_refuses():
     t = make_training_table(6000, seed=0)
     frame = t.frame.copy()
     frame[LABELS["negative"]] = np.where(frame[LABELS["negative"]].notna(), 0.0, np.nan)  # no positives at all
+    result = run_training(LoadedData(dataclasses.replace(t, frame=frame)), load_config())
+    assert result.bundle.labels == ("outcome", "output")
+    assert list(result.skipped_labels) == ["negative"]
+    assert result.skipped_labels["negative"].startswith("label negative: too little data: train has 0 positives")
+    assert any(n.startswith("label negative skipped: too little data") for n in result.notes)
+    assert result.metrics["skipped_labels"] == result.skipped_labels
+    # with skipping off, the gate names only the failing label
     with pytest.raises(TrainingRefused) as info:
-        run_training(LoadedData(dataclasses.replace(t, frame=frame)), load_config())
+        run_training(LoadedData(dataclasses.replace(t, frame=frame)),
+                     load_config(**{"gates.skip_labels_without_data": False}))
     assert len(info.value.problems) == 1
     assert info.value.problems[0].startswith("label negative: too little data: train has 0 positives")
-    # training without that label is allowed by the config
-    cfg = load_config(**{"labels": ["outcome", "output"]})
-    result = run_training(LoadedData(dataclasses.replace(t, frame=frame)), cfg)
-    assert result.bundle.labels == ("outcome", "output")
+    # the outcome label below the gate refuses the run whatever the setting
+    frame[LABELS["outcome"]] = np.where(frame[LABELS["outcome"]].notna(), 0.0, np.nan)
+    with pytest.raises(TrainingRefused) as info:
+        run_training(LoadedData(dataclasses.replace(t, frame=frame)), load_config())
+    assert info.value.problems[0].startswith("label outcome: too little data")
 
 
 def test_cli_refusal_is_one_line_per_label(tmp_path, fake_loader):
