@@ -18,9 +18,11 @@ For every world (``simulator/worlds_data/*.yaml``, or ``--worlds a b``):
 Per world it reports the mean true ``p_outcome`` of the top-1 of each ordering: ``/rank``
 (the order the service returns; its ``ranked_by`` is named), ``effect`` (the effect model's
 ``effect``, when the bundle has one), ``ranking model`` (``rank_score``), ``plan p_outcome``,
-``type average`` (each kind's observed outcome rate before the cut: type x automated, what a
-user could compute from the history), the rep's actual activity, a random candidate and the
-best; the share of the best-minus-random gap each closes, the mean within-state Spearman
+``type average`` (each kind's mean true ``p_outcome`` over the activities before the cut,
+type x automated: the baseline of ``bench_rank_truth``, confounded by who got which kind),
+``observed rate`` (each kind's observed outcome-label rate before the cut: what a user could
+compute from the history), the rep's actual activity, a random candidate and the best;
+the share of the best-minus-random gap each closes, the mean within-state Spearman
 correlation with the truth, the share of states whose top-1 is automated and the share whose
 truth's best is automated. Targets, applied to the ``/rank`` ordering in every world: gap
 closed >= 75%, Spearman >= 0.7, top-1 not below the type-average baseline. Exit 1 when any
@@ -57,7 +59,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench_rank_truth import RequestBuilder, _spearman, _truth_candidates  # noqa: E402
+from bench_rank_truth import (  # noqa: E402
+    RequestBuilder,
+    _spearman,
+    _truth_candidates,
+    sample_states,
+    type_average_rates,
+)
 from features import contract as c  # noqa: E402
 
 logger = logging.getLogger("bench_rank_worlds")
@@ -108,26 +116,6 @@ def train_world(data: Path, bundle: Path, until: pd.Timestamp) -> float:
 # --- states and candidates ------------------------------------------------------------------
 
 
-def sample_states(gt, cut: pd.Timestamp, n: int, seed: int) -> list[tuple[str, str, pd.Timestamp, str | None]]:
-    """``n`` (activity, deal, occurred_at, contact) of deals open at their activity, after ``cut``."""
-    acts = gt.dataset[c.ACTIVITIES]
-    pool = acts[(acts[c.OCCURRED_AT] >= cut).to_numpy(bool) & acts[c.DEAL_ID].notna().to_numpy(bool)]
-    order = np.random.default_rng(seed).permutation(len(pool))
-    out = []
-    for i in order:
-        row = pool.iloc[int(i)]
-        deal, at = str(row[c.DEAL_ID]), row[c.OCCURRED_AT]
-        try:
-            if not gt.state(deal, at).is_open:
-                continue
-        except ValueError:
-            continue
-        out.append((str(row[c.ACTIVITY_ID]), deal, at, None if pd.isna(row[c.CONTACT_ID]) else str(row[c.CONTACT_ID])))
-        if len(out) == n:
-            break
-    return out
-
-
 def all_candidates(contacts: list[str]) -> list[dict[str, Any]]:
     """Every contact x every type tailored, x automated for the automatable types, plus ``none``."""
     from serving.candidates import AUTOMATABLE_TYPES, AUTOMATED, TAILORED
@@ -149,8 +137,12 @@ def kind(activity: dict[str, Any]) -> str:
     return f"{activity[c.TYPE]}{'/auto' if activity.get(c.IS_AUTOMATED) else ''}"
 
 
-def type_average_rates(gt, cut: pd.Timestamp) -> dict[str, float]:
-    """Each kind's observed outcome rate (the contract label) over the labelled activities before ``cut``."""
+def observed_kind_rates(gt, cut: pd.Timestamp) -> dict[str, float]:
+    """Each kind's observed outcome rate (the contract label) over the labelled activities before ``cut``.
+
+    The naive baseline a user could compute from the history (``bench_rank_truth`` averages the
+    true probabilities instead, which only a simulator knows).
+    """
     acts = gt.dataset[c.ACTIVITIES][[c.ACTIVITY_ID, c.TYPE, c.IS_AUTOMATED, c.OCCURRED_AT]]
     m = acts.merge(gt.activities[[c.ACTIVITY_ID, "label_outcome"]], on=c.ACTIVITY_ID)
     m = m[(m[c.OCCURRED_AT] < cut).to_numpy(bool) & m["label_outcome"].notna().to_numpy(bool)]
@@ -186,7 +178,7 @@ class WorldResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def evaluate(scorer, gt, states, rates: dict[str, float]) -> tuple[list[State], str]:
+def evaluate(scorer, gt, states, rates: dict[str, float], observed: dict[str, float]) -> tuple[list[State], str]:
     """Rank every state with explicit candidates and score them with the truth."""
     from serving.schemas import RankRequest
     from simulator.truth import true_outcome_probabilities
@@ -212,6 +204,7 @@ def evaluate(scorer, gt, states, rates: dict[str, float]) -> tuple[list[State], 
         scores["plan p_outcome"] = np.array([r.p_outcome for r in ranked], dtype=float)
         kinds = [kind(a) for a in acts]
         scores["type average"] = np.array([rates.get(k, 0.0) for k in kinds])
+        scores["observed rate"] = np.array([observed.get(k, 0.0) for k in kinds])
         truth = true_outcome_probabilities(gt.state(deal_id, at), _truth_candidates(gt, acts), gt.params)
         out.append(State(kinds, np.array([bool(a.get(c.IS_AUTOMATED)) for a in acts]), truth, scores,
                          float(actual_p.loc[activity_id])))
@@ -281,7 +274,7 @@ def run_world(world: str, args, work: Path) -> WorldResult:
     states = sample_states(gt, cut, args.states, args.state_seed)
     if len(states) < args.states:
         logger.warning("%s: only %d open states after %s", world, len(states), cut)
-    results, ranked_by = evaluate(scorer, gt, states, type_average_rates(gt, cut))
+    results, ranked_by = evaluate(scorer, gt, states, type_average_rates(gt, cut), observed_kind_rates(gt, cut))
     seconds["rank"] = time.perf_counter() - t
     out = summarize(world, results, ranked_by)
     out.seconds = seconds
@@ -307,13 +300,14 @@ def report(r: WorldResult) -> str:
 
 def summary_table(results: list[WorldResult]) -> str:
     head = (f"{'world':<24} {'ranked_by':<10} {'best':>6} {'random':>6} {'/rank':>6} {'gap':>6} {'rho':>6} "
-            f"{'type avg':>8} {'rank model gap':>14} {'auto top-1':>10} {'truth auto':>10}  targets")
+            f"{'type avg':>8} {'observed':>8} {'rank model gap':>14} {'auto top-1':>10} {'truth auto':>10}  targets")
     lines = [head]
     for r in results:
         s = r.rows["/rank"]
         rm = r.rows.get("ranking model", {}).get("gap_closed", float("nan"))
         lines.append(f"{r.world:<24} {r.ranked_by:<10} {r.best:6.3f} {r.random:6.3f} {s['top1']:6.3f} "
                      f"{s['gap_closed']:6.0%} {s['spearman']:6.2f} {r.rows['type average']['top1']:8.3f} "
+                     f"{r.rows['observed rate']['top1']:8.3f} "
                      f"{rm:14.0%} {s['automated_top1']:10.0%} {r.truth_best_automated:10.0%}  "
                      f"{'met' if all(r.targets.values()) else 'FAILED'}")
     return "\n".join(lines)
