@@ -8,7 +8,8 @@ does:
 
 - every route outside :data:`serving.middleware.PUBLIC_PATHS` may answer 401 when API keys
   are configured, and declares the ``bearerAuth`` scheme as optional (``[{bearerAuth: []},
-  {}]``: the service runs without keys by default);
+  {}]``: the service runs without keys by default); routes that check the key themselves
+  (``SELF_AUTH_PREFIXES``, the HTML pages) declare their own 401 with :func:`route_doc`;
 - the routes whose bodies the request guard reads (:data:`serving.middleware.API_PATHS`)
   answer 413 (body or size limit) and 422 (invalid input), and their 400 carries the same
   ``ErrorResponse`` body, since the guard rewrites every 400 there;
@@ -30,6 +31,7 @@ import re
 from typing import Any
 
 from serving.errors import STATUS_INVALID, STATUS_TOO_LARGE, STATUS_UNAUTHORIZED
+from serving import middleware
 from serving.middleware import API_PATHS, PUBLIC_PATHS, PUBLIC_PREFIXES
 from serving.schemas import ErrorResponse
 
@@ -61,7 +63,7 @@ ROUTE_DOC_ATTR = "__openapi_route__"
 
 
 def route_doc(answers: dict[int, str] | None = None, *, request: Any = None, response: Any = None,
-              media_type: str = "application/json") -> Any:
+              media_type: str = "application/json", query: dict[str, str] | None = None) -> Any:
     """Declare, on a mounted route's endpoint, what the OpenAPI document cannot read from it.
 
     Args:
@@ -70,6 +72,7 @@ def route_doc(answers: dict[int, str] | None = None, *, request: Any = None, res
         request: pydantic model of the JSON body, if the route reads one.
         response: pydantic model of the 200 body.
         media_type: media type of the 200 body (``text/html`` for a page).
+        query: query parameter -> what it means (all optional).
 
     Returns:
         A decorator that returns the endpoint unchanged, with the declaration attached.
@@ -77,7 +80,8 @@ def route_doc(answers: dict[int, str] | None = None, *, request: Any = None, res
 
     def attach(endpoint: Any) -> Any:
         setattr(endpoint, ROUTE_DOC_ATTR, {"answers": dict(answers or {}), "request": request,
-                                           "response": response, "media_type": media_type})
+                                           "response": response, "media_type": media_type,
+                                           "query": dict(query or {})})
         return endpoint
 
     return attach
@@ -105,8 +109,18 @@ def _apply_route_doc(operation: dict[str, Any], endpoint: Any, schemas: dict[str
     if declared["request"] is not None:
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": _model_ref(declared["request"], schemas)}}}
+    for name, text in declared["query"].items():
+        params = operation.setdefault("parameters", [])
+        if all(p.get("name") != name for p in params):
+            params.append({"name": name, "in": "query", "required": False, "description": text,
+                           "schema": {"type": "string"}})
     for status, text in declared["answers"].items():
-        content = _error_ref() if status >= 400 else None
+        if status < 400:
+            content = None
+        elif declared["media_type"] == "application/json":
+            content = _error_ref()
+        else:
+            content = {declared["media_type"]: {"schema": {"type": "string"}}}
         responses[str(status)] = {"description": text, **({"content": content} if content else {})}
 
 
@@ -122,6 +136,15 @@ def _timeout_body() -> dict[str, Any]:
 def is_public(path: str) -> bool:
     """True for the paths the request guard lets through without an API key (health, metrics, docs)."""
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def checks_key_itself(path: str) -> bool:
+    """True for the routes that check the API key themselves (pages that answer with a sign-in form)."""
+    return path.startswith(tuple(getattr(middleware, "SELF_AUTH_PREFIXES", ())))
+
+
+def _operation_id(service_name: str, method: str, path: str) -> str:
+    return f"{service_name}__{method}_" + (re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root")
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
@@ -171,7 +194,7 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
         operation = paths.setdefault(path, {}).setdefault(method, {})
         operation.setdefault("tags", [APP_TAG])
         operation.setdefault("description", _describe(endpoint))
-        operation.setdefault("operationId", f"{service_name}__{method}_{getattr(endpoint, '__name__', 'route')}")
+        operation.setdefault("operationId", _operation_id(service_name, method, path))
         params = _path_parameters(path)
         if params:
             operation.setdefault("parameters", params)
@@ -186,7 +209,7 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
             if path in API_PATHS and method == "post":
                 for status in (STATUS_BAD_REQUEST, STATUS_TOO_LARGE, STATUS_INVALID):
                     responses[str(status)] = {"description": DESCRIPTIONS[status], "content": _error_ref()}
-            if not is_public(path):
+            if not is_public(path) and not checks_key_itself(path):
                 responses[str(STATUS_UNAUTHORIZED)] = {"description": DESCRIPTIONS[STATUS_UNAUTHORIZED],
                                                        "content": _error_ref()}
                 operation["security"] = [{SECURITY_SCHEME: []}, {}]
