@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 
 from features import contract as c
 from serving.errors import STATUS_INVALID, STATUS_TOO_LARGE, error_body, field_path
+from serving.openapi import route_doc
 from serving.schemas import (
     _CLOSED_CONFIG,
     Account,
@@ -157,7 +158,16 @@ def _no_store() -> Response:
     return _error(STATUS_NO_STORE, [{"item": None, "field": "store", "message": NO_STORE_HINT}])
 
 
+@route_doc({409: "the service runs without a history store (see ACTIVITY_SCORER_STORE)",
+            413: "the body or the number of rows is over the limit (the message states it)",
+            422: "a bad row: the error names table, index and field; nothing of the request is stored"},
+           request=Events)
 async def post_events(request: Request) -> Response:
+    """Store rows of the contract's tables (any subset, any order, late rows welcome).
+
+    Idempotent: a row whose key is already stored replaces it. Answers ``{"stored": {table: n}}``
+    once the rows are durable.
+    """
     service = _access()
     store = service.history.store
     if store is None:
@@ -175,6 +185,7 @@ async def post_events(request: Request) -> Response:
 
 
 def _delete_route(entity: str, param: str):  # noqa: ANN202
+    @route_doc({409: "the service runs without a history store (see ACTIVITY_SCORER_STORE)"})
     async def delete(request: Request) -> Response:
         service = _access()
         store = service.history.store
@@ -184,6 +195,8 @@ def _delete_route(entity: str, param: str):  # noqa: ANN202
         deleted = await anyio.to_thread.run_sync(store.delete, entity, entity_id)
         return JSONResponse({"deleted": deleted})
 
+    delete.__doc__ = (f"Erase the {entity[:-1]} and every stored row that names it; later scores no longer use "
+                      f"them. Answers {{\"deleted\": {{table: n}}}}.")
     return delete
 
 
