@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from features import contract as c
 from serving.errors import InvalidRequest, error_body
+from serving.openapi import route_doc
 from serving.schemas import RankRequest
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,15 @@ async def _compute(request: Request) -> dict[str, Any] | Response:
         return Response(error_body(err.errors), status_code=err.status, media_type="application/json")
 
 
+_QUERY = {"top_k": "how many activities to return (1 to 20, default 5)",
+          "at": "ISO 8601 time to rank for (default: now)"}
+_NO_STORE = "the service runs without a history store (see ACTIVITY_SCORER_STORE)"
+
+
+@route_doc({404: "the store knows nothing of this deal", 409: _NO_STORE,
+            422: "a bad query parameter, or stored data that cannot be scored (the error names it)"}, query=_QUERY)
 async def deal_next_json(request: Request) -> Response:
+    """`/rank` for a stored deal at `at` (default now), for the deal's owner, with its stage and recent activity."""
     data = await _compute(request)
     return data if isinstance(data, Response) else JSONResponse(data)
 
@@ -161,7 +170,11 @@ def _authorized(request: Request) -> bool:
     return bool(cookie) and keys.check_header(b"Bearer " + unquote(cookie).encode("utf-8"))
 
 
+@route_doc({401: "no valid API key (header or sign-in cookie): the sign-in page", 404: "no such deal (a page)",
+            409: _NO_STORE + " (a page)", 422: "a bad query parameter (a page)"},
+           media_type="text/html", query=_QUERY)
 async def deal_page(request: Request) -> Response:
+    """The next activities for a stored deal as an HTML page for a rep."""
     if not _authorized(request):
         return HTMLResponse(login_html(request.url.path), status_code=401)
     data = await _compute(request)
@@ -172,11 +185,17 @@ async def deal_page(request: Request) -> Response:
     return HTMLResponse(page_html(data))
 
 
+@route_doc(media_type="text/html", query={"next": "page of this service to return to after signing in"})
 async def login_form(request: Request) -> Response:
+    """The sign-in page of the HTML pages (asks for an API key)."""
     return HTMLResponse(login_html(_safe_next(request.query_params.get("next"))))
 
 
+@route_doc({303: "signed in: back to the page asked for, with a sign-in cookie",
+            401: "the key is not valid (the sign-in page again)", 413: "the form is too large"},
+           media_type="text/html")
 async def login(request: Request) -> Response:
+    """Sign in with an API key (form field `key`); the key is kept in an HTTP-only cookie for the pages."""
     body = b""
     async for chunk in request.stream():
         body += chunk
