@@ -63,6 +63,10 @@ class Settings:
         store: the history store (``sqlite:///FILE`` or ``postgresql://...``; empty: none; ``serve``
             sets the data home's ``store.db`` when it exists), see :mod:`serving.store_access`.
         max_event_rows: most rows one ``POST /events`` request may carry, all tables together.
+        prediction_log: directory of the prediction log (:mod:`serving.prediction_log`); empty:
+            ``$ACTIVITY_SCORER_HOME/predictions``; ``off`` disables it.
+        prediction_log_max_mb: a log file this large is rotated.
+        prediction_log_total_mb: the oldest closed log files are deleted beyond this total.
     """
 
     model_tag: str = ""
@@ -84,6 +88,9 @@ class Settings:
     runtime_fixes: bool = True
     store: str = ""
     max_event_rows: int = 5000
+    prediction_log: str = ""
+    prediction_log_max_mb: float = 64.0
+    prediction_log_total_mb: float = 1024.0
 
     @property
     def bundle_path(self) -> Path | None:
