@@ -76,6 +76,17 @@ FIELD_MEANINGS = {
 }
 
 
+def _key_meaning(name: str) -> str:
+    """The contract's meaning of a table key (``deal_id`` -> "unique id of the deal"), else ""."""
+    from features import contract as c
+    from features.docs import COLUMN_MEANINGS
+
+    for table in c.TABLES.values():
+        if table.key == name:
+            return COLUMN_MEANINGS.get((table.name, name), "")
+    return ""
+
+
 def _clean(text: str) -> str:
     text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", text)
     return text.replace("``", "`")
@@ -237,9 +248,12 @@ def render_http(spec: dict[str, Any]) -> str:
     from serving.auth import MIN_KEY_LENGTH
     from serving.errors import STATUS_INVALID
     from serving.middleware import PUBLIC_PATHS
-    from serving.openapi import DESCRIPTIONS, SECURITY_SCHEME
+    from serving.openapi import DESCRIPTIONS, SECURITY_SCHEME, checks_key_itself
     from serving.settings import PREFIX, Settings
 
+    from serving import middleware
+
+    pages = ", ".join(f"`{p}`" for p in getattr(middleware, "SELF_AUTH_PREFIXES", ()))
     out = ["## HTTP service", "",
            "Default address `127.0.0.1:3000` (`activity-scorer serve`). JSON in, JSON out. Timestamps are ISO 8601;",
            "a timestamp without a zone is UTC. The running service publishes this description as an OpenAPI",
@@ -251,6 +265,7 @@ def render_http(spec: dict[str, Any]) -> str:
         what = _one_line(op.get("description", "")).split(". ")[0].rstrip(".")
         title = f"{method.upper()} {path}"
         guarded = "security" in op and any(SECURITY_SCHEME in s for s in op["security"])
+        guarded |= checks_key_itself(path) and "401" in op["responses"]
         codes = ", ".join(sorted(op["responses"]))
         link = f"[`{title}`](#{slug(title)})" if INFRA_TAG not in op.get("tags", ()) else f"`{title}`"
         out.append(f"| {method.upper()} | {link} | {what} | {'when configured' if guarded else 'never'} | {codes} |")
@@ -258,7 +273,10 @@ def render_http(spec: dict[str, Any]) -> str:
             f"With API keys configured (`{PREFIX}API_KEYS`, comma-separated, and/or `{PREFIX}API_KEYS_FILE`, one",
             f"key per line, `#` comments; each key at least {MIN_KEY_LENGTH} characters), every call except",
             "health, metrics and docs (" + ", ".join(f"`{p}`" for p in sorted(PUBLIC_PATHS)) + ") needs",
-            "`Authorization: Bearer <key>`, or gets 401 before its body is read. Without keys the service is open:",
+            "`Authorization: Bearer <key>`, or gets 401 before its body is read."
+            + (f" The HTML pages under {pages} also accept the key from their sign-in form (kept in a cookie)."
+               if pages else ""),
+            "Without keys the service is open:",
             "bind it to 127.0.0.1 (the default) or put it behind a gateway. Keys are kept only as SHA-256 digests",
             "and compared in constant time; they never reach a log line.",
             "", "### Errors", "",
@@ -294,16 +312,19 @@ def render_http(spec: dict[str, Any]) -> str:
         out += [f"#### {title}", "", _paragraphs(op.get("description")) or "(no description)", ""]
         params = op.get("parameters", [])
         if params:
-            out += ["| parameter | in | type | required |", "|---|---|---|---|"]
+            out += ["| parameter | in | required | meaning |", "|---|---|---|---|"]
             for p in params:
-                out.append(f"| `{p['name']}` | {p.get('in', '')} | {_type(p.get('schema', {}))[0]} | "
-                           f"{'yes' if p.get('required') else 'no'} |")
+                out.append(f"| `{p['name']}` | {p.get('in', '')} | {'yes' if p.get('required') else 'no'} | "
+                           f"{_one_line(p.get('description') or _key_meaning(p['name']))} |")
             out.append("")
         if "requestBody" in op:
             schema = _json_schema(op["requestBody"])
             roots.append(schema)
-            out += ["Request body:", ""] + render_schema_table(schema.get("title", title), schema, schemas) + [""]
-        out += ["| answer | body |", "|---|---|"]
+            if "$ref" in schema:
+                out += [f"Request body: {_type(schema)[0]}.", ""]
+            else:
+                out += ["Request body:", ""] + render_schema_table(schema.get("title", title), schema, schemas) + [""]
+        out += ["| answer | when | body |", "|---|---|---|"]
         for status, response in sorted(op["responses"].items()):
             schema = _json_schema(response)
             roots.append(schema)
@@ -315,7 +336,10 @@ def render_http(spec: dict[str, Any]) -> str:
                     body += " (" + ", ".join(f"[{r}](#{slug(r)})" for r in refs) + ")"
             elif schema:
                 body = _type(schema)[0]
-            out.append(f"| {status} | {body or _one_line(response.get('description', ''))} |")
+            when = _one_line(response.get("description", ""))
+            if when in ("Successful Response", "success"):
+                when = "done"
+            out.append(f"| {status} | {when} | {body} |")
         out.append("")
         for status, response in sorted(op["responses"].items()):
             schema = _json_schema(response)
