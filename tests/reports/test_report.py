@@ -167,3 +167,65 @@ def test_wrong_file_names_are_refused(world, bundle, tmp_path):
     assert done.returncode == 1 and "must end in .html" in done.stderr
     done = _cli("--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r.html"), home=tmp_path)
     assert done.returncode == 1 and "no such dataset directory" in done.stderr
+
+
+# --- a real browser: Debian's chromium, headless ----------------------------------------------
+
+def _chromium() -> str:
+    import os
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None:
+        message = ("headless Chromium not found (scripts/system-deps.sh installs Debian's chromium; `make test` runs "
+                   "it): the report page was not opened in a browser")
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must run every test")
+        pytest.skip(message)
+    return found
+
+
+def _open(page: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Open a page headless with console logging on stderr."""
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           "--enable-logging=stderr", "--v=0", f"--user-data-dir={page.parent / 'chromium-profile'}", *extra,
+           page.resolve().as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def _console_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if re.search(r"CONSOLE|Uncaught|net::ERR_", line)]
+
+
+def test_the_console_check_catches_an_error(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><script>console.error("boom")</script></body></html>', encoding="utf-8")
+    assert any("boom" in line for line in _console_errors(_open(bad, "--dump-dom").stderr))
+
+
+def test_the_page_opens_in_headless_chromium(report):
+    import os
+
+    from PIL import Image
+
+    _, _, out = report
+    page = out / "report.html"
+    dom = _open(page, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert _console_errors(dom.stderr) == []
+    for section in ("summary", "reps", "types", "trend", "wasted", "better", "calibration", "method"):
+        assert f'<section id="{section}">' in dom.stdout
+    assert len(re.findall(r'<svg[^>]* class="plot plot-(scatter|heatmap|lines|calibration)"', dom.stdout)) >= 6
+    artefacts = Path(os.environ.get("ACTIVITY_SCORER_TEST_ARTEFACTS") or ROOT / ".activity-scorer" / "test-artefacts")
+    artefacts.mkdir(parents=True, exist_ok=True)
+    shot = artefacts / "report.png"
+    shot.unlink(missing_ok=True)
+    done = _open(page, "--window-size=1400,4200", f"--screenshot={shot}")
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    assert _console_errors(done.stderr) == []
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1400, 4200)
+    # the header, the headline cards and the first plots drew something (not a blank page)
+    top = image.crop((0, 0, 1400, 1400)).resize((350, 350))
+    assert len(np.unique(np.asarray(top).reshape(-1, 3), axis=0)) > 50
+    print(f"screenshot: {shot}")
