@@ -80,7 +80,7 @@ def _parse_query(request: Request) -> tuple[datetime, int]:
     try:
         at = datetime.fromisoformat(at_raw.strip())
     except ValueError:
-        raise ValueError("at: not an ISO 8601 timestamp (e.g. 2026-03-02T15:04:00Z)") from None
+        raise ValueError("at: not an ISO 8601 timestamp (e.g. 2026-03-02T15:04:00Z; in a URL, write + as %2B)") from None
     return (at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)), top_k
 
 
@@ -94,7 +94,7 @@ def deal_next(service: Any, deal_id: str, at: datetime, top_k: int) -> dict[str,
     access = service.history
     store = access.store
     deal = store.get(c.DEALS, deal_id)
-    recent = store.recent_activities(deal_id, RECENT)
+    recent = store.recent_activities(deal_id, RECENT, before=at)
     if deal is None and not recent:
         raise DealNotFound(deal_id)
     request, unknown = access._enrich_rank(RankRequest(deal={c.DEAL_ID: deal_id}, at=at, top_k=top_k))
@@ -176,7 +176,8 @@ def _authorized(request: Request) -> bool:
 async def deal_page(request: Request) -> Response:
     """The next activities for a stored deal as an HTML page for a rep."""
     if not _authorized(request):
-        return HTMLResponse(login_html(request.url.path), status_code=401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return HTMLResponse(login_html(target), status_code=401)
     data = await _compute(request)
     if isinstance(data, Response):
         message = json.loads(data.body)["errors"][0]
@@ -225,7 +226,7 @@ header{background:#fff;border-radius:10px;padding:18px 22px;box-shadow:0 1px 2px
 h1{font-size:22px;margin:0 0 6px} h2{font-size:17px;margin:26px 0 10px}
 .muted{color:#5b6473;font-size:14px} .facts span{margin-right:18px}
 ol.next{list-style:none;padding:0;margin:0}
-ol.next li{background:#fff;border-radius:10px;padding:14px 18px;margin-bottom:10px;box-shadow:0 1px 2px #0002;
+ol.next>li{background:#fff;border-radius:10px;padding:14px 18px;margin-bottom:10px;box-shadow:0 1px 2px #0002;
  display:grid;grid-template-columns:34px 1fr 230px;gap:12px;align-items:start}
 .rank{font-size:22px;font-weight:700;color:#3b5bdb}
 .what{font-size:16px;font-weight:600} .who{font-weight:400;color:#333}
@@ -266,7 +267,8 @@ def _person(contact_id: str | None, contacts: dict[str, Any]) -> str:
     if not contact_id:
         return "the account"
     row = contacts.get(contact_id) or {}
-    bits = [row.get(c.TITLE) or (row.get(c.SENIORITY) or "").replace("_", " ").replace("c level", "C-level")]
+    seniority = "" if row.get(c.SENIORITY) in (None, "unknown") else row[c.SENIORITY]
+    bits = [row.get(c.TITLE) or seniority.replace("_", " ").replace("c level", "C-level")]
     if row.get(c.DEPARTMENT):
         bits.append(row[c.DEPARTMENT])
     desc = ", ".join(b for b in bits if b)
@@ -281,7 +283,18 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.1f} pts"
 
 
-def _candidate_html(k: int, entry: dict[str, Any], contacts: dict[str, Any], ranked_by: str) -> str:
+def _factor_items(factors: list[dict[str, Any]]) -> str:
+    return "".join(f"<li>{'▲ raises' if f['effect'] > 0 else '▼ lowers'} the chance: {_e(f['text'])}</li>"
+                   for f in factors)
+
+
+def _main_number(entry: dict[str, Any]) -> str:
+    effect = entry.get("effect")
+    return _pts(effect) if effect is not None else _pct(entry.get("p_outcome"))
+
+
+def _candidate_html(k: int, entry: dict[str, Any], contacts: dict[str, Any], common: set[str],
+                    negative: dict[str, str] | None = None) -> str:
     a = entry["activity"]
     kind = a.get(c.TYPE, "")
     name = TYPE_NAMES.get(kind, kind.capitalize())
@@ -301,20 +314,22 @@ def _candidate_html(k: int, entry: dict[str, Any], contacts: dict[str, Any], ran
     else:
         main = (f"<div class=\"big\">{_pct(entry.get('p_outcome'))}</div><div class=\"muted\">chance the deal "
                 f"advances in 14 days if you do this</div>")
-    side = (f"<div class=\"muted\">reply or meeting: {_pct(entry.get('p_output'))} · "
+    side = (f"<div class=\"muted\" style=\"margin-top:6px\">reply or meeting: {_pct(entry.get('p_output'))}<br>"
             f"negative reply: {_pct(entry.get('p_negative'))}</div>") if kind != "none" else ""
     warn = ""
     if entry.get("overlap") is False:
         warn = "<div class=\"warn\">Few similar cases in the history: this estimate is an extrapolation.</div>"
+    who_id = a.get(c.CONTACT_ID)
+    if kind != "none" and who_id and who_id in (negative or {}):
+        warn += (f"<div class=\"warn\">{_e(who_id)} answered negatively to the touch of {_e(negative[who_id])}: "
+                 f"check before contacting them again.</div>")
     if entry.get("unseen"):
         warn += (f"<div class=\"warn\">New to the model: {_e(', '.join(entry['unseen']))} "
                  f"(scored as unseen).</div>")
     why = ""
-    factors = [f for f in entry.get("factors") or [] if f.get("text")][:3]
+    factors = [f for f in entry.get("factors") or [] if f.get("text") and f["text"] not in common][:3]
     if factors:
-        items = "".join(f"<li>{'▲ raises' if f['effect'] > 0 else '▼ lowers'} the chance: {_e(f['text'])}</li>"
-                        for f in factors)
-        why = f"<div class=\"muted\">Why:</div><ul class=\"why\">{items}</ul>"
+        why = f"<div class=\"muted\">Why this option:</div><ul class=\"why\">{_factor_items(factors)}</ul>"
     return (f"<li><div class=\"rank\">{k}</div><div><div class=\"what\">{_e(name)}{who}"
             f"<span class=\"muted\">{_e(how)}</span></div>{why}{warn}</div><div class=\"num\">{main}{side}</div></li>")
 
@@ -352,13 +367,28 @@ def page_html(data: dict[str, Any]) -> str:
     order = {"effect": "Ordered by the estimated effect of each activity (net of its cost).",
              "ranking": "Ordered by each activity's own short-term chance of moving the deal.",
              }.get(ranked_by, "Ordered by the chance the deal advances within 14 days.")
-    ranked = "".join(_candidate_html(k, e, contacts, ranked_by) for k, e in enumerate(data.get("ranked") or [], 1))
+    entries = data.get("ranked") or []
+    # factors every option shares describe the deal, not the option: shown once, above the list
+    texts = [{f["text"] for f in e.get("factors") or [] if f.get("text")} for e in entries]
+    common = set.intersection(*texts) if len(texts) > 1 else set()
+    shared = [f for f in (entries[0].get("factors") or []) if f.get("text") in common][:3] if entries else []
+    standing = (f"<div class=\"msg\" style=\"padding:12px 18px;margin-bottom:10px\"><div class=\"muted\">"
+                f"Where the deal stands (the same for every option below):</div><ul class=\"why\">"
+                f"{_factor_items(shared)}</ul></div>") if shared else ""
+    if len(entries) > 1 and len({_main_number(e) for e in entries}) == 1:
+        order += " These options score alike: the order among them means little; pick by what you know."
+    negative: dict[str, str] = {}  # contact -> when they last answered negatively (recent activity)
+    for a in reversed(data.get("recent_activities") or []):
+        if a.get(c.CONTACT_ID) and set(a.get("responses") or []) & c.NEGATIVE_RESPONSES:
+            negative[a[c.CONTACT_ID]] = _when(a.get(c.OCCURRED_AT))[:11]
+    ranked = "".join(_candidate_html(k, e, contacts, common, negative) for k, e in enumerate(entries, 1))
     if not ranked:
         ranked = "<li><div></div><div>No suggestion: the model proposed no activity.</div><div></div></li>"
     rows = []
     for a in data.get("recent_activities") or []:
         auto = "sequence" if a.get(c.IS_AUTOMATED) else "by hand" if a.get(c.IS_AUTOMATED) is False else ""
-        rows.append(f"<tr><td>{_e(_when(a.get(c.OCCURRED_AT)))}</td><td>{_e(TYPE_NAMES.get(a.get(c.TYPE), a.get(c.TYPE)))}"
+        what = "Waited (no touch)" if a.get(c.TYPE) == "none" else TYPE_NAMES.get(a.get(c.TYPE), a.get(c.TYPE))
+        rows.append(f"<tr><td>{_e(_when(a.get(c.OCCURRED_AT)))}</td><td>{_e(what)}"
                     f"</td><td>{_e(_person(a.get(c.CONTACT_ID), contacts))}</td><td>{_e(a.get(c.REP_ID))} {_e(auto)}</td>"
                     f"<td>{_e(', '.join(r.replace('_', ' ') for r in a.get('responses') or []) or '—')}</td></tr>")
     recent = ("<table><thead><tr><th>When</th><th>What</th><th>With</th><th>By</th><th>Response</th></tr></thead>"
@@ -367,9 +397,10 @@ def page_html(data: dict[str, Any]) -> str:
     body = (f"<header><h1>Deal {_e(deal_id)}{closed}</h1><div class=\"facts muted\">"
             f"{''.join(f'<span>{f}</span>' for f in facts)}</div><div style=\"margin-top:8px\">{stage_txt}</div></header>"
             f"<h2>What to do next</h2><p class=\"muted\">{order} As of {_e(_when(at))} UTC.</p>"
-            f"<ol class=\"next\">{ranked}</ol>"
+            f"{standing}<ol class=\"next\">{ranked}</ol>"
             f"<h2>Recent activity</h2>{recent}"
-            f"<p class=\"muted\">Model {_e(model.get('name'))} version {_e(model.get('version'))}, trained "
+            f"<p class=\"muted\">Model {_e(model.get('name'))}"
+            f"{' version ' + _e(model['version']) if model.get('version') else ''}, trained "
             f"{_e(_when(model.get('trained_at')))}. Estimates learned from your team's CRM history; "
             f"they guide, they do not decide.</p>")
     return _doc(f"Deal {deal_id}: what to do next", body)

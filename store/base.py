@@ -352,11 +352,13 @@ class HistoryStore:
                 out.unknown.append(c.ACCOUNT_ID)
         return out
 
-    def recent_activities(self, deal_id: str, limit: int = 10) -> list[dict[str, Any]]:
-        """The deal's latest stored activities, newest first, each with its ``responses`` (for the deal page)."""
+    def recent_activities(self, deal_id: str, limit: int = 10, before: Any = None) -> list[dict[str, Any]]:
+        """The deal's latest activities (occurred before ``before``, default: all), newest first, each with
+        the names of its ``responses`` (for the deal page)."""
         p = self.dialect.param
-        rows = self._query(f"SELECT {_cols(c.ACTIVITIES)} FROM activities WHERE deal_id = {p} "
-                           f"ORDER BY occurred_at DESC, activity_id DESC LIMIT {int(limit)}", (deal_id,))
+        t = to_ms(before) if before is not None else 2**62
+        rows = self._query(f"SELECT {_cols(c.ACTIVITIES)} FROM activities WHERE deal_id = {p} AND occurred_at < {p} "
+                           f"ORDER BY occurred_at DESC, activity_id DESC LIMIT {int(limit)}", (deal_id, t))
         acts = [row_dict(c.ACTIVITIES, r) for r in rows]
         ids = [a[c.ACTIVITY_ID] for a in acts]
         by_id: dict[str, list[str]] = {}
