@@ -74,7 +74,8 @@ class EffectSource:
         """Encoded rows of waiting (type ``none``) in the states of ``matrix`` (see :func:`waiting_rows`)."""
         return waiting_rows(matrix, self.bundle.spec)
 
-    def predict(self, matrix: np.ndarray) -> Effects:
+    def predict(self, matrix: np.ndarray, offset: np.ndarray | None = None,
+                offset_sd: np.ndarray | None = None) -> Effects:
         """Effects of encoded plan rows (see :meth:`plan_matrix`).
 
         The baseline is waiting in the same state (type ``none``), when the model knows it.
@@ -86,6 +87,9 @@ class EffectSource:
         if n == 0:
             empty = np.zeros(0)
             return Effects(empty, empty, empty, np.zeros(0, dtype=bool))
+        if offset is not None:
+            return self._predict_with_offset(matrix, np.asarray(offset, dtype=np.float64),
+                                             np.zeros(n) if offset_sd is None else np.asarray(offset_sd, np.float64))
         try:
             est = self.model.predict(matrix, self.waiting(matrix))
         except (ValueError, KeyError, IndexError) as err:
@@ -96,6 +100,109 @@ class EffectSource:
             raise EffectSourceError(f"the effects model answered for {len(arrays[0])} rows, asked for {n}")
         effect, low, high = arrays
         return Effects(effect, np.minimum(low, effect), np.maximum(high, effect), overlap)
+
+
+    def _predict_with_offset(self, matrix: np.ndarray, offset: np.ndarray, sd: np.ndarray) -> Effects:
+        """Effects for a given rep: the model's logit shifted by the rep's offset (``rep_offsets``).
+
+        The effects model predicts for a typical rep and deal (offset 0). The interval spans the
+        bootstrap refits at the offset's 90% interval ends (``offset -/+ 1.645 sd``).
+        """
+        m = self.model
+        n = len(matrix)
+        wait = self.waiting(matrix)
+        both = matrix if wait is None else np.vstack([matrix, wait])
+        share = float(m.horizon_share)
+        intercept = float(getattr(m, "intercept", 0.0))
+
+        def effect_of(raw: np.ndarray, r: np.ndarray) -> np.ndarray:
+            z = raw + intercept
+            q_none = _sigmoid(z[n:] + r) if wait is not None else 0.0
+            return share * (_sigmoid(z[:n] + r) - q_none)
+
+        try:
+            raw = m.booster.predict(both, raw_score=True)
+            boots = [b.predict(both, raw_score=True) for b in (m.bootstraps or [])]
+        except (ValueError, KeyError, IndexError) as err:
+            raise EffectSourceError(f"the effects model cannot read this data: {err}") from None
+        effect = effect_of(raw, offset)
+        lo_r, hi_r = offset - 1.645 * sd, offset + 1.645 * sd
+        if boots:
+            at_lo = np.stack([effect_of(b, lo_r) for b in boots])
+            at_hi = np.stack([effect_of(b, hi_r) for b in boots])
+            low = np.minimum.reduce([np.quantile(at_lo, 0.05, axis=0), np.quantile(at_hi, 0.05, axis=0), effect])
+            high = np.maximum.reduce([np.quantile(at_lo, 0.95, axis=0), np.quantile(at_hi, 0.95, axis=0), effect])
+        else:
+            a, b = effect_of(raw, lo_r), effect_of(raw, hi_r)
+            low, high = np.minimum.reduce([a, b, effect]), np.maximum.reduce([a, b, effect])
+        return Effects(effect, low, high, np.asarray(m.overlap(matrix), dtype=bool))
+
+    def rep_offsets(self, dataset, frame: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,  # noqa: ANN001
+                    iterations: int = 12, history_days: int = 365) -> pd.DataFrame:
+        """Each rep's logit offset in the window: how much more (or less) their activities trigger advances.
+
+        The effects model is fitted with an offset per deal and per rep and predicts for a
+        typical one, which is what ranking candidates needs; comparing reps needs the rep's own
+        offset back. With the model's trees, intercept, delay distribution and background rate
+        held fixed, the attribution EM's E-step and the offsets' Newton steps (Gaussian prior,
+        ``models.effects``) are run on the activities of the ``history_days`` before ``until``
+        (at least from ``since`` minus the longest delay) and the advances recorded before
+        ``until``: a quarter holds too few advances per rep, and the prior would shrink every
+        rep to the typical one. Deal offsets are fitted alongside (so a rep with promising
+        deals is not credited with them) and then left out.
+
+        Returns:
+            one row per rep: ``rep_id, offset, offset_sd, activities_fitted``.
+        """
+        from models.effects import EMFitter
+        from training.effects import effect_inputs
+
+        m = self.model
+        spec = self.bundle.spec
+        lag = int(getattr(m.settings, "max_lag_days", len(m.delay_pmf)))
+        t = frame[c.OCCURRED_AT]
+        start = min(since - pd.Timedelta(days=lag), until - pd.Timedelta(days=history_days))
+        rows = frame[((t >= start) & (t < until)).to_numpy(dtype=bool)]
+        x = effect_inputs(dataset, rows, spec, until)
+        empty = pd.DataFrame({c.REP_ID: pd.Series([], dtype="string"), "offset": [], "offset_sd": [],
+                              "activities_fitted": []})
+        if x.n_activities == 0 or x.n_events == 0:
+            return empty
+        keep = rows[c.DEAL_ID].astype("string").notna().to_numpy() & (rows[c.OCCURRED_AT] < until).to_numpy(bool)
+        if "logged_after_outcome" in rows.columns:
+            keep &= ~rows["logged_after_outcome"].to_numpy(dtype=bool, na_value=False)
+        reps = rows.loc[keep, c.REP_ID].astype("string").fillna("\x00")
+        codes, names = pd.factorize(reps)
+        if len(codes) != x.n_activities:
+            raise EffectSourceError("rep offsets: the activities do not line up with the effects model's inputs")
+        fitter = EMFitter(x.matrix, spec, x.act_deal, x.act_rep, x.act_t, x.ev_deal, x.ev_t, x.exposure_days,
+                          x.end_t, m.settings)
+        base = float(getattr(m, "intercept", 0.0)) + m.booster.predict(x.matrix, raw_score=True)
+        w = np.asarray(m.delay_pmf, dtype=np.float64)
+        w = np.pad(w, (0, max(0, fitter.L - len(w))))[: fitter.L]
+        beta = float((m.metrics or {}).get("background_per_deal_day", 0.0)) or 1e-3
+        mask = fitter.fit_mask.astype(np.float64)
+        for _ in range(iterations):
+            q = _sigmoid(base + fitter.deal_off() + fitter.rep_off())
+            soft, _per_lag, background = fitter.e_step(q, w, beta)
+            beta = max(background / fitter.exposure_days, 1e-9)
+            fitter.deal_off.step(soft, q, mask)
+            q = _sigmoid(base + fitter.deal_off() + fitter.rep_off())
+            fitter.rep_off.step(soft, q, mask)
+        q = _sigmoid(base + fitter.deal_off() + fitter.rep_off())
+        h = np.bincount(fitter.rep_off.codes, weights=mask * q * (1 - q), minlength=fitter.rep_off.n)
+        sd = 1.0 / np.sqrt(h + 1.0 / fitter.rep_off.variance)
+        n_fit = np.bincount(fitter.rep_off.codes, weights=mask, minlength=fitter.rep_off.n)
+        out = pd.DataFrame({c.REP_ID: pd.array(list(names), dtype="string"),
+                            "offset": fitter.rep_off.values[: len(names)], "offset_sd": sd[: len(names)],
+                            "activities_fitted": n_fit[: len(names)].astype(np.int64)})
+        logger.info("rep offsets: %d reps, sd %.3f, %d activities with a complete window", len(out),
+                    float(np.sqrt(fitter.rep_off.variance)), int(mask.sum()))
+        return out[out[c.REP_ID] != "\x00"].reset_index(drop=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
 
 
 def waiting_rows(matrix: np.ndarray, spec) -> np.ndarray | None:  # noqa: ANN001

@@ -171,7 +171,7 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], values: Sequence[Sequence[
         return empty(title, "no data to plot")
     lo, hi = min(flat), max(flat)
     cell_w, cell_h = 74, 28
-    left, top = 120, 56
+    left, top = 120, 74
     width = max(WIDTH, left + cell_w * len(cols) + 20)
     height = top + cell_h * len(rows) + 44
     body = [f'<text x="{left + cell_w * len(cols) / 2:.0f}" y="{top - 22}" text-anchor="middle" font-size="12">'

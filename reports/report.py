@@ -228,8 +228,8 @@ def activity_minutes(rows: pd.DataFrame, types: pd.Series, automated: np.ndarray
 
 
 def attach_effects(acts: pd.DataFrame, matrix: np.ndarray, source: EffectSource) -> Effects:
-    """Ask the effects model for every activity's effect; adds the effect columns to ``acts``."""
-    eff = source.predict(matrix)
+    """Ask the effects model for every activity's effect, done by its rep; adds the effect columns to ``acts``."""
+    eff = source.predict(matrix, acts["rep_offset"].to_numpy(), acts["rep_offset_sd"].to_numpy())
     acts["effect"] = eff.effect
     acts["effect_low"] = eff.low
     acts["effect_high"] = eff.high
@@ -468,8 +468,10 @@ def _candidate_matrix(base: np.ndarray, spec, type_name: str, personalization: f
     return m
 
 
-def best_candidates(source: EffectSource, base: np.ndarray, acts: pd.DataFrame, types: list[str]) -> pd.DataFrame:
-    """For each row of ``base``: the hand-made activity type with the largest estimated effect (no extrapolation)."""
+def best_candidates(source: EffectSource, base: np.ndarray, acts: pd.DataFrame, types: list[str],
+                    rows: np.ndarray) -> pd.DataFrame:
+    """For each row of ``base`` (``rows`` of ``acts``): the hand-made activity type with the largest estimated
+    effect for the same rep, deal, contact and time (extrapolations never proposed)."""
     n = len(base)
     best = pd.DataFrame({"best_type": pd.array([None] * n, dtype="string"), "best_effect": np.full(n, -np.inf),
                          "best_low": np.full(n, np.nan), "best_high": np.full(n, np.nan)})
@@ -480,7 +482,7 @@ def best_candidates(source: EffectSource, base: np.ndarray, acts: pd.DataFrame, 
         m = _candidate_matrix(base, source.bundle.spec, t, pers)
         if m is None:
             continue
-        e = source.predict(m)
+        e = source.predict(m, acts["rep_offset"].to_numpy()[rows], acts["rep_offset_sd"].to_numpy()[rows])
         better = e.overlap & (e.effect > best["best_effect"].to_numpy())
         best.loc[better, "best_type"] = t
         best.loc[better, "best_effect"] = e.effect[better]
@@ -523,7 +525,7 @@ def what_works_better(inputs: ReportInputs, acts: pd.DataFrame, matrix: np.ndarr
     on_deal = rec[rec[c.DEAL_ID].notna()]
     latest = on_deal.sort_values(c.OCCURRED_AT, kind="stable").drop_duplicates(c.DEAL_ID, keep="last")
     li = latest.index.to_numpy()
-    best = best_candidates(src, matrix[li], acts, types)
+    best = best_candidates(src, matrix[li], acts, types, li)
     practice = on_deal.groupby(c.DEAL_ID, observed=True).agg(
         practice_effect=("effect", "mean"), practice_low=("effect_low", "mean"), practice_high=("effect_high", "mean"),
         activities=("effect", "size"), usual_type=(c.TYPE, lambda x: x.value_counts().index[0]))
@@ -541,7 +543,7 @@ def what_works_better(inputs: ReportInputs, acts: pd.DataFrame, matrix: np.ndarr
     order = np.argsort(rec["effect"].to_numpy(), kind="stable")
     q = order[: max(1, len(order) // 4)]
     low_rows = rec_idx[q]
-    best_q = best_candidates(src, matrix[low_rows], acts, types)
+    best_q = best_candidates(src, matrix[low_rows], acts, types, low_rows)
     have = best_q["best_type"].notna().to_numpy()
     act_eff = acts["effect"].to_numpy()[low_rows][have]
     act_lo = acts["effect_low"].to_numpy()[low_rows][have]
@@ -641,11 +643,20 @@ def build_report(inputs: ReportInputs, since: pd.Timestamp | None = None, until:
     if with_effects:
         progress("report: effect estimates")
         matrix = blank_execution(base, inputs.bundle.spec)
+        progress("report: each rep's execution (offsets of the effects model)")
+        offsets = inputs.effects.rep_offsets(inputs.dataset, frame, since, until)
+        by_id = offsets.set_index(c.REP_ID)
+        acts["rep_offset"] = acts[c.REP_ID].map(by_id["offset"]).fillna(0.0).to_numpy(np.float64)
+        typical_sd = float(np.sqrt(np.mean(by_id["offset"] ** 2))) if len(by_id) else 0.0
+        acts["rep_offset_sd"] = acts[c.REP_ID].map(by_id["offset_sd"]).fillna(typical_sd).to_numpy(np.float64)
         attach_effects(acts, matrix, inputs.effects)
     names = _stage_names(inputs.dataset)
     events = deal_events(inputs.dataset, since, until)
     progress("report: figures")
     per_rep = rep_table(inputs, acts, events, with_effects)
+    if with_effects:
+        per_rep["execution_offset_estimate"] = per_rep[c.REP_ID].map(by_id["offset"]).astype("float64")
+        per_rep["execution_offset_sd"] = per_rep[c.REP_ID].map(by_id["offset_sd"]).astype("float64")
     by_type = summarize(acts, [c.TYPE], with_effects)
     by_week = summarize(acts, ["week"], with_effects)
     rep_type = summarize(acts, [c.REP_ID, c.TYPE], with_effects)
@@ -746,6 +757,9 @@ DEFINITIONS = {
     "caused_estimate": "sum over activities of the estimated change in P(deal advances within the horizon) if done, "
                        "vs waiting: the advances the activities caused, by the model's estimate",
     "caused_low/high": "sums of the per-activity 90% interval ends (conservative)",
+    "execution_offset_estimate": "the rep's own logit offset in the effects model, fitted on the window (0 = a "
+                                 "typical rep): effects are the model's for this rep's activities done by this rep, "
+                                 "with a typical deal",
     "indistinguishable_from_waiting": "activities whose 90% effect interval contains zero",
     "extrapolated": "activities whose effect estimate is an extrapolation (no similar states saw such an activity)",
 }
