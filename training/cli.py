@@ -46,12 +46,14 @@ def fail(message: str, code: int = 1) -> None:
 def _register_commands() -> None:
     from importers.cli import register as register_importers
     from reports.report_command import report
+    from serving.rank_command import rank
     from simulator.command import simulate
     from store.command import load
 
     app.command("simulate")(simulate)
     app.command("load")(load)
     app.command("report")(report)
+    app.command("rank")(rank)
     register_importers(app)
 
 
