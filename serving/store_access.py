@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import anyio
+from pydantic import PrivateAttr
 
 from features import contract as c
 from serving.errors import InvalidRequest
@@ -143,31 +144,37 @@ class HistoryAccess:
     def _complete_item(self, item: ScoreItem) -> tuple[ScoreItem, list[str]]:
         given = item.activity.model_dump(exclude_none=True)
         ids = {key: given.get(key) or _reference(getattr(item, name), key) for name, key, _ in _ENTITIES}
-        if not any(ids.values()) and given.get(c.ACTIVITY_ID) is None:
+        activity_id = given.get(c.ACTIVITY_ID)
+        if not any(ids.values()) and activity_id is None:
             return item, []
-        at = given.get(c.OCCURRED_AT)
-        stored_activity = self.store.get(c.ACTIVITIES, given[c.ACTIVITY_ID]) if given.get(c.ACTIVITY_ID) else None
-        if stored_activity is not None:
-            given = {**stored_activity, **given}
-            at = given[c.OCCURRED_AT]
+        stored = self.store.get(c.ACTIVITIES, activity_id, plain=True) if activity_id is not None else None
+        if stored is not None:
+            given = {**stored, **given}  # the request's fields win
             for _, key, _ in _ENTITIES:
                 ids[key] = ids[key] or given.get(key)
-        if at is None:
-            at = given[c.OCCURRED_AT] = _now()  # what the scorer would do: scored as happening now
+        if given.get(c.OCCURRED_AT) is None:
+            given[c.OCCURRED_AT] = _now()  # what the scorer would do: scored as happening now
         if not any(ids.values()):
-            return ScoreItem.model_construct(**{**dict(item), "activity": Activity.model_construct(**given)}), []
-        ctx = self.store.context_for(at, activity_id=given.get(c.ACTIVITY_ID), **ids)
-        fields: dict[str, Any] = {"activity": Activity.model_construct(**given)}
-        for name, key, model in _ENTITIES:
+            return _StoredItem.of({**item.model_dump(exclude_none=True), "activity": given}, item.history), []
+        ctx = self.store.context_for(given[c.OCCURRED_AT], plain=True, **ids)
+        plain: dict[str, Any] = {"activity": given}
+        for name, key, _ in _ENTITIES:
             obj = getattr(item, name)
             if obj is not None and _reference(obj, key) is None:
-                fields[name] = obj  # given in full: replaces the stored one
-            else:
-                row = getattr(ctx, name)
-                fields[name] = model.model_construct(**row) if row else obj
-        fields["history"] = item.history if item.history is not None else _history(ctx.history)
+                plain[name] = obj.model_dump(exclude_none=True)  # given in full: replaces the stored one
+            elif getattr(ctx, name):
+                plain[name] = getattr(ctx, name)
+            elif obj is not None:
+                plain[name] = obj.model_dump(exclude_none=True)
+        if item.history is not None:
+            plain["history"] = item.history.model_dump(exclude_none=True)
+        else:
+            history = dict(ctx.history)
+            if activity_id is not None:
+                history[c.ACTIVITIES] = [r for r in history[c.ACTIVITIES] if r[c.ACTIVITY_ID] != activity_id]
+            plain["history"] = history
         unknown = [key for key in ctx.unknown if ids.get(key) is not None]
-        return ScoreItem.model_construct(**fields), unknown
+        return _StoredItem.of(plain, item.history), unknown
 
     @staticmethod
     def mark_score(answer: Any, unknown: list[list[str]] | None) -> Any:
@@ -217,6 +224,62 @@ class HistoryAccess:
             for entry in answer.ranked:
                 entry.unseen = [*entry.unseen, *unknown]
         return answer
+
+
+class _StoredHistory(History):
+    """Stands for a history read from the store: it only counts the rows (for limits and stats)."""
+
+    _n: int = PrivateAttr(0)
+
+    def n_rows(self) -> int:
+        return self._n
+
+
+class _StoredItem(ScoreItem):
+    """A ``/score`` item completed from the store, carrying the plain data the scorer reads.
+
+    :meth:`serving.scorer.Scorer.score` reads an item as ``model_dump(exclude_none=True)``; this
+    item answers that with the data it was built from (stored timestamps as epoch milliseconds,
+    which the feature code takes as such), so thirty or more stored rows are not turned into
+    models and back on every request. Any other dump builds the models first.
+    """
+
+    _plain: dict | None = PrivateAttr(None)  # (a default, not a factory: pydantic inspects factories per call)
+
+    @classmethod
+    def of(cls, plain: dict[str, Any], given_history: History | None) -> _StoredItem:
+        history = given_history
+        if history is None:
+            # every field given: pydantic inspects a default_factory's signature on each construct
+            history = _StoredHistory.model_construct(**{table: [] for table in _HISTORY_MODELS})
+            history._n = sum(len(v) for v in (plain.get("history") or {}).values())
+        item = cls.model_construct(activity=Activity.model_construct(**_typed(c.ACTIVITIES, plain["activity"])),
+                                   history=history)
+        item._plain = plain
+        return item
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        if kwargs == {"exclude_none": True}:
+            return {**self._plain, "activity": dict(self._plain["activity"])}  # the scorer may set occurred_at
+        return _models(self._plain).model_dump(**kwargs)
+
+
+def _typed(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A plain row with its timestamps (epoch ms) as datetimes."""
+    from store.rows import from_ms
+
+    spec = c.TABLES[table]
+    return {k: from_ms(v) if spec.kind(k) == c.TIMESTAMP and isinstance(v, int) else v for k, v in row.items()}
+
+
+def _models(plain: dict[str, Any]) -> ScoreItem:
+    fields: dict[str, Any] = {"activity": Activity.model_construct(**_typed(c.ACTIVITIES, plain["activity"]))}
+    for name, _, model in _ENTITIES:
+        if plain.get(name):
+            fields[name] = model.model_construct(**_typed(f"{name}s", plain[name]))
+    if plain.get("history") is not None:
+        fields["history"] = _history({t: [_typed(t, r) for r in rows] for t, rows in plain["history"].items()})
+    return ScoreItem.model_construct(**fields)
 
 
 def _history(rows: dict[str, list[dict[str, Any]]]) -> History:

@@ -27,7 +27,7 @@ from typing import Any
 
 from features import contract as c
 from store import schema as sc
-from store.rows import dict_values, frame_values, row_dict, to_ms
+from store.rows import dict_values, frame_values, row_dict, row_plain, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class StoredContext:
     account: dict[str, Any] | None = None
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
+
+
+_row_dict = row_dict
 
 
 def _cols(table: str) -> str:
@@ -211,7 +214,15 @@ class HistoryStore:
         """Store every table of a typed dataset (``features.dataset.Dataset``) in one transaction."""
         progress = progress or (lambda _: None)
         counts: dict[str, int] = {}
+        # An empty store gets its lookup indexes after the rows: one sorted build instead of
+        # an index update per row (the keys' own indexes stay: they make the upserts idempotent).
+        empty = not any(self.counts().values())
         with self._transaction() as cur:
+            if self.dialect is sc.SQLITE:
+                cur.execute("PRAGMA cache_size = -262144")  # 256 MB page cache for this connection
+            if empty:
+                for name, _, _ in sc.INDEXES:
+                    cur.execute(f"DROP INDEX IF EXISTS {name}")
             for table in sc.TABLE_ORDER:
                 frame = dataset.get(table)
                 if frame is None or not len(frame):
@@ -221,6 +232,10 @@ class HistoryStore:
                 for start in range(0, len(frame), step):
                     cur.executemany(self._upsert[table], frame_values(table, frame.iloc[start:start + step]))
                 counts[table] = len(frame)
+            if empty:
+                progress("indexing")
+                for name, table, cols in sc.INDEXES:
+                    cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(cols)})")
             progress("committing")
         return counts
 
@@ -278,10 +293,10 @@ class HistoryStore:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def get(self, table: str, key: str) -> dict[str, Any] | None:
-        """The stored row of an entity (or activity) by its id, as a request row."""
+    def get(self, table: str, key: str, plain: bool = False) -> dict[str, Any] | None:
+        """The stored row of an entity (or activity) by its id, as a request row (or a plain one)."""
         rows = self._query(self._sql[f"get_{table}"], (key,))
-        return row_dict(table, rows[0]) if rows else None
+        return (row_plain if plain else row_dict)(table, rows[0]) if rows else None
 
     def counts(self) -> dict[str, int]:
         return {t: int(self._query(f"SELECT count(*) FROM {t}")[0][0]) for t in sc.TABLE_ORDER}
@@ -296,15 +311,18 @@ class HistoryStore:
         return out
 
     def context_for(self, before: Any, *, activity_id: str | None = None, deal_id: str | None = None,
-                    contact_id: str | None = None, account_id: str | None = None) -> StoredContext:
+                    contact_id: str | None = None, account_id: str | None = None, plain: bool = False
+                    ) -> StoredContext:
         """The stored context of an activity at ``before`` (see the module docstring for the rule).
 
-        Ids given here win over those of the stored activity (``activity_id``).
+        Ids given here win over those of the stored activity (``activity_id``). With ``plain``,
+        rows are :func:`store.rows.row_plain` dicts (timestamps in epoch ms), else request rows.
         """
+        row_dict = row_plain if plain else _row_dict
         t = to_ms(before)
         out = StoredContext()
         if activity_id is not None:
-            out.activity = self.get(c.ACTIVITIES, activity_id)
+            out.activity = self.get(c.ACTIVITIES, activity_id, plain)
             if out.activity is not None:
                 deal_id = deal_id or out.activity.get(c.DEAL_ID)
                 contact_id = contact_id or out.activity.get(c.CONTACT_ID)
@@ -336,18 +354,18 @@ class HistoryStore:
         history[c.CONTACTS] = [row_dict(c.CONTACTS, r) for r in self._in(c.CONTACTS, c.CONTACT_ID, touched)]
         out.history = history
         if deal_id is not None:
-            out.deal = self.get(c.DEALS, deal_id)
+            out.deal = self.get(c.DEALS, deal_id, plain)
             if out.deal is None and not (n_deal or stages or outcomes):
                 out.unknown.append(c.DEAL_ID)
         if contact_id is not None:
             out.contact = next((r for r in history[c.CONTACTS] if r[c.CONTACT_ID] == contact_id), None) \
-                or self.get(c.CONTACTS, contact_id)
+                or self.get(c.CONTACTS, contact_id, plain)
             if out.contact is None and not n_contact:
                 out.unknown.append(c.CONTACT_ID)
         given_account = account_id
         account_id = account_id or (out.deal or {}).get(c.ACCOUNT_ID) or (out.contact or {}).get(c.ACCOUNT_ID)
         if account_id is not None:
-            out.account = self.get(c.ACCOUNTS, account_id)
+            out.account = self.get(c.ACCOUNTS, account_id, plain)
             if out.account is None and given_account is not None:
                 out.unknown.append(c.ACCOUNT_ID)
         return out

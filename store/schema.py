@@ -52,13 +52,15 @@ class Dialect:
     name: str
     param: str  # placeholder
     float_type: str
+    table_options: str = ""  # after CREATE TABLE (...)
 
     def sql_type(self, kind: str) -> str:
         return {c.STR: "TEXT", c.TIMESTAMP: "BIGINT", c.FLOAT: self.float_type, c.INT: "BIGINT",
                 c.BOOL: "SMALLINT"}[kind]
 
 
-SQLITE = Dialect("sqlite", "?", "REAL")
+# SQLite: rows live in their key's b-tree (one tree per table, not a rowid tree plus a key index)
+SQLITE = Dialect("sqlite", "?", "REAL", " WITHOUT ROWID")
 POSTGRES = Dialect("postgresql", "%s", "DOUBLE PRECISION")
 
 
@@ -76,7 +78,7 @@ def create_table(dialect: Dialect, table: str) -> str:
         cols.append(f"{col.name} {dialect.sql_type(col.kind)}{not_null}")
     cols.append(f"{CUSTOM} TEXT")
     cols.append(f"PRIMARY KEY ({', '.join(key)})")
-    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)})"
+    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)}){dialect.table_options}"
 
 
 def _version_1(dialect: Dialect) -> list[str]:
