@@ -5,7 +5,7 @@ one more function appended to :data:`STEPS`):
 
 1. simulate a dataset into ``<data home>/demo`` (reused when one with the same seed, size
    and simulator format version is already there);
-2. validate it against the data contract;
+2. validate it against the data contract, and load it into the history store (``store.db``);
 3. train, calibrate, evaluate, log to MLflow and register a ``challenger``;
 4. promote it to ``champion`` through the promotion gate;
 5. write the manager report (``activity-scorer report``) into the data home.
@@ -92,6 +92,23 @@ def step_validate(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None
     res.steps.append(("validate", f"valid: {report.headline()}"))
 
 
+def step_load(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:
+    """The dataset into the embedded history store of the data home (``activity-scorer load``), so the
+    service scores by id and shows the deal page."""
+    from store import STORE_FILE, StoreError, open_store
+
+    progress("loading the history store")
+    try:
+        store = open_store(f"sqlite:///{res.home / STORE_FILE}")
+        try:
+            counts = store.load_dataset(res.dataset)
+        finally:
+            store.close()
+    except (StoreError, OSError) as err:
+        raise DemoError(f"load: {err}") from None
+    res.steps.append(("load", f"{counts.get('activities', 0):,} activities into {res.home / STORE_FILE}"))
+
+
 def step_train(res: DemoResult, cfg: TrainConfig, progress: Progress) -> None:
     from training.train import TrainingRefused
     from training.workflow import train_and_register
@@ -150,6 +167,7 @@ Step = Callable[[DemoResult, TrainConfig, Progress], None]
 STEPS: list[tuple[str, Step]] = [
     ("simulate", step_simulate),
     ("validate", step_validate),
+    ("load", step_load),
     ("train", step_train),
     ("promote", step_promote),
     ("report", step_report),
