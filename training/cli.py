@@ -497,6 +497,21 @@ def _demo_serve(res, home: Path, console, port: int) -> None:
         how = "automated" if a.get(c.IS_AUTOMATED) else "tailored" if c.IS_AUTOMATED in a else ""
         console.print(f"  {k}. {a[c.TYPE]} {how} to {a.get(c.CONTACT_ID, 'the account')}: "
                       f"p_outcome {r['p_outcome']:.3f}")
+    from store import STORE_FILE
+
+    if (home / STORE_FILE).exists():  # the demo loaded the history store: the same score by ids, and the deal page
+        by_id_file = home / "demo-score-by-id.json"
+        by_id = {"items": [{"activity": {c.ACTIVITY_ID: result["activity_id"], c.TYPE: item["activity"][c.TYPE]}}],
+                 "explain": True}
+        by_id_file.write_text(json.dumps(by_id, indent=1), encoding="utf-8")
+        console.print(f"\n$ curl -s {url}/score -H 'Content-Type: application/json' -d @{by_id_file}"
+                      f"   # ids only: the rest comes from the history store")
+        stored = call("/score", by_id_file)["results"][0]
+        console.print(f"  {stored['activity_id']}: p_outcome {stored['p_outcome']:.3f}, p_output {stored['p_output']:.3f}"
+                      f" (its whole stored history; the request above carried its last 30 activities)")
+        when = pd.Timestamp(at).strftime("%Y-%m-%dT%H:%M:%SZ")
+        console.print(f"\nA rep's page for this deal: {url}/ui/deals/{deal}?at={when}  (JSON: {url}/deals/{deal}/next;"
+                      f" without ?at= it ranks at now)")
     console.print(f"\nThe service keeps running: API docs at {url}/ ; stop it with: kill {proc.pid}")
 
 
