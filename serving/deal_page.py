@@ -227,7 +227,7 @@ h1{font-size:22px;margin:0 0 6px} h2{font-size:17px;margin:26px 0 10px}
 .muted{color:#5b6473;font-size:14px} .facts span{margin-right:18px}
 ol.next{list-style:none;padding:0;margin:0}
 ol.next>li{background:#fff;border-radius:10px;padding:14px 18px;margin-bottom:10px;box-shadow:0 1px 2px #0002;
- display:grid;grid-template-columns:34px 1fr 230px;gap:12px;align-items:start}
+ display:grid;grid-template-columns:34px 1fr 260px;gap:12px;align-items:start}
 .rank{font-size:22px;font-weight:700;color:#3b5bdb}
 .what{font-size:16px;font-weight:600} .who{font-weight:400;color:#333}
 .num{text-align:right} .big{font-size:20px;font-weight:700} .pos{color:#1b7f3b} .neg{color:#b42318}
@@ -307,7 +307,7 @@ def _candidate_html(k: int, entry: dict[str, Any], contacts: dict[str, Any], com
     if effect is not None:
         cls = "pos" if effect > 0 else "neg" if effect < 0 else ""
         low, high = entry.get("effect_low"), entry.get("effect_high")
-        interval = f"<div class=\"muted\">90% range {_pts(low)} to {_pts(high)}</div>" if low is not None and \
+        interval = f"<div class=\"muted\">90% range {100 * low:+.1f} to {_pts(high)}</div>" if low is not None and \
             high is not None else ""
         main = (f"<div class=\"big {cls}\">{_pts(effect)}</div><div class=\"muted\">change in the chance the deal "
                 f"advances in 14 days, against not touching</div>{interval}")

@@ -123,5 +123,5 @@ def open_store(url: str | None = None, *, create: bool = True, migrate: bool = T
     return store
 
 
-__all__ = ["HistoryStore", "STORE_ENV", "StoreError", "StoreVersionError", "StoredContext", "default_path",
+__all__ = ["HistoryStore", "STORE_ENV", "STORE_FILE", "StoreError", "StoreVersionError", "StoredContext", "default_path",
            "default_url", "open_store", "redact"]
