@@ -85,16 +85,32 @@ def test_unknown_ids_are_scored_as_unseen(client):
 
 
 def test_rank_by_deal_id_equals_rank_with_history(client, history):
+    """/rank with the deal by id == /rank with the deal's rows (from the dataset) in the request."""
+    from features.build import to_records
+
+    ds = history["dataset"]
     aid = history["ids"][2]
-    item = request_items(history["dataset"], [aid])[0]
-    at = item["activity"][c.OCCURRED_AT]
-    full = {k: item[k] for k in ("deal", "contact", "account", "history") if k in item} | {"at": at, "top_k": 3}
-    full.pop("contact", None)
-    # the stored form: the deal by id; the history of the deal (the item's contact adds its own activities)
-    by_id = {"deal": {c.DEAL_ID: item["deal"][c.DEAL_ID]}, "at": at, "top_k": 3}
-    a, b = _post(client, "/rank", by_id), _post(client, "/rank", by_id)
-    assert a.status_code == 200, a.text
-    assert a.json()["ranked"] == b.json()["ranked"] and len(a.json()["ranked"]) == 3
+    deal_id = ds[c.ACTIVITIES].set_index(c.ACTIVITY_ID).loc[aid, c.DEAL_ID]
+    at = history["at"]
+    acts = ds[c.ACTIVITIES]
+    mine = acts[(acts[c.DEAL_ID] == deal_id).fillna(False).to_numpy(bool)]
+    resp = ds[c.RESPONSES]
+    deal = to_records(ds[c.DEALS][ds[c.DEALS][c.DEAL_ID] == deal_id])[0]
+    body = {"deal": deal, "at": at.isoformat(), "top_k": 4,
+            "account": to_records(ds[c.ACCOUNTS][ds[c.ACCOUNTS][c.ACCOUNT_ID] == deal[c.ACCOUNT_ID]])[0],
+            "history": {c.ACTIVITIES: to_records(mine), c.RESPONSES: to_records(resp[resp[c.ACTIVITY_ID].isin(
+                            set(mine[c.ACTIVITY_ID]))]),
+                        c.DEAL_STAGES: to_records(ds[c.DEAL_STAGES][ds[c.DEAL_STAGES][c.DEAL_ID] == deal_id]),
+                        c.OUTCOMES: to_records(ds[c.OUTCOMES][ds[c.OUTCOMES][c.DEAL_ID] == deal_id]),
+                        c.CONTACTS: to_records(ds[c.CONTACTS][ds[c.CONTACTS][c.CONTACT_ID].isin(
+                            set(mine[c.CONTACT_ID].dropna()))])}}
+    full = _post(client, "/rank", body)
+    by_id = _post(client, "/rank", {"deal": {c.DEAL_ID: deal_id}, "at": at.isoformat(), "top_k": 4})
+    assert full.status_code == by_id.status_code == 200, (full.text, by_id.text)
+    a, b = full.json()["ranked"], by_id.json()["ranked"]
+    assert len(a) == 4 and [x["activity"] for x in a] == [y["activity"] for y in b]
+    for x, y in zip(a, b, strict=True):
+        assert abs(x["p_outcome"] - y["p_outcome"]) <= 1e-12 and x["factors"] == y["factors"]
 
 
 def test_events_are_idempotent_and_change_the_next_score(client, history):
