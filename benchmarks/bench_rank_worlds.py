@@ -76,6 +76,7 @@ DEFAULT_ACTIVITIES = 100_000
 DEFAULT_STATES = 500
 DEFAULT_CUT = 0.75
 MAX_CANDIDATES = 1000  # the request limit for this benchmark (every contact x every kind)
+MAX_HISTORY_ROWS = 100_000  # a heavily worked deal's history exceeds the service's default limit
 
 
 # --- data and model -------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def run_world(world: str, args, work: Path) -> WorldResult:
         print(f"[{world}] training before {cut.date()} on {data} ...", flush=True)
         seconds["train"] = train_world(data, bundle, cut)
     t = time.perf_counter()
-    set_limits(replace(get_limits(), max_candidates=MAX_CANDIDATES))
+    set_limits(replace(get_limits(), max_candidates=MAX_CANDIDATES, max_history_rows=MAX_HISTORY_ROWS))
     scorer = Scorer(load_bundle_dir(bundle))
     gt = GroundTruth.load(data)
     states = sample_states(gt, cut, args.states, args.state_seed)
@@ -332,24 +333,39 @@ def main() -> int:
     for w in worlds:
         load_world(w)  # a bad name or file fails before any work
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-rank-worlds-"))
-    results = []
+    results, errors = [], {}
     for w in worlds:
-        r = run_world(w, args, work)
+        try:
+            r = run_world(w, args, work)
+        except Exception as err:  # one world's failure is reported, the others still run
+            logger.exception("world %s failed", w)
+            errors[w] = f"{type(err).__name__}: {err}"
+            continue
         print(report(r), flush=True)
         results.append(r)
+        if args.json:  # after every world: a long run that stops keeps what it measured
+            write_json(args, results, errors)
     print()
     print(summary_table(results))
-    failed = [r.world for r in results if not all(r.targets.values())]
+    failed = [r.world for r in results if not all(r.targets.values())] + list(errors)
     print(f"targets (gap closed >= {TARGET_GAP:.0%}, Spearman >= {TARGET_SPEARMAN}, top-1 >= type average, "
           f"same settings in every world): " + (f"FAILED in {', '.join(failed)}" if failed else "met in every world"))
+    if errors:
+        print("errors: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
     if args.json:
-        args.json.write_text(json.dumps({
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "worlds": [{"world": r.world, "states": r.states, "ranked_by": r.ranked_by, "best": r.best,
-                        "random": r.random, "actual": r.actual, "truth_best_automated": r.truth_best_automated,
-                        "orderings": r.rows, "targets": r.targets, "seconds": r.seconds} for r in results],
-        }, indent=2) + "\n", encoding="utf-8")
+        write_json(args, results, errors)
     return 1 if failed else 0
+
+
+def write_json(args, results: list[WorldResult], errors: dict[str, str]) -> None:
+    """The figures of every world measured so far (and the errors) as JSON in ``args.json``."""
+    args.json.write_text(json.dumps({
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "worlds": [{"world": r.world, "states": r.states, "ranked_by": r.ranked_by, "best": r.best,
+                    "random": r.random, "actual": r.actual, "truth_best_automated": r.truth_best_automated,
+                    "orderings": r.rows, "targets": r.targets, "seconds": r.seconds} for r in results],
+        "errors": errors,
+    }, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -262,3 +262,20 @@ def test_simulate_with_a_world_file_and_bad_ones(tmp_path):
     assert "Traceback" not in result.output and not (tmp_path / "b").exists()
     result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "c"), "--world", "atlantis"])
     assert result.exit_code == 2 and "no world named 'atlantis'" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["same_day", "slow_records"])
+def test_label_oracles_stay_calibrated_with_same_day_and_long_delays(name):
+    from simulator.params import OracleSettings
+
+    truth = simulate_world(load_world(name), 15_000, seed=6, oracle=OracleSettings(share=0.5, rollouts=4)).ground_truth
+    labelled = truth["label_outcome"].notna().to_numpy()
+    y = truth["label_outcome"].to_numpy()
+    assert truth["p_outcome_label"][labelled].mean() == pytest.approx(y[labelled].mean(), rel=0.15)
+    sampled = labelled & truth["p_outcome_label_ex_ante"].notna().to_numpy()
+    assert sampled.sum() > 4000
+    ex = truth["p_outcome_label_ex_ante"].to_numpy()[sampled]
+    assert ex.mean() == pytest.approx(y[sampled].mean(), rel=0.1)
+    # the activity's own chance is in it, unless the deal may be lost before a multi-day advance lands
+    assert (ex >= truth["p_outcome"].to_numpy()[sampled] - 1e-9).mean() > 0.99
