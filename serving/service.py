@@ -31,6 +31,7 @@ from serving.errors import InvalidRequest, error_body  # noqa: E402
 from serving.metrics import ServiceMetrics  # noqa: E402
 from serving.middleware import REQUEST_STATS, GuardConfig, RequestGuard  # noqa: E402
 from serving.model_store import load_model  # noqa: E402
+from serving.prediction_log import open_prediction_log, score_record  # noqa: E402
 from serving.schemas import Limits, RankRequest, RankResponse, ScoreRequest, ScoreResponse, set_limits  # noqa: E402
 from serving.scorer import RequestStats, Scorer  # noqa: E402
 from serving.settings import load_settings  # noqa: E402
@@ -69,6 +70,7 @@ class ActivityScorer:
         self.history = HistoryAccess(open_history_store(settings))  # scoring by id, /events (None: no store)
         self.max_body_bytes, self.max_event_rows = settings.max_body_bytes, settings.max_event_rows
         self.inline_rows = settings.inline_rows
+        self.prediction_log = open_prediction_log(settings)  # every /score answer (/rank: issue 17); None: off
         self._limiter = anyio.CapacityLimiter(1)
         self.batcher = ScoreBatcher(self.scorer.score_batch, settings.batch_max_items, lambda r: len(r.items),
                                     ServiceMetrics.get().batch_size.observe) if settings.batch_max_items > 1 else None
@@ -95,7 +97,10 @@ class ActivityScorer:
             request, unknown = await self.history.enrich_score(request)
         except InvalidRequest as err:
             return _invalid(err)
-        return self.history.mark_score(await self._score(request), unknown)
+        answer = self.history.mark_score(await self._score(request), unknown)
+        if self.prediction_log is not None and not isinstance(answer, Response):
+            self.prediction_log.defer(lambda: score_record(request, answer))
+        return answer
 
     async def _score(self, request: ScoreRequest) -> ScoreResponse:
         size = sum(1 + (i.history.n_rows() if i.history is not None else 0) for i in request.items)
