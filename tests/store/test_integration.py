@@ -131,9 +131,15 @@ def test_durability_sigkill_while_events_stream_in(history, sqlite_url, tmp_path
     items = [{"activity": {c.ACTIVITY_ID: a, c.TYPE: "call"}} for a in probe]
     before = httpx.post(f"{srv.url}/score", json={"items": items, "explain": True}, timeout=30).json()["results"]
     time.sleep(0.5)  # more events in flight
-    os.killpg(srv.process.pid, signal.SIGKILL)
+    pids = srv.pids()  # the arbiter and its workers: a BentoML worker runs in a process group of its own
+    assert len(pids) >= 2, pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
     stop.set()
     srv.process.wait(timeout=30)
+    import psutil
+
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     for t in threads:
         t.join(timeout=30)
     srv.stop()
