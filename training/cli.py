@@ -45,7 +45,9 @@ def fail(message: str, code: int = 1) -> None:
 
 def _register_commands() -> None:
     from importers.cli import register as register_importers
+    from reports.monitor_command import monitor
     from reports.report_command import report
+    from training.recalibrate import recalibrate
     from serving.rank_command import rank
     from simulator.command import simulate
     from store.command import load
@@ -53,6 +55,8 @@ def _register_commands() -> None:
     app.command("simulate")(simulate)
     app.command("load")(load)
     app.command("report")(report)
+    app.command("monitor")(monitor)
+    app.command("recalibrate")(recalibrate)
     app.command("rank")(rank)
     register_importers(app)
 
