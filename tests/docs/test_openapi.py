@@ -167,6 +167,7 @@ def test_the_middleware_serves_the_completed_document():
         assert "400" not in client.get("/other").json()["paths"]["/score"]["post"]["responses"]
 
 
+@pytest.mark.slow
 def test_the_running_service_serves_the_completed_document(tmp_path_factory):
     """The real app (BentoML's own /docs.json behind the hook in serving/service.py)."""
     from tests.serving.conftest import app_client
