@@ -173,7 +173,11 @@ class HistoryAccess:
             if activity_id is not None:
                 history[c.ACTIVITIES] = [r for r in history[c.ACTIVITIES] if r[c.ACTIVITY_ID] != activity_id]
             plain["history"] = history
-        unknown = [key for key in ctx.unknown if ids.get(key) is not None]
+        # an unknown id matters only where the store was to supply something: the entity, or the history
+        given_in_full = {key for name, key, _ in _ENTITIES
+                         if getattr(item, name) is not None and _reference(getattr(item, name), key) is None}
+        unknown = [key for key in ctx.unknown if ids.get(key) is not None
+                   and (key not in given_in_full or (item.history is None and key != c.ACCOUNT_ID))]
         return _StoredItem.of(plain, item.history), unknown
 
     @staticmethod

@@ -217,7 +217,7 @@ class HistoryStore:
         # An empty store gets its lookup indexes after the rows: one sorted build instead of
         # an index update per row (the keys' own indexes stay: they make the upserts idempotent).
         empty = not any(self.counts().values())
-        with self._transaction() as cur:
+        with self._bulk_journal(empty), self._transaction() as cur:
             if self.dialect is sc.SQLITE:
                 cur.execute("PRAGMA cache_size = -262144")  # 256 MB page cache for this connection
             if empty:
@@ -238,6 +238,29 @@ class HistoryStore:
                     cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(cols)})")
             progress("committing")
         return counts
+
+    @contextlib.contextmanager
+    def _bulk_journal(self, empty: bool) -> Iterator[None]:
+        """SQLite: load an empty store through a rollback journal, then go back to WAL.
+
+        One transaction of a million rows in WAL mode writes every page into the WAL and reads
+        it back through the WAL index, which slows as the WAL grows; a rollback journal (the
+        same atomicity, synced at commit) writes the new pages in place. Only when no other
+        connection holds the file (the mode cannot change otherwise): then it stays WAL.
+        """
+        if self.dialect is not sc.SQLITE or not empty:
+            yield
+            return
+        conn = self._conn()
+        try:
+            mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        except Exception:  # noqa: BLE001  (locked by another connection: keep WAL)
+            mode = "wal"
+        try:
+            yield
+        finally:
+            if mode != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
 
     def delete(self, entity: str, entity_id: str) -> dict[str, int]:
         """Erase a deal, contact or account and every stored row that names it (one transaction).
