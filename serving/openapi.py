@@ -63,7 +63,8 @@ ROUTE_DOC_ATTR = "__openapi_route__"
 
 
 def route_doc(answers: dict[int, str] | None = None, *, request: Any = None, response: Any = None,
-              media_type: str = "application/json", query: dict[str, str] | None = None) -> Any:
+              media_type: str = "application/json", query: dict[str, str] | None = None,
+              ok: bool = True) -> Any:
     """Declare, on a mounted route's endpoint, what the OpenAPI document cannot read from it.
 
     Args:
@@ -73,6 +74,7 @@ def route_doc(answers: dict[int, str] | None = None, *, request: Any = None, res
         response: pydantic model of the 200 body.
         media_type: media type of the 200 body (``text/html`` for a page).
         query: query parameter -> what it means (all optional).
+        ok: False for a route that never answers 200 (a form post answered with a redirect).
 
     Returns:
         A decorator that returns the endpoint unchanged, with the declaration attached.
@@ -81,7 +83,7 @@ def route_doc(answers: dict[int, str] | None = None, *, request: Any = None, res
     def attach(endpoint: Any) -> Any:
         setattr(endpoint, ROUTE_DOC_ATTR, {"answers": dict(answers or {}), "request": request,
                                            "response": response, "media_type": media_type,
-                                           "query": dict(query or {})})
+                                           "query": dict(query or {}), "ok": ok})
         return endpoint
 
     return attach
@@ -109,6 +111,8 @@ def _apply_route_doc(operation: dict[str, Any], endpoint: Any, schemas: dict[str
     if declared["request"] is not None:
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": _model_ref(declared["request"], schemas)}}}
+    if not declared["ok"]:
+        responses.pop("200", None)
     for name, text in declared["query"].items():
         params = operation.setdefault("parameters", [])
         if all(p.get("name") != name for p in params):

@@ -109,9 +109,14 @@ def test_route_doc_declares_answers_and_bodies_of_a_mounted_route():
     async def page(_):
         """A page."""
 
+    @openapi.route_doc({303: "signed in"}, ok=False)
+    async def sign_in(_):
+        """Sign in."""
+
     class Fake:
         name = "svc"
-        mount_apps = [(Starlette(routes=[Route("/events", post_events, methods=["POST"]),
+        mount_apps = [(Starlette(routes=[Route("/sign-in", sign_in, methods=["POST"]),
+                                         Route("/events", post_events, methods=["POST"]),
                                          Route("/deals/{deal_id}/page", page, methods=["GET"])]), "/", None)]
 
     doc = openapi.complete_openapi({"paths": {}}, Fake())
@@ -124,6 +129,7 @@ def test_route_doc_declares_answers_and_bodies_of_a_mounted_route():
     assert "text/html" in ui["200"]["content"] and "404" in ui and "401" in ui
     params = doc["paths"]["/deals/{deal_id}/page"]["get"]["parameters"]
     assert [p["name"] for p in params] == ["deal_id", "top_k"] and params[1]["in"] == "query"
+    assert "200" not in doc["paths"]["/sign-in"]["post"]["responses"]
     ids = [op["operationId"] for _, _, op in operations(doc)]
     assert len(ids) == len(set(ids))
 
