@@ -194,7 +194,7 @@ async def login_form(request: Request) -> Response:
 
 @route_doc({303: "signed in: back to the page asked for, with a sign-in cookie",
             401: "the key is not valid (the sign-in page again)", 413: "the form is too large"},
-           media_type="text/html")
+           media_type="text/html", ok=False)
 async def login(request: Request) -> Response:
     """Sign in with an API key (form field `key`); the key is kept in an HTTP-only cookie for the pages."""
     body = b""
