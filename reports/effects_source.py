@@ -75,7 +75,7 @@ class EffectSource:
         return waiting_rows(matrix, self.bundle.spec)
 
     def predict(self, matrix: np.ndarray, offset: np.ndarray | None = None,
-                offset_sd: np.ndarray | None = None) -> Effects:
+                offset_sd: np.ndarray | None = None, point_only: bool = False) -> Effects:
         """Effects of encoded plan rows (see :meth:`plan_matrix`).
 
         The baseline is waiting in the same state (type ``none``), when the model knows it.
@@ -89,7 +89,8 @@ class EffectSource:
             return Effects(empty, empty, empty, np.zeros(0, dtype=bool))
         if offset is not None:
             return self._predict_with_offset(matrix, np.asarray(offset, dtype=np.float64),
-                                             np.zeros(n) if offset_sd is None else np.asarray(offset_sd, np.float64))
+                                             np.zeros(n) if offset_sd is None else np.asarray(offset_sd, np.float64),
+                                             point_only)
         try:
             est = self.model.predict(matrix, self.waiting(matrix))
         except (ValueError, KeyError, IndexError) as err:
@@ -102,11 +103,13 @@ class EffectSource:
         return Effects(effect, np.minimum(low, effect), np.maximum(high, effect), overlap)
 
 
-    def _predict_with_offset(self, matrix: np.ndarray, offset: np.ndarray, sd: np.ndarray) -> Effects:
+    def _predict_with_offset(self, matrix: np.ndarray, offset: np.ndarray, sd: np.ndarray,
+                             point_only: bool = False) -> Effects:
         """Effects for a given rep: the model's logit shifted by the rep's offset (``rep_offsets``).
 
         The effects model predicts for a typical rep and deal (offset 0). The interval spans the
-        bootstrap refits at the offset's 90% interval ends (``offset -/+ 1.645 sd``).
+        bootstrap refits at the offset's 90% interval ends (``offset -/+ 1.645 sd``); with
+        ``point_only`` the interval is not computed (low = high = effect).
         """
         m = self.model
         n = len(matrix)
@@ -122,7 +125,7 @@ class EffectSource:
 
         try:
             raw = m.booster.predict(both, raw_score=True)
-            boots = [b.predict(both, raw_score=True) for b in (m.bootstraps or [])]
+            boots = [] if point_only else [b.predict(both, raw_score=True) for b in (m.bootstraps or [])]
         except (ValueError, KeyError, IndexError) as err:
             raise EffectSourceError(f"the effects model cannot read this data: {err}") from None
         effect = effect_of(raw, offset)
@@ -132,6 +135,8 @@ class EffectSource:
             at_hi = np.stack([effect_of(b, hi_r) for b in boots])
             low = np.minimum.reduce([np.quantile(at_lo, 0.05, axis=0), np.quantile(at_hi, 0.05, axis=0), effect])
             high = np.maximum.reduce([np.quantile(at_lo, 0.95, axis=0), np.quantile(at_hi, 0.95, axis=0), effect])
+        elif point_only:  # for choosing between candidates: the interval is asked for the chosen one only
+            low, high = effect.copy(), effect.copy()
         else:
             a, b = effect_of(raw, lo_r), effect_of(raw, hi_r)
             low, high = np.minimum.reduce([a, b, effect]), np.maximum.reduce([a, b, effect])

@@ -58,6 +58,7 @@ MINUTES_BY_TYPE = {"call": 10.0, "email": 6.0, "meeting": 45.0, "demo": 60.0, "i
 MINUTES_OTHER = 10.0
 MINUTES_AUTOMATED = 1.0
 MIN_CELL = 30  # fewest activities behind an average shown per type/stage/seniority
+CALIBRATION_SAMPLE = 50_000  # labelled activities scored for the calibration curve (seeded sample above)
 TOUCH_LEVELS = 10  # touches to the contact in the last 7 days: 0..9 and "10 or more"
 
 SUM_COLUMNS = ["activities", "touches", "with_output", "outputs", "replies", "connects", "meetings_booked",
@@ -296,8 +297,8 @@ def deal_events(dataset, since: pd.Timestamp, until: pd.Timestamp) -> pd.DataFra
         st[c.DEAL_ID] = st[c.DEAL_ID].astype("string")
         st = st.sort_values([c.DEAL_ID, c.ENTERED_AT, c.STAGE_ORDER], kind="stable")
         order = st[c.STAGE_ORDER].to_numpy(dtype=np.int64)
-        prev_max = st.groupby(c.DEAL_ID, sort=False)[c.STAGE_ORDER].transform(
-            lambda x: x.cummax().shift(1)).to_numpy(dtype=np.float64, na_value=np.nan)
+        running = st.groupby(c.DEAL_ID, sort=False)[c.STAGE_ORDER].cummax()
+        prev_max = running.groupby(st[c.DEAL_ID], sort=False).shift(1).to_numpy(dtype=np.float64, na_value=np.nan)
         adv = ~np.isnan(prev_max) & (order > 0) & (order > np.nan_to_num(prev_max, nan=np.inf))
         ev = st[adv]
         parts.append(pd.DataFrame({c.DEAL_ID: ev[c.DEAL_ID], "kind": "advance", c.OCCURRED_AT: ev[c.ENTERED_AT],
@@ -476,19 +477,25 @@ def best_candidates(source: EffectSource, base: np.ndarray, acts: pd.DataFrame, 
     best = pd.DataFrame({"best_type": pd.array([None] * n, dtype="string"), "best_effect": np.full(n, -np.inf),
                          "best_low": np.full(n, np.nan), "best_high": np.full(n, np.nan)})
     hand = acts[acts["automated"] == 0]
+    off, off_sd = acts["rep_offset"].to_numpy()[rows], acts["rep_offset_sd"].to_numpy()[rows]
+    chosen = np.full((n, base.shape[1]), np.nan)
     for t in types:
         pers_vals = hand.loc[hand[c.TYPE] == t, "personalization"] if "personalization" in hand else pd.Series([])
         pers = float(np.nanmedian(pers_vals)) if len(pers_vals) and np.isfinite(pers_vals).any() else None
         m = _candidate_matrix(base, source.bundle.spec, t, pers)
         if m is None:
             continue
-        e = source.predict(m, acts["rep_offset"].to_numpy()[rows], acts["rep_offset_sd"].to_numpy()[rows])
+        e = source.predict(m, off, off_sd, point_only=True)  # choose on the point estimate
         better = e.overlap & (e.effect > best["best_effect"].to_numpy())
         best.loc[better, "best_type"] = t
         best.loc[better, "best_effect"] = e.effect[better]
-        best.loc[better, "best_low"] = e.low[better]
-        best.loc[better, "best_high"] = e.high[better]
-    best.loc[~np.isfinite(best["best_effect"].to_numpy()), "best_effect"] = np.nan
+        chosen[better] = m[better]
+    have = np.isfinite(best["best_effect"].to_numpy())
+    best.loc[~have, "best_effect"] = np.nan
+    if have.any():  # the interval of the chosen candidate only
+        e = source.predict(chosen[have], off[have], off_sd[have])
+        best.loc[have, "best_low"] = e.low
+        best.loc[have, "best_high"] = e.high
     return best
 
 
@@ -576,18 +583,28 @@ def what_works_better(inputs: ReportInputs, acts: pd.DataFrame, matrix: np.ndarr
 # plots' data
 # --------------------------------------------------------------------------------------------
 
-def calibration_bins(inputs: ReportInputs, rows: pd.DataFrame, n_bins: int = 10) -> dict:
-    """Champion's calibrated full-model P(outcome) against the observed rate, on the window's closed labels."""
+def calibration_bins(inputs: ReportInputs, rows: pd.DataFrame, base: np.ndarray, n_bins: int = 10) -> dict:
+    """Champion's calibrated full-model P(outcome) against the observed rate, on the window's closed labels.
+
+    ``base`` is the encoded matrix of ``rows``. Above ``CALIBRATION_SAMPLE`` labelled activities a
+    seeded random sample of that size is scored (deciles of 5,000 rows each; the page says so).
+    """
     from models.bundle import VARIANT_FULL
 
     label = rows[s.LABEL_OUTCOME].to_numpy(dtype=np.float64, na_value=np.nan)
     keep = ~np.isnan(label)
     if s.LEAK_FLAG in rows:
         keep &= ~rows[s.LEAK_FLAG].to_numpy(dtype=bool)
-    if keep.sum() == 0:
+    labelled = int(keep.sum())
+    if labelled == 0:
         return {"bins": [], "labelled": 0}
+    idx = np.flatnonzero(keep)
+    if len(idx) > CALIBRATION_SAMPLE:
+        idx = np.sort(np.random.default_rng(0).choice(idx, CALIBRATION_SAMPLE, replace=False))
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[idx] = True
     bundle = inputs.bundle
-    matrix = bundle.encode(rows[keep])
+    matrix = base[keep]
     trained = bundle.trained_variant(VARIANT_FULL)
     raw = bundle.predict_raw(matrix, VARIANT_FULL, "outcome")
     p = np.asarray(bundle.calibrators[("outcome", trained)].transform(raw), dtype=np.float64)
@@ -600,8 +617,8 @@ def calibration_bins(inputs: ReportInputs, rows: pd.DataFrame, n_bins: int = 10)
         if sel.any():
             bins.append({"predicted": _num(p[sel].mean()), "observed": _num(y[sel].mean()), "n": int(sel.sum())})
     ece = sum(abs(b["predicted"] - b["observed"]) * b["n"] for b in bins) / max(int(keep.sum()), 1)
-    return {"bins": bins, "labelled": int(keep.sum()), "mean_predicted": _num(p.mean()), "observed_rate": _num(y.mean()),
-            "ece": _num(ece)}
+    return {"bins": bins, "labelled": labelled, "scored": int(keep.sum()), "mean_predicted": _num(p.mean()),
+            "observed_rate": _num(y.mean()), "ece": _num(ece)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -677,7 +694,7 @@ def build_report(inputs: ReportInputs, since: pd.Timestamp | None = None, until:
     by_week["labels_complete"] = (pd.to_datetime(by_week["week"]).dt.tz_localize("UTC") + pd.Timedelta(days=7)
                                   <= labels_close)
     progress("report: calibration")
-    calib = calibration_bins(inputs, rows)
+    calib = calibration_bins(inputs, rows, base)
     totals = {k: int(acts[k].sum()) for k in SUM_COLUMNS if k != "minutes"}
     totals["hours"] = _num(acts["minutes"].sum() / 60.0)
     totals["reps_active"] = int(acts[c.REP_ID].nunique())

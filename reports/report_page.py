@@ -339,7 +339,10 @@ def _better(doc: dict) -> tuple[str, str, str]:
 def _calibration(doc: dict) -> tuple[str, str, str]:
     cal = doc["calibration"]
     svg = plots.calibration(cal.get("bins", []), "Calibration of the model on closed labels")
-    text = (f"On {cal.get('labelled', 0):,} activities of the window whose outcome is known, the model predicted an "
+    sample = (f" (a random sample of {cal['scored']:,} of them)" if cal.get("scored", cal.get("labelled"))
+              != cal.get("labelled") else "")
+    text = (f"On {cal.get('labelled', 0):,} activities of the window whose outcome is known{sample}, the model "
+            f"predicted an "
             f"average chance of advance of {h.percent(cal.get('mean_predicted'))}; {h.percent(cal.get('observed_rate'))} "
             f"advanced. Average gap between predicted and observed (ECE): {h.number(cal.get('ece'), 3)}."
             if cal.get("labelled") else "No activity of the window has a closed outcome label yet.")
