@@ -85,6 +85,7 @@ class HistoryStore:
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._upsert = {t: sc.upsert(dialect, t) for t in sc.TABLE_ORDER}
         p = dialect.param
         known = f"occurred_at < {p} AND (logged_at IS NULL OR logged_at < {p})"
@@ -118,14 +119,18 @@ class HistoryStore:
         """One atomic, durable transaction (committed, and on disk, when the block ends)."""
         conn = self._conn()
         if self.dialect is sc.SQLITE:
-            cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+            # One writer at a time in this process: threads queue on a lock (in order, no waiting
+            # round) instead of SQLite's busy handler, which sleeps in growing steps and made the
+            # tail of concurrent POST /events long. Other processes still meet the busy timeout.
+            with self._write_lock:
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
         else:
             with conn.transaction(), conn.cursor() as cur:
                 yield cur
