@@ -410,6 +410,13 @@ def serve(
     home = configure_stores()
     bundle, label = _serving_bundle(model, home)
     cmd, env = service_command(bundle, host, port, workers)
+    from store import STORE_ENV, StoreError, open_store
+
+    if env.get(STORE_ENV):  # a store the service cannot open: one red line here, not a traceback in its log
+        try:
+            open_store(env[STORE_ENV]).close()
+        except StoreError as err:
+            fail(f"serve: {STORE_ENV}: {err}")
     typer.echo(f"serving {label} on http://{host}:{port} (API docs at /, model at /model; Ctrl+C stops it)")
     os.execve(cmd[0], cmd, env)
 
