@@ -28,15 +28,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
+
 import typer
 
-from features import contract as c
-from features.schema import LABELS, LEAK_FLAG
-from models.bundle import ModelBundle
-from models.calibration import fit_calibrator
-from models.metrics import binary_metrics
+if TYPE_CHECKING:  # the command is registered at CLI start-up: heavy imports wait until it runs
+    import pandas as pd
+
+    from models.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +84,15 @@ def recalibrated_bundle(bundle: ModelBundle, frame: pd.DataFrame, cfg, window_da
     Raises:
         RecalibrationError: too few closed labels after the model's training data.
     """
+    import numpy as np
+    import pandas as pd
+
+    from features import contract as c
+    from features.schema import LABELS, LEAK_FLAG
+    from models.bundle import ModelBundle
+    from models.calibration import fit_calibrator
+    from models.metrics import binary_metrics
+
     rc = cfg.recalibrate
     days = window_days or rc.window_days
     trained_end = pd.Timestamp(bundle.manifest.data_window["data_end"])
@@ -146,6 +154,7 @@ def recalibrated_bundle(bundle: ModelBundle, frame: pd.DataFrame, cfg, window_da
 
 def settled_frame(loaded, bundle: ModelBundle, cfg, end: pd.Timestamp) -> pd.DataFrame:  # noqa: ANN001
     """The training table with the labels that had settled by ``end`` filled in, as training does (training.purge)."""
+    from features.schema import LABELS
     from training.purge import fill_settled_labels, settle_days
 
     horizons = {"outcome_days": cfg.horizons.outcome_days, "output_days": cfg.horizons.output_days}
@@ -158,6 +167,8 @@ def settled_frame(loaded, bundle: ModelBundle, cfg, end: pd.Timestamp) -> pd.Dat
 def run_recalibration(cfg, data: Path | None = None, window_days: int | None = None, model: str | None = None,  # noqa: ANN001
                       promote: bool = True, progress=None) -> Recalibration:  # noqa: ANN001
     """Recalibrate the champion (or ``model``), register the result, promote it when the gate passes."""
+    import pandas as pd
+
     from training import data as data_mod
     from training import tracking
     from training.promote import GateCheck, PromotionDecision, _promote, config_for_bundle, gate
