@@ -115,6 +115,19 @@ def compare_word(value: float, usual: float, tolerance: float = 0.05) -> str:
     return "above" if value > usual else "below"
 
 
+# What a missing value means for the features where it is common (no earlier event, too little to compare).
+MISSING_TEXT = {
+    "days_since_touch_contact": "no earlier touch to this contact is known",
+    "days_since_touch_deal": "no earlier touch to this deal is known",
+    "days_since_output_contact": "no reply, connect or meeting from this contact is known yet",
+    "days_since_output_deal": "no reply, connect or meeting from this deal is known yet",
+    "days_since_outcome_deal": "no outcome or stage advance is known on this deal yet",
+    "deal_attention_vs_rep": "too few recent activities of this rep to compare the deal's attention with",
+    "amount_vs_typical": "too few earlier deals of this product and team to compare the amount with",
+    c.PERSONALIZATION: "how tailored the activity is is not recorded",
+}
+
+
 class Explainer:
     """Turns contribution rows into factors for one bundle's feature spec.
 
@@ -144,7 +157,7 @@ class Explainer:
             if record:
                 return record
         if value is None:
-            what = f"{f.name.replace('_', ' ')} is not known"
+            what = MISSING_TEXT.get(f.name, f"{f.name.replace('_', ' ')} is not known")
             return f"{what}: compared with a typical activity this {influence(effect)}"
         template = self._templates[j]
         shown = value_text(f.name, unit if f.kind != CATEGORICAL else "", value)

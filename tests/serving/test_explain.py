@@ -47,7 +47,7 @@ def test_codes_read_as_words_and_missing_values_say_so():
     assert got["seniority"]["text"].startswith("it reaches a C-level executive: ") and "strongly raises" in \
         got["seniority"]["text"]
     assert got["max_seniority_engaged_deal"]["text"].startswith("the most senior person reached on this deal so far is a VP")
-    assert got["days_since_touch_contact"]["text"].startswith("days since touch contact is not known: ")
+    assert got["days_since_touch_contact"]["text"].startswith("no earlier touch to this contact is known: ")
 
 
 def test_a_short_record_without_a_known_average_still_reads_plainly():
