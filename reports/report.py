@@ -376,10 +376,14 @@ def contact_pressure(acts: pd.DataFrame, with_effects: bool) -> dict:
         by_k["mean_effect_estimate"] = _div(by_k["caused_estimate"], by_k["activities"])
         by_k["mean_effect_low"] = _div(by_k["caused_low"], by_k["activities"])
         by_k["mean_effect_high"] = _div(by_k["caused_high"], by_k["activities"])
+        thin = (by_k["activities"] < MIN_CELL).to_numpy()
+        for col in ("mean_effect_estimate", "mean_effect_low", "mean_effect_high"):
+            by_k.loc[thin, col] = np.nan
         keep += ["mean_effect_estimate", "mean_effect_low", "mean_effect_high"]
     out: dict[str, Any] = {"by_touches_in_7d": records(by_k[keep]),
-                           "note": f"touches_before_7d = earlier touches to the same contact in the 7 days before "
-                                   f"the activity ({TOUCH_LEVELS} means {TOUCH_LEVELS} or more)"}
+                           "note": f"earlier touches = touches to the same contact in the 7 days before the "
+                                   f"activity ({TOUCH_LEVELS} means {TOUCH_LEVELS} or more); effects averaged over fewer "
+                                   f"than {MIN_CELL} activities are not shown"}
     if not with_effects:
         out["threshold_estimate"] = None
         out["waits_for_effects"] = True
