@@ -3,10 +3,13 @@ taken at their time, that history loaded into an SQLite store, and a throwaway P
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +19,7 @@ from features.build import build_training_frame, context_to_dict, rep_context
 from features.dataset import Dataset, coerce_table, load_dataset, write_dataset
 from models.bundle import CONTEXT_FILE
 from serving.model_store import load_bundle_dir
-from tests.serving.helpers import make_dataset, train_bundle
+from tests.serving.helpers import Server, make_dataset, train_bundle
 from tests.store.pg import PostgresServer, pg_bin
 
 N_LATE = 1000
@@ -105,10 +108,15 @@ def fresh_pg_url(server: PostgresServer, name: str) -> str:
     return server.url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def service_client(bundle: Path, home: Path, **settings: str):
-    """An in-process service (tests.serving.conftest.app_client) with these settings."""
-    from tests.serving.conftest import app_client
-
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "prometheus").mkdir(exist_ok=True)
-    return app_client(bundle, home, **settings)
+@contextlib.contextmanager
+def service_client(bundle: Path, home: Path, **settings: str) -> Iterator[httpx.Client]:
+    """A real ``bentoml serve`` (its own process: an in-process app would share BentoML's one app and
+    Prometheus directory with tests/serving) with these settings, and an HTTP client on it."""
+    env = {f"ACTIVITY_SCORER_{k.upper()}": str(v) for k, v in settings.items()}
+    server = Server(bundle, home, env=env)
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            yield client
+    finally:
+        server.stop()

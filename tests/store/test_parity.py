@@ -14,7 +14,7 @@ from features import contract as c
 from features.build import request_items
 from tests.store.conftest import N_LATE, fresh_pg_url, service_client
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 COLS = ["p_outcome", "p_output", "p_negative"]
 TOL = 1e-9
 

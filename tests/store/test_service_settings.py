@@ -9,7 +9,7 @@ from features.build import request_items
 from tests.store.conftest import service_client
 from tests.store.test_service_store import _post, store_url  # noqa: F401  (module fixture)
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_without_a_store_the_ids_only_form_is_a_clear_422(history, tmp_path):

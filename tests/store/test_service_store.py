@@ -11,7 +11,7 @@ from features import contract as c
 from features.build import request_items
 from tests.store.conftest import service_client
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _post(client, path, body):
