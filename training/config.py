@@ -157,6 +157,10 @@ class Refit:
 
     enabled: bool = True
     max_round_scale: float = 2.0  # trees = best_iteration x min(row ratio, this)
+    # False: deploy the booster refit on everything before the most recent closed labels,
+    # calibrated on them (one extra fit per model instead of two; the newest labels only
+    # calibrate). True: also refit on every row and apply that calibrator to it.
+    all_rows: bool = True
 
 
 @dataclass(frozen=True)

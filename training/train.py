@@ -349,7 +349,8 @@ def run_training(
             del vmatrix
         d = deployed.get("outcome/plan", {})
         if d:
-            notes.append(f"deployed: boosters refit on all {d['rows']:,} labelled rows ({d['trees']} trees for "
+            notes.append(f"deployed: boosters refit on {'all ' if cfg.refit.all_rows else ''}{d['rows']:,} labelled "
+                         f"rows ({d['trees']} trees for "
                          f"outcome/plan), calibrated on the {d['calibration_rows']:,} most recent closed labels "
                          f"(from {d['calibration_start'][:10]}); a booster fit on everything before them scored AUC "
                          f"{d['crossfit_auc']:.3f} there (the evaluation model: {fits[('outcome', 'plan')].metrics['test']['auc']:.3f})")
@@ -533,6 +534,7 @@ def refit_for_deployment(matrix: np.ndarray, y: np.ndarray, masks: dict[str, np.
     on those scores is applied to the all-rows booster (as scikit-learn's
     ``CalibratedClassifierCV(ensemble=False)`` does). The second booster's AUC on the test
     window (``crossfit_auc``) is an honest measure of what refitting on more recent data buys.
+    With ``refit.all_rows`` false that second booster is the one deployed (one fit fewer).
     """
     import lightgbm as lgb
 
@@ -560,13 +562,16 @@ def refit_for_deployment(matrix: np.ndarray, y: np.ndarray, masks: dict[str, np.
         return lgb.train(params, data, num_boost_round=rounds), rounds
 
     rows_before, rows_window, rows_all = np.flatnonzero(before), np.flatnonzero(window), np.flatnonzero(usable)
-    cross, _ = fit_rows(rows_before)
+    cross, cross_rounds = fit_rows(rows_before)
     raw_window = cross.predict(matrix[rows_window], raw_score=True)
     calibrator = fit_calibrator(raw_window, y[rows_window], cfg.calibration.isotonic_min_rows,
                                 cfg.calibration.isotonic_min_positives)
     crossfit_auc = float(roc_auc(y[rows_window], raw_window))
-    del cross
-    booster, rounds = fit_rows(rows_all)
+    if cfg.refit.all_rows:
+        del cross
+        booster, rounds = fit_rows(rows_all)
+    else:  # refit.all_rows false: the booster the calibrator was fitted on is the one deployed
+        booster, rounds, rows_all = cross, cross_rounds, rows_before
     occurred = frame[c.OCCURRED_AT]
     info = {
         "rows": int(len(rows_all)),

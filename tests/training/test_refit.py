@@ -74,3 +74,11 @@ def test_refit_off_registers_the_evaluation_models():
     result = run_training(LoadedData(t), load_config(**{"labels": ["outcome"], "refit.enabled": False}))
     assert result.evaluation_bundle is None and result.metrics["deployed"] == {"refit": False}
     assert result.bundle.boosters[("outcome", "plan")] is result.fits[("outcome", "plan")].booster
+
+
+def test_refit_before_the_newest_labels_only_deploys_the_cross_fitted_booster():
+    t = drifting_table(n=6000, days=300, flip_day=400)
+    result = run_training(LoadedData(t), load_config(**{"labels": ["outcome"], "refit.all_rows": False}))
+    d = result.metrics["deployed"]["outcome/plan"]
+    assert d["rows"] == d["crossfit_rows"] < d["crossfit_rows"] + d["calibration_rows"]
+    assert result.bundle.boosters[("outcome", "plan")] is not result.fits[("outcome", "plan")].booster
