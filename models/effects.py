@@ -79,7 +79,7 @@ class EffectSettings:
 
     max_lag_days: int = 28
     em_iterations: int = 8
-    em_tolerance: float = 1e-3  # stop when the delay distribution and the mean of q move less than this
+    em_tolerance: float = 1e-2  # stop when the delay distribution and the mean of q move less than this
     learning_rate: float = 0.08
     num_leaves: int = 15
     min_data_in_leaf: int = 200
@@ -90,6 +90,12 @@ class EffectSettings:
     lambda_l2: float = 1.0
     max_cat_to_onehot: int = 16
     offset_steps: int = 3  # Newton steps for the deal/rep offsets per EM iteration
+    delay_steps: int = 10  # E/M rounds of the delay and background per refit of q
+    # "within_deal": the candidate part of q is fitted by the conditional (multinomial) likelihood of
+    # each deal's attributed advances over its own activities, so whatever multiplies every activity
+    # of a deal (its latent quality, its owner's skill) cancels; the context part is fitted after it.
+    # "pooled": one model with deal and rep offsets under a Gaussian prior.
+    design: str = "pooled"
     n_bootstrap: int = 16
     validation_share: float = 0.15  # of deals, for early stopping of the final fit
     overlap_min_count: int = 30
@@ -168,6 +174,56 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
 
 
+class SumBooster:
+    """q's raw score as the sum of a candidate booster and a context booster (``predict`` like LightGBM's)."""
+
+    def __init__(self, candidate, context=None) -> None:  # noqa: ANN001
+        self.candidate = candidate
+        self.context = context
+
+    def predict(self, matrix: np.ndarray, raw_score: bool = True) -> np.ndarray:
+        out = self.candidate.predict(matrix, raw_score=True)
+        if self.context is not None:
+            out = out + self.context.predict(matrix, raw_score=True)
+        return out
+
+    def current_iteration(self) -> int:
+        return int(self.candidate.current_iteration())
+
+
+def _grouped_softmax(groups: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None):  # noqa: ANN202
+    """LightGBM objective and metric: within each group, the soft labels' multinomial likelihood.
+
+    The conditional likelihood of a Poisson model with a free rate per group: a factor common to
+    a group's rows (a deal's quality, its rep's skill) cancels, so the trees learn only how rows
+    of the same group compare.
+    """
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    w = np.ones(len(y)) if weight is None else weight
+    yw = y * w
+    totals = np.bincount(groups, weights=yw, minlength=n_groups)
+
+    def probs(raw: np.ndarray) -> np.ndarray:
+        top = np.full(n_groups, -np.inf)
+        np.maximum.at(top, groups, raw)
+        e = np.exp(raw - top[groups]) * w
+        z = np.bincount(groups, weights=e, minlength=n_groups)
+        return e / z[groups]
+
+    def objective(raw: np.ndarray, _data) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        p = probs(raw)
+        grad = p * totals[groups] - yw
+        hess = np.maximum(totals[groups] * p * (1 - p), 1e-9)
+        return grad, hess
+
+    def metric(raw: np.ndarray, _data) -> tuple[str, float, bool]:  # noqa: ANN001
+        p = probs(raw)
+        ll = -np.sum(yw * np.log(np.maximum(p, 1e-300))) / max(totals.sum(), 1e-12)
+        return "within_group_nll", float(ll), False
+
+    return objective, metric
+
+
 class EMFitter:
     """Fits the attribution EM and the effect boosters on one history (arrays, no pandas)."""
 
@@ -190,6 +246,20 @@ class EMFitter:
         self.n_reps = int(act_rep.max()) + 1 if len(act_rep) else 0
         self.deal_off = _Offsets(act_deal, self.n_deals)
         self.rep_off = _Offsets(act_rep, max(self.n_reps, 1))
+        self.intercept = 0.0  # logit of the mean soft label: offsets and trees are deviations from it
+        from models.ranking import STAGE_FEATURES, candidate_feature_names
+
+        cand = set(candidate_feature_names(spec)) | set(STAGE_FEATURES)
+        ctx_cols = [i for i, n in enumerate(spec.names) if n not in cand]
+        cand_cols = [i for i, n in enumerate(spec.names) if n in cand and n not in STAGE_FEATURES]
+        self.m_cand = matrix.copy()
+        self.m_cand[:, ctx_cols] = np.nan  # the candidate part sees only the candidate's columns and the stage
+        self.m_ctx = matrix.copy()
+        self.m_ctx[:, cand_cols] = np.nan
+        self.has_context = bool(ctx_cols)
+
+    def _init(self) -> np.ndarray:
+        return self.intercept + self.deal_off() + self.rep_off()
 
     def _params(self, seed: int) -> dict[str, Any]:
         from models.ranking import interaction_groups
@@ -250,11 +320,17 @@ class EMFitter:
         it_log: list[dict[str, float]] = []
         it = 0
         for it in range(1, s.em_iterations + 1):
+            w_start = w
+            # the delay and the background converge slowly and cost nothing to update: several
+            # E/M rounds of theirs per refit of q
+            for _ in range(s.delay_steps):
+                soft, per_lag, bg = self.e_step(q, w, beta)
+                w = self.m_delay(per_lag, q)
+                beta = bg / self.exposure_days
             soft, per_lag, bg = self.e_step(q, w, beta)
-            w_new = self.m_delay(per_lag, q)
-            beta = bg / self.exposure_days
-            booster, q_new = self._m_q(soft, rows, s.em_boost_round, early=False)
-            dw = float(np.abs(w_new - w).sum())
+            w_new = w
+            booster, q_new = self._m(soft, rows, s.em_boost_round, early=False)
+            dw = float(np.abs(w_new - w_start).sum())
             dq = float(abs(q_new[rows].mean() - q[rows].mean()) / max(q[rows].mean(), 1e-9))
             w, q = w_new, q_new
             it_log.append({"iteration": it, "delay_change": dw, "q_change": dq, "background_per_day": beta,
@@ -265,10 +341,101 @@ class EMFitter:
             if dw < s.em_tolerance and dq < s.em_tolerance:
                 break
         soft, per_lag, bg = self.e_step(q, w, beta)
-        booster, q = self._m_q(soft, rows, s.num_boost_round, early=True)
+        booster, q = self._m(soft, rows, s.num_boost_round, early=True)
         self.final_soft = soft
         self.final_rows = rows
         return Attribution(w, beta, soft, q, self.fit_mask, it, it_log), booster
+
+    def _m(self, soft: np.ndarray, rows: np.ndarray, rounds: int, early: bool):  # noqa: ANN202
+        if self.s.design == "within_deal":
+            return self._m_within(soft, rows, rounds, early)
+        if self.s.design != "pooled":
+            raise ValueError(f"effects design {self.s.design!r}: expected 'within_deal' or 'pooled'")
+        return self._m_q(soft, rows, rounds, early)
+
+    def _split(self, rows: np.ndarray, early: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        if not early:
+            return rows, None
+        rng = np.random.default_rng(self.s.seed)
+        deals = np.unique(self.act_deal[rows])
+        held = rng.choice(deals, size=max(1, int(len(deals) * self.s.validation_share)), replace=False)
+        is_valid = np.isin(self.act_deal[rows], held)
+        return rows[~is_valid], rows[is_valid]
+
+    def _fit_candidate(self, soft: np.ndarray, rows: np.ndarray, valid: np.ndarray | None, rounds: int,
+                       weight: np.ndarray | None = None, seed: int | None = None):  # noqa: ANN202
+        """The candidate part: trees on the candidate's columns, within-deal multinomial likelihood."""
+        import lightgbm as lgb
+
+        s = self.s
+
+        def grouped(r: np.ndarray):  # noqa: ANN202
+            w = None if weight is None else weight[r]
+            totals = np.bincount(self.act_deal[r], weights=soft[r] * (1 if w is None else w),
+                                 minlength=self.n_deals)
+            r = r[totals[self.act_deal[r]] > 0]  # a deal with nothing attributed says nothing within it
+            codes = np.unique(self.act_deal[r], return_inverse=True)[1]
+            return r, codes
+
+        r_fit, g_fit = grouped(rows)
+        obj, metric = _grouped_softmax(g_fit, soft[r_fit], None if weight is None else weight[r_fit])
+        params = self._params(s.seed if seed is None else seed) | {"objective": obj, "metric": "None"}
+        names = [f"f{i}" for i in range(self.m.shape[1])]
+        dtrain = lgb.Dataset(self.m_cand[r_fit], label=soft[r_fit], feature_name=names,
+                             categorical_feature=self.spec.categorical_indices, params={"verbose": -1},
+                             free_raw_data=False)
+        if valid is None:
+            return lgb.train(params, dtrain, num_boost_round=rounds)
+        r_val, g_val = grouped(valid)
+        _, vmetric = _grouped_softmax(g_val, soft[r_val])
+        dvalid = lgb.Dataset(self.m_cand[r_val], label=soft[r_val], reference=dtrain, free_raw_data=False)
+
+        def feval(raw, data):  # noqa: ANN001, ANN202
+            return vmetric(raw, data) if data is dvalid else metric(raw, data)
+
+        booster = lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=[dvalid], feval=feval,
+                            callbacks=[lgb.early_stopping(s.early_stopping_rounds, verbose=False)])
+        best = booster.best_iteration or booster.current_iteration()
+        return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+    def _m_within(self, soft: np.ndarray, rows: np.ndarray, rounds: int, early: bool):  # noqa: ANN202
+        """Refit q = sigmoid(intercept + candidate part + context part), the candidate part within deals."""
+        import lightgbm as lgb
+
+        s = self.s
+        mean = float(np.clip(soft[rows].mean(), 1e-6, 0.5))
+        self.intercept = float(np.log(mean / (1 - mean)))
+        rows_fit, valid = self._split(rows, early)
+        cand = self._fit_candidate(soft, rows_fit, valid, rounds)
+        g = cand.predict(self.m, raw_score=True)
+        g = g - float(np.mean(g[rows]))  # the level belongs to the intercept and the context part
+        context = None
+        if self.has_context:
+            params = self._params(s.seed) | {"interaction_constraints": []}
+            params.pop("interaction_constraints")
+            names = [f"f{i}" for i in range(self.m.shape[1])]
+            init = self.intercept + g
+
+            def ds(r: np.ndarray, ref=None):  # noqa: ANN001, ANN202
+                return lgb.Dataset(self.m_ctx[r], label=soft[r], init_score=init[r], feature_name=names,
+                                   categorical_feature=self.spec.categorical_indices, reference=ref,
+                                   params={"verbose": -1}, free_raw_data=False)
+
+            dtrain = ds(rows_fit)
+            if valid is None:
+                context = lgb.train(params, dtrain, num_boost_round=max(10, rounds // 2))
+            else:
+                context = lgb.train(params | {"metric": "cross_entropy"}, dtrain, num_boost_round=rounds,
+                                    valid_sets=[ds(valid, dtrain)],
+                                    callbacks=[lgb.early_stopping(s.early_stopping_rounds, verbose=False)])
+                best = context.best_iteration or context.current_iteration()
+                context = lgb.Booster(model_str=context.model_to_string(num_iteration=best))
+        self.g_shift = float(np.mean(cand.predict(self.m[rows], raw_score=True)))
+        self.intercept -= self.g_shift
+        booster = SumBooster(cand, context)
+        q = _sigmoid(self.intercept + booster.predict(self.m))
+        self.rows_fit_final = rows_fit
+        return booster, q
 
     def _m_q(self, soft: np.ndarray, rows: np.ndarray, rounds: int, early: bool):  # noqa: ANN202
         """Refit q: boosters on soft labels with deal and rep offsets updated between blocks of rounds."""
@@ -276,6 +443,8 @@ class EMFitter:
 
         s = self.s
         params = self._params(s.seed)
+        mean = float(np.clip(soft[rows].mean(), 1e-6, 0.5))
+        self.intercept = float(np.log(mean / (1 - mean)))
         base = np.zeros(len(soft))
         booster = None
         valid_rows = None
@@ -290,7 +459,7 @@ class EMFitter:
         blocks = max(1, s.offset_steps)
         per_block = max(10, rounds // blocks)
         for b in range(blocks):
-            init = self.deal_off() + self.rep_off()
+            init = self._init()
             dtrain = self._dataset(rows_fit, soft, init)
             if early and b == blocks - 1:
                 dvalid = self._dataset(valid_rows, soft, init, reference=dtrain)
@@ -302,13 +471,13 @@ class EMFitter:
             else:
                 booster = lgb.train(params, dtrain, num_boost_round=per_block)
             base = booster.predict(self.m, raw_score=True)
-            p = _sigmoid(base + self.deal_off() + self.rep_off())
+            if b == blocks - 1:
+                break  # the last block's offsets are the ones its trees were fitted with
             wmask = np.zeros(len(soft))
             wmask[rows_fit] = 1.0
-            self.deal_off.step(soft, p, wmask)
-            p = _sigmoid(base + self.deal_off() + self.rep_off())
-            self.rep_off.step(soft, p, wmask)
-        q = _sigmoid(base + self.deal_off() + self.rep_off())
+            self.deal_off.step(soft, _sigmoid(base + self._init()), wmask)
+            self.rep_off.step(soft, _sigmoid(base + self._init()), wmask)
+        q = _sigmoid(base + self._init())
         return booster, q
 
     def bootstrap(self, booster, n_rounds: int) -> list[Any]:  # noqa: ANN001
@@ -318,8 +487,19 @@ class EMFitter:
         s = self.s
         out = []
         rows = self.final_rows
-        init = self.deal_off() + self.rep_off()
+        init = self._init()
         rng = np.random.default_rng(s.seed + 1)
+        if isinstance(booster, SumBooster):
+            for b in range(s.n_bootstrap):
+                wdeal = rng.poisson(1.0, self.n_deals).astype(np.float64)
+                weight = wdeal[self.act_deal]
+                keep = rows[weight[rows] > 0]
+                cand = self._fit_candidate(self.final_soft, keep, None, max(10, n_rounds), weight=weight,
+                                           seed=s.seed + 100 + b)
+                # same level as the point estimate: the bootstrap varies how candidates compare
+                shift = float(np.mean(cand.predict(self.m[rows], raw_score=True))) - self.g_shift
+                out.append(_Shifted(SumBooster(cand, booster.context), -shift))
+            return out
         for b in range(s.n_bootstrap):
             wdeal = rng.poisson(1.0, self.n_deals).astype(np.float64)
             weight = wdeal[self.act_deal]
@@ -329,6 +509,17 @@ class EMFitter:
             params["bagging_seed"] = s.seed + 100 + b
             out.append(lgb.train(params, dtrain, num_boost_round=max(10, n_rounds)))
         return out
+
+
+class _Shifted:
+    """A booster whose raw score is moved by a constant."""
+
+    def __init__(self, booster, shift: float) -> None:  # noqa: ANN001
+        self.booster = booster
+        self.shift = shift
+
+    def predict(self, matrix: np.ndarray, raw_score: bool = True) -> np.ndarray:
+        return self.booster.predict(matrix, raw_score=True) + self.shift
 
 
 # -- the fitted model --------------------------------------------------------------------------------
@@ -347,6 +538,7 @@ class EffectModel:
     settings: EffectSettings
     metrics: dict[str, Any] = field(default_factory=dict)
     support_keys: tuple[int, int, int, int] = (-1, -1, -1, -1)  # spec indices: stage_order, type, is_automated, seniority
+    intercept: float = 0.0  # added to the boosters' raw scores (they were fitted as deviations from it)
 
     @property
     def horizon_share(self) -> float:
@@ -361,7 +553,7 @@ class EffectModel:
 
     def q(self, matrix: np.ndarray) -> np.ndarray:
         """P(the activity triggers an advance, at any delay) in a typical deal of its context."""
-        return _sigmoid(self.booster.predict(self._check(matrix), raw_score=True))
+        return _sigmoid(self.intercept + self.booster.predict(self._check(matrix), raw_score=True))
 
     def predict(self, matrix: np.ndarray, baseline: np.ndarray | None = None) -> EffectEstimate:
         """Effects of candidate rows against waiting.
@@ -384,6 +576,7 @@ class EffectModel:
         share = self.horizon_share
 
         def effects_of(raw: np.ndarray) -> np.ndarray:
+            raw = raw + self.intercept
             q_none = _sigmoid(raw[n:]) if baseline is not None else 0.0
             return share * (_sigmoid(raw[:n]) - q_none)
 
@@ -395,7 +588,7 @@ class EffectModel:
             high = np.maximum(np.quantile(draws, 0.95, axis=0), effect)
         else:
             low, high = effect.copy(), effect.copy()
-        return EffectEstimate(effect, low, high, self.overlap(matrix), _sigmoid(raw[:n]))
+        return EffectEstimate(effect, low, high, self.overlap(matrix), _sigmoid(self.intercept + raw[:n]))
 
     def overlap(self, matrix: np.ndarray) -> np.ndarray:
         """False where training saw fewer than ``overlap_min_count`` activities of this kind in this stage."""
@@ -425,6 +618,7 @@ class EffectModel:
             "format": EFFECTS_FORMAT, "feature_names": self.feature_names, "delay_pmf": self.delay_pmf.tolist(),
             "horizon_days": self.horizon_days, "support": self.support, "settings": asdict(self.settings),
             "metrics": self.metrics, "n_bootstrap": len(self.bootstraps), "support_keys": list(self.support_keys),
+            "intercept": self.intercept,
         }
         (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
         return out
@@ -492,5 +686,6 @@ def load_effects(bundle_dir: Path, spec: FeatureSpec) -> EffectModel | None:
                                  if k in EffectSettings.__dataclass_fields__})
     return EffectModel(booster, boots, list(spec.names), np.asarray(meta["delay_pmf"], dtype=np.float64),
                        int(meta["horizon_days"]), {k: int(v) for k, v in (meta.get("support") or {}).items()},
-                       settings, meta.get("metrics") or {}, tuple(int(x) for x in meta.get("support_keys",
-                                                                                               (-1, -1, -1, -1))))
+                       settings, meta.get("metrics") or {},
+                       tuple(int(x) for x in meta.get("support_keys", (-1, -1, -1, -1))),
+                       float(meta.get("intercept", 0.0)))

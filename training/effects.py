@@ -185,4 +185,5 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
     logger.info("effect model: %d activities, %d advances, %d EM iterations, %.0f%% of advances attributed to "
                 "activities, delay median %.0f day(s), %.1fs", x.n_activities, x.n_events, attribution.iterations,
                 100 * metrics["advances_attributed_to_activities"], metrics["delay_median_days"], metrics["seconds"])
-    return EffectModel(booster, boots, list(spec.names), pmf, int(horizon_days), support, settings, metrics, keys)
+    return EffectModel(booster, boots, list(spec.names), pmf, int(horizon_days), support, settings, metrics, keys,
+                       fitter.intercept)
