@@ -113,71 +113,7 @@ def add_ranking(dataset, bundle: Path, settings=None) -> Path:
 # --- requests -------------------------------------------------------------------------------
 
 
-class RequestBuilder:
-    """``/rank`` requests for a deal at a moment, from a dataset, as a CRM would send them."""
-
-    def __init__(self, dataset) -> None:
-        acts = dataset[c.ACTIVITIES].sort_values(c.OCCURRED_AT, kind="stable")
-        self.acts = acts
-        self.acts_by_deal = {k: g for k, g in acts.groupby(c.DEAL_ID, sort=False)}
-        self.acts_by_contact = {k: g for k, g in acts.groupby(c.CONTACT_ID, sort=False)}
-        resp = dataset.get(c.RESPONSES)
-        self.responses = resp.set_index(c.ACTIVITY_ID, drop=False) if resp is not None else None
-        self.stages = {k: g for k, g in dataset[c.DEAL_STAGES].groupby(c.DEAL_ID, sort=False)}
-        out = dataset.get(c.OUTCOMES)
-        self.outcomes = {k: g for k, g in out.groupby(c.DEAL_ID, sort=False)} if out is not None else {}
-        self.deals = dataset[c.DEALS].set_index(c.DEAL_ID, drop=False)
-        contacts = dataset[c.CONTACTS]
-        self.contacts = contacts.set_index(c.CONTACT_ID, drop=False)
-        self.contacts_by_account = {k: g for k, g in contacts.groupby(c.ACCOUNT_ID, sort=False)}
-        self.accounts = dataset[c.ACCOUNTS].set_index(c.ACCOUNT_ID, drop=False)
-
-    def account_contacts(self, deal_id: str) -> list[str]:
-        acc = self.deals.at[deal_id, c.ACCOUNT_ID]
-        g = self.contacts_by_account.get(acc)
-        return [] if g is None else list(g[c.CONTACT_ID])
-
-    def body(self, deal_id: str, at: pd.Timestamp, fallback_contact: str | None) -> dict[str, Any]:
-        """The request body (JSON-ready) for ``deal_id`` at ``at``; facts strictly before ``at`` only."""
-        deal = self.deals.loc[deal_id]
-        account_id = deal[c.ACCOUNT_ID]
-        deal_acts = self.acts_by_deal.get(deal_id, self.acts.iloc[:0])
-        deal_acts = deal_acts[deal_acts[c.OCCURRED_AT] < at]
-        parts = [deal_acts]
-        since = at - pd.Timedelta(days=HISTORY_CONTACT_DAYS)
-        for cid in self.account_contacts(deal_id):
-            g = self.acts_by_contact.get(cid)
-            if g is not None:
-                parts.append(g[(g[c.OCCURRED_AT] < at) & (g[c.OCCURRED_AT] >= since)])
-        hist = pd.concat(parts).drop_duplicates(c.ACTIVITY_ID).sort_values(c.OCCURRED_AT, kind="stable")
-        touched = deal_acts[deal_acts[c.TYPE] != "none"]
-        contact_id = touched[c.CONTACT_ID].iloc[-1] if len(touched) else fallback_contact
-        history: dict[str, list] = {c.ACTIVITIES: to_records(hist)}
-        if self.responses is not None:
-            ids = [i for i in hist[c.ACTIVITY_ID] if i in self.responses.index]
-            r = self.responses.loc[ids] if ids else self.responses.iloc[:0]
-            history[c.RESPONSES] = to_records(r[r[c.OCCURRED_AT] < at])
-        st = self.stages.get(deal_id)
-        if st is not None:
-            history[c.DEAL_STAGES] = to_records(st[st[c.ENTERED_AT] < at])
-        oc = self.outcomes.get(deal_id)
-        if oc is not None:
-            history[c.OUTCOMES] = to_records(oc[oc[c.OCCURRED_AT] < at])
-        contacts = self.contacts_by_account.get(account_id)
-        if contacts is not None:
-            history[c.CONTACTS] = to_records(contacts)
-        body: dict[str, Any] = {
-            "at": at.isoformat(),
-            "deal": to_records(deal.drop([c.CLOSED_AT, c.WON], errors="ignore").to_frame().T)[0],
-            "history": history,
-            "top_k": 500,
-            "explain": False,
-        }
-        if contact_id is not None and contact_id in self.contacts.index:
-            body["contact"] = to_records(self.contacts.loc[[contact_id]])[0]
-        if account_id in self.accounts.index:
-            body["account"] = to_records(self.accounts.loc[[account_id]])[0]
-        return body
+from serving.batch_rank import RequestBuilder  # noqa: E402  (one request builder for the benchmarks and `rank`)
 
 
 # --- evaluation -----------------------------------------------------------------------------
