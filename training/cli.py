@@ -506,8 +506,10 @@ def _demo_serve(res, home: Path, console, port: int) -> None:
     for k, r in enumerate(ranking["ranked"], start=1):
         a = r["activity"]
         how = "automated" if a.get(c.IS_AUTOMATED) else "tailored" if c.IS_AUTOMATED in a else ""
+        effect = (f"effect {r['effect']:+.3f} [{r['effect_low']:+.3f}, {r['effect_high']:+.3f}], "
+                  if r.get("effect") is not None else "")
         console.print(f"  {k}. {a[c.TYPE]} {how} to {a.get(c.CONTACT_ID, 'the account')}: "
-                      f"p_outcome {r['p_outcome']:.3f}")
+                      f"{effect}p_outcome {r['p_outcome']:.3f}")
     from store import STORE_FILE
 
     if (home / STORE_FILE).exists():  # the demo loaded the history store: the same score by ids, and the deal page

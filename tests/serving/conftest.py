@@ -37,13 +37,23 @@ def serving_home(tmp_path_factory) -> Path:
     return home
 
 
+_PROMETHEUS_DIR: list[Path] = []
+
+
 @contextlib.contextmanager
 def service_env(bundle: Path, home: Path, **settings: str) -> Iterator[None]:
-    """Environment of an in-process service: the bundle, stores in ``home``, extra settings."""
+    """Environment of an in-process service: the bundle, stores in ``home``, extra settings.
+
+    Prometheus' multiprocess directory is fixed for the whole test process: the metrics are
+    registered once (with the first app) and write there, so later apps must read the same one.
+    """
+    if not _PROMETHEUS_DIR:
+        (home / "prometheus").mkdir(exist_ok=True)
+        _PROMETHEUS_DIR.append(home / "prometheus")
     env = {
         "ACTIVITY_SCORER_BUNDLE": str(bundle),
         "BENTOML_HOME": str(home / "bentoml"),
-        "PROMETHEUS_MULTIPROC_DIR": str(home / "prometheus"),
+        "PROMETHEUS_MULTIPROC_DIR": str(_PROMETHEUS_DIR[0]),
         **{f"ACTIVITY_SCORER_{k.upper()}": str(v) for k, v in settings.items()},
     }
     with pytest.MonkeyPatch.context() as mp:

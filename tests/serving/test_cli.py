@@ -81,7 +81,8 @@ def test_demo_ends_with_a_running_service_and_how_to_stop_it(tmp_path):
         assert f"curl -s http://127.0.0.1:{port}/score" in out and f"curl -s http://127.0.0.1:{port}/rank" in out
         assert re.search(r"p_outcome 0\.\d{3}, p_output 0\.\d{3}, p_negative 0\.\d{3}", out)
         assert re.search(r"^  1\. \w+ .*p_outcome 0\.\d{3}$", out, re.MULTILINE)
-        assert "(best first, ordered by ranking)" in out  # the bundle carries the ranking model
+        assert "(best first, ordered by effect)" in out  # the bundle carries the effect model
+        assert re.search(r"^  1\. \w+ .*effect [+-]0\.\d{3} \[[+-]0\.\d{3}, [+-]0\.\d{3}\], p_outcome", out, re.MULTILINE)
         pid = int(pid_file.read_text())
         assert f"stop it with: kill {pid}" in out
         wait_ready(f"http://127.0.0.1:{port}")
