@@ -400,18 +400,9 @@ def _compute(
             d_deal, d_acc, D, n_deals, keyer, horizons, data_end_ms,
         )
         # rep track record: only activities whose outcome horizon had closed before t
-        y = full_labels[s.LABEL_OUTCOME]
-        known = ~np.isnan(y) & (a_rep >= 0)
-        k = np.flatnonzero(known)
-        closes = t[k] + horizon_ms
-        rep_idx = FactIndex(a_rep[k], closes, np.maximum(closes, avail[k]), {"y": y[k]}, keyer=keyer)
-        glob_idx = FactIndex(np.zeros(len(k), dtype=np.int64), closes, np.maximum(closes, avail[k]), {"y": y[k]}, keyer=keyer)
         q_rep = Query(qrep, qt)
-        rep_sum = rep_idx.window_sum(q_rep, None, "y")
-        rep_n = rep_idx.window_sum(q_rep, None)
-        q_all = Query(np.zeros(len(qt), dtype=np.int64), qt)
-        prior_sum = glob_idx.window_sum(q_all, None, "y")
-        prior_n = glob_idx.window_sum(q_all, None)
+        rep_sum, rep_n, prior_sum, prior_n = rep_track_record(a_rep, t, avail, full_labels[s.LABEL_OUTCOME],
+                                                              horizon_ms, keyer, q_rep)
         labels = {k2: v[targets] for k2, v in full_labels.items()}
     else:
         recs = [serving.reps.get(r) if r is not None else None for r in _get_str(A, c.REP_ID)[targets]]
@@ -422,11 +413,8 @@ def _compute(
         rep_n = np.array([r.labelled if r else 0.0 for r in recs])
         prior_sum = np.full(len(qt), serving.prior_sum)
         prior_n = np.full(len(qt), serving.prior_n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prior = np.where(prior_n > 0, prior_sum / np.maximum(prior_n, 1), np.nan)
-        rate = (rep_sum + REP_PRIOR_STRENGTH * prior) / (rep_n + REP_PRIOR_STRENGTH)
-    feats["rep_outcome_rate"] = np.where(qrep >= 0, rate, np.nan)
-    feats["rep_labelled_activities"] = np.where(qrep >= 0, rep_n, np.nan)
+    feats["rep_outcome_rate"], feats["rep_labelled_activities"] = rep_rate_features(
+        qrep >= 0, rep_sum, rep_n, prior_sum, prior_n)
 
     # --- how hard the deal is worked, and how big it is, against the usual -----------------
     # Reps work promising deals harder: hand-made touches per day of the deal's life, against
@@ -443,18 +431,13 @@ def _compute(
     if serving is None:
         whole = len(targets) == n and bool(np.array_equal(targets, np.arange(n)))
         every = attention if whole else per_day(Query(a_deal, t), t, created_all)
-        ok = np.flatnonzero(np.isfinite(every) & (a_rep >= 0))
-        usual_idx = FactIndex(a_rep[ok], t[ok], avail[ok], {"r": every[ok]}, keyer=keyer)
-        usual_sum = usual_idx.window_sum(q_rep, ATTENTION_WINDOW_DAYS * MS_PER_DAY, "r")
-        usual_n = usual_idx.window_sum(q_rep, ATTENTION_WINDOW_DAYS * MS_PER_DAY)
-        del usual_idx, every
+        usual_sum, usual_n = rep_usual_attention(a_rep, t, avail, every, keyer, q_rep)
+        del every
     else:
         usual_sum = np.array([r.attention_sum if r else 0.0 for r in recs])
         usual_n = np.array([r.attention_n if r else 0.0 for r in recs])
     del deal_touches, touch_idx
-    with np.errstate(invalid="ignore", divide="ignore"):
-        usual = np.where(usual_n >= ATTENTION_MIN_ACTIVITIES, usual_sum / np.maximum(usual_n, 1), np.nan)
-        feats["deal_attention_vs_rep"] = np.where(usual > 0, attention / usual, np.nan)
+    feats["deal_attention_vs_rep"] = attention_vs_rep(attention, usual_sum, usual_n)
 
     # Deal size against earlier deals of the same product owned by the same team (the team
     # of the activity's rep): the amount alone mostly says which segment the deal is in.
@@ -492,6 +475,74 @@ def _compute(
         feats[cf.name] = _custom_values(cf, tables, targets, a_deal, d_deal, n_deals, a_contact, c_contact,
                                         n_contacts, a_acc, ac_acc, n_accounts, a_rep, rp_rep, n_reps)
     return feats, labels
+
+
+# ----------------------------------------------------------------------------------------
+# What crosses deals and accounts: a rep's track record and usual attention. Named steps so
+# that an engine that partitions the history by account (engine/) computes them once over
+# every account, exactly as here.
+# ----------------------------------------------------------------------------------------
+def rep_track_record(a_rep: np.ndarray, t: np.ndarray, avail: np.ndarray, y: np.ndarray, horizon_ms: int,
+                     keyer: Any, q_rep: Query) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per query (rep, t): the rep's labelled outcomes known before t, and the same over every rep.
+
+    A labelled activity counts once its outcome horizon has closed and it was logged
+    (``max(t + horizon, avail) < query t``).
+
+    Args:
+        a_rep: rep code per activity (negative: no rep).
+        t: occurred_at per activity (ms).
+        avail: when each activity was known (ms).
+        y: outcome label per activity (NaN: censored or undefined).
+        horizon_ms: the outcome horizon.
+        keyer: ``features.transforms.make_keyer`` over every time involved.
+        q_rep: the queries (rep code, t).
+
+    Returns:
+        (rep outcome sum, rep labelled count, prior outcome sum, prior labelled count) per query.
+    """
+    known = ~np.isnan(y) & (a_rep >= 0)
+    k = np.flatnonzero(known)
+    closes = t[k] + horizon_ms
+    rep_idx = FactIndex(a_rep[k], closes, np.maximum(closes, avail[k]), {"y": y[k]}, keyer=keyer)
+    glob_idx = FactIndex(np.zeros(len(k), dtype=np.int64), closes, np.maximum(closes, avail[k]), {"y": y[k]}, keyer=keyer)
+    rep_sum = rep_idx.window_sum(q_rep, None, "y")
+    rep_n = rep_idx.window_sum(q_rep, None)
+    q_all = Query(np.zeros(len(q_rep), dtype=np.int64), q_rep.t)
+    prior_sum = glob_idx.window_sum(q_all, None, "y")
+    prior_n = glob_idx.window_sum(q_all, None)
+    return rep_sum, rep_n, prior_sum, prior_n
+
+
+def rep_usual_attention(a_rep: np.ndarray, t: np.ndarray, avail: np.ndarray, every: np.ndarray, keyer: Any,
+                        q_rep: Query) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (rep, t): sum and count of the rep's deal attention over the last 90 days known before t."""
+    ok = np.flatnonzero(np.isfinite(every) & (a_rep >= 0))
+    usual_idx = FactIndex(a_rep[ok], t[ok], avail[ok], {"r": every[ok]}, keyer=keyer)
+    usual_sum = usual_idx.window_sum(q_rep, ATTENTION_WINDOW_DAYS * MS_PER_DAY, "r")
+    usual_n = usual_idx.window_sum(q_rep, ATTENTION_WINDOW_DAYS * MS_PER_DAY)
+    return usual_sum, usual_n
+
+
+def rep_rate_features(has_rep: np.ndarray, rep_sum: np.ndarray, rep_n: np.ndarray, prior_sum: np.ndarray,
+                      prior_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rep_outcome_rate`` (shrunk to the prior) and ``rep_labelled_activities``; NaN without a rep."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prior = np.where(prior_n > 0, prior_sum / np.maximum(prior_n, 1), np.nan)
+        rate = (rep_sum + REP_PRIOR_STRENGTH * prior) / (rep_n + REP_PRIOR_STRENGTH)
+    return np.where(has_rep, rate, np.nan), np.where(has_rep, rep_n, np.nan)
+
+
+def attention_vs_rep(attention: np.ndarray, usual_sum: np.ndarray, usual_n: np.ndarray) -> np.ndarray:
+    """``deal_attention_vs_rep``: the deal's attention over the rep's usual (NaN when the usual is unknown)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        usual = np.where(usual_n >= ATTENTION_MIN_ACTIVITIES, usual_sum / np.maximum(usual_n, 1), np.nan)
+        return np.where(usual > 0, attention / usual, np.nan)
+
+
+def rep_margin_ms(horizons: Horizons) -> int:
+    """The key margin of ``_compute``'s keyer: every window and horizon fits inside it."""
+    return max(90 * MS_PER_DAY, horizons.outcome_days * MS_PER_DAY, horizons.output_days * MS_PER_DAY) + 1
 
 
 def _amount_group(product: np.ndarray, team: np.ndarray) -> np.ndarray:
@@ -640,6 +691,15 @@ def _cut_until(dataset: Dataset, until_ms: int) -> dict[str, Cols]:
     return tables
 
 
+def dataset_end(dataset: Dataset) -> pd.Timestamp:
+    """The last event of a dataset (what ``build_training_frame`` censors labels at without ``until``)."""
+    tables = {name: _frame_cols(dataset.tables[name][[col]], name)
+              for name, col in ((c.ACTIVITIES, c.OCCURRED_AT), (c.RESPONSES, c.OCCURRED_AT),
+                                (c.DEAL_STAGES, c.ENTERED_AT), (c.OUTCOMES, c.OCCURRED_AT))
+              if name in dataset.tables and col in dataset.tables[name].columns}
+    return pd.Timestamp(_data_end_ms(tables) * 1_000_000, tz="UTC")
+
+
 def _data_end_ms(tables: dict[str, Cols]) -> int:
     ends = []
     for name, col in ((c.ACTIVITIES, c.OCCURRED_AT), (c.RESPONSES, c.OCCURRED_AT),
@@ -661,12 +721,16 @@ def build_training_frame(
     until: pd.Timestamp | str | None = None,
     horizons: Horizons = Horizons(),
     timezone: str = "UTC",
+    data_end: pd.Timestamp | None = None,
 ) -> TrainingTable:
     """One row per activity known before ``until``: ids, features, labels.
 
     Features of an activity at ``t`` use only facts known strictly before ``t``. Labels
     are NaN where their horizon passes ``data_end`` (``until``, or the last event of the
     data), so they count only outcomes that had happened by then.
+
+    ``data_end`` (without ``until``) states the end of the data from outside: an engine
+    that builds a larger dataset part by part passes the end of the whole (engine/).
     """
     if until is not None:
         until_ts = pd.Timestamp(until)
@@ -675,7 +739,7 @@ def build_training_frame(
         data_end_ms = int(until_ts.value // 1_000_000)
     else:
         tables = {name: _frame_cols(frame, name) for name, frame in dataset.tables.items()}
-        data_end_ms = _data_end_ms(tables)
+        data_end_ms = _data_end_ms(tables) if data_end is None else int(pd.Timestamp(data_end).value // 1_000_000)
     if c.ACTIVITIES not in tables:
         raise ValueError("the dataset has no activities table")
     A = tables[c.ACTIVITIES]
