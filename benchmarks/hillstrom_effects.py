@@ -204,7 +204,28 @@ class ProductFit:
     seconds: float
 
 
-def fit_product(train_ds) -> ProductFit:  # noqa: ANN001
+def effect_settings(pairs: list[str] | None):  # noqa: ANN201
+    """``EffectSettings`` with ``KEY=VALUE`` overrides (diagnostics only; the figures use the defaults)."""
+    from dataclasses import fields, replace
+
+    from models.effects import EffectSettings
+
+    settings = EffectSettings()
+    known = {f.name: f.type for f in fields(EffectSettings)}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known:
+            raise HillstromError(f"--effect-setting {pair!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+        current = getattr(settings, key)
+        try:
+            typed = type(current)(value) if not isinstance(current, bool) else value.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise HillstromError(f"--effect-setting {pair!r}: {value!r} is not a {type(current).__name__}") from None
+        settings = replace(settings, **{key: typed})
+    return settings
+
+
+def fit_product(train_ds, settings=None) -> ProductFit:  # noqa: ANN001
     """The effect model on the training half, as ``train`` fits it (default settings, the spec's features)."""
     from features.build import build_training_frame
     from models.bundle import FeatureSpec
@@ -218,7 +239,8 @@ def fit_product(train_ds) -> ProductFit:  # noqa: ANN001
     feats, _ = model_features(list(table.features), cfg, set(train_ds.execution_time_fields), table.frame.columns)
     spec = FeatureSpec.fit(feats, table.frame, cfg.categories.max_levels, cfg.categories.min_count)
     try:
-        model = fit_effect_model(train_ds, table.frame, spec, until=UNTIL, horizon_days=cfg.horizons.outcome_days)
+        model = fit_effect_model(train_ds, table.frame, spec, until=UNTIL, horizon_days=cfg.horizons.outcome_days,
+                                 settings=settings)
     except ValueError as err:
         raise HillstromError(f"the effect model cannot be fitted on the training half: {err}") from None
     return ProductFit(model, spec, time.perf_counter() - t0)
@@ -448,6 +470,21 @@ def evaluate(arm: np.ndarray, y: np.ndarray, methods: dict[str, dict[str, dict[s
     return ev
 
 
+def learning_truth(customers: pd.DataFrame, rows: np.ndarray, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
+    """Per arm, the difference of visit rates against none on the learning half (what the models saw)."""
+    arm = customers["arm"].to_numpy(dtype=object)[rows]
+    y = customers["visit"].to_numpy(dtype=np.float64)[rows]
+
+    def diff(idx: np.ndarray) -> dict[str, float]:
+        base = y[idx][arm[idx] == NONE].mean()
+        return {t: float(y[idx][arm[idx] == t].mean() - base) for t in ARMS}
+
+    rng = np.random.default_rng(seed + 1)
+    draws = [diff(rng.integers(0, len(y), len(y))) for _ in range(n_boot)]
+    point = diff(np.arange(len(y)))
+    return {t: _interval(point[t], np.array([d[t] for d in draws])) for t in ARMS}
+
+
 # -- report -------------------------------------------------------------------------------------------
 
 
@@ -533,7 +570,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_rows, test_rows = split(len(customers), args.seed, args.rows)
     if len(test_rows) < 300:
         raise HillstromError(f"--rows {args.rows}: too few customers ({len(train_rows) + len(test_rows)}); need 600")
-    fit = fit_product(subset(dataset, train_rows))
+    fit = fit_product(subset(dataset, train_rows), effect_settings(args.effect_setting))
     t = time.perf_counter()
     product = product_effects(fit, subset(dataset, test_rows), test_rows)
     t_predict = time.perf_counter() - t
@@ -544,6 +581,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     y = customers["visit"].to_numpy(dtype=np.float64)[test_rows]
     t = time.perf_counter()
     ev = evaluate(arm, y, methods, args.bootstrap, args.seed)
+    ev.calibration = {"truth (learning half)": learning_truth(customers, train_rows, args.bootstrap, args.seed),
+                      **ev.calibration}
     t_eval = time.perf_counter() - t
     n_written = write_effects(Path(args.out), test_rows, product)
     info = {"seed": args.seed, "bootstrap": args.bootstrap, "train": len(train_rows), "test": len(test_rows),
@@ -573,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, help="use a random sample of this many customers (quick runs, tests)")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON to this file")
     parser.add_argument("--data", type=Path, default=HILLSTROM_FILE, help="the Hillstrom CSV")
+    parser.add_argument("--effect-setting", action="append", metavar="KEY=VALUE",
+                        help="override one EffectSettings field (diagnostics; the documented figures use none)")
     parser.add_argument("--visit-offset", type=float, default=VISIT_OFFSET_S,
                         help="seconds from the e-mail to the recorded visit (see VISIT_OFFSET_S)")
     args = parser.parse_args(argv)
