@@ -1,0 +1,106 @@
+"""The Dask cluster the engine runs on: a scheduler given by address, or a local one on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 2
+DEFAULT_MEMORY_LIMIT = "6GiB"  # per worker; beyond ~70% of it a worker spills to disk
+SPILL_DIR = "dask"  # inside the data home
+
+
+class ClusterError(RuntimeError):
+    """The scheduler cannot be reached, or the local cluster cannot start."""
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where the engine runs.
+
+    Attributes:
+        scheduler: ``tcp://host:port`` of a running scheduler; None starts a local cluster.
+        workers: local cluster only: worker processes (one thread each).
+        memory_limit: local cluster only: per worker (Dask's spelling, e.g. ``"6GiB"``).
+        spill_dir: local cluster only: where workers spill (default: ``<data home>/dask``).
+    """
+
+    scheduler: str | None = None
+    workers: int = DEFAULT_WORKERS
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
+    spill_dir: Path | None = None
+
+
+def settings_from_env(scheduler: str | None = None) -> ClusterSettings:
+    """Settings from the command line and the environment.
+
+    ``ACTIVITY_SCORER_DASK_WORKERS`` and ``ACTIVITY_SCORER_DASK_MEMORY`` size the local cluster.
+
+    Raises:
+        ClusterError: a variable does not parse.
+    """
+    raw = os.environ.get("ACTIVITY_SCORER_DASK_WORKERS", str(DEFAULT_WORKERS))
+    try:
+        workers = int(raw)
+    except ValueError:
+        raise ClusterError(f"ACTIVITY_SCORER_DASK_WORKERS={raw!r}: expected a whole number of workers") from None
+    if workers < 1:
+        raise ClusterError(f"ACTIVITY_SCORER_DASK_WORKERS={workers}: at least one worker is needed")
+    memory = os.environ.get("ACTIVITY_SCORER_DASK_MEMORY", DEFAULT_MEMORY_LIMIT)
+    try:
+        from dask.utils import parse_bytes
+
+        parse_bytes(memory)
+    except (ValueError, TypeError):
+        raise ClusterError(f"ACTIVITY_SCORER_DASK_MEMORY={memory!r}: expected a size such as 6GiB") from None
+    return ClusterSettings(scheduler=scheduler or None, workers=workers, memory_limit=memory)
+
+
+@contextlib.contextmanager
+def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
+    """A ``distributed.Client`` on the scheduler of ``settings``, or on a new local cluster.
+
+    The local cluster listens on 127.0.0.1 only, has no dashboard, runs one thread per
+    worker process (LightGBM's Dask training needs one LightGBM per process) and spills to
+    ``<home>/dask``. It is closed on exit; a remote scheduler is left running.
+
+    Raises:
+        ClusterError: the scheduler cannot be reached or the cluster cannot start.
+    """
+    from distributed import Client, LocalCluster
+
+    if settings.scheduler:
+        try:
+            client = Client(settings.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as err:
+            raise ClusterError(f"--scheduler {settings.scheduler}: cannot reach the Dask scheduler ({err})") from None
+        try:
+            logger.info("Dask scheduler %s, %d workers", settings.scheduler, len(client.scheduler_info()["workers"]))
+            yield client
+        finally:
+            client.close()
+        return
+    spill = Path(settings.spill_dir or Path(home) / SPILL_DIR)
+    spill.mkdir(parents=True, exist_ok=True)
+    try:
+        cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, memory_limit=settings.memory_limit,
+                               local_directory=str(spill), silence_logs=logging.WARNING)
+    except (OSError, RuntimeError, TimeoutError) as err:
+        raise ClusterError(f"cannot start a local Dask cluster: {err}") from None
+    try:
+        client = Client(cluster)
+        try:
+            logger.info("local Dask cluster %s: %d workers x %s, spilling to %s", cluster.scheduler_address,
+                        settings.workers, settings.memory_limit, spill)
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()

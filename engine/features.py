@@ -1,0 +1,266 @@
+"""Features and labels on Dask: ``features.build`` per partition of whole accounts, plus one pass for reps.
+
+Three steps, all on the cluster:
+
+1. **Partitions** (one task each): ``features.build.build_training_frame`` on the partition's
+   events with every entity table, censored at the end of the whole dataset. Every deal,
+   contact and account feature, every label and the amount baselines (from the whole deals
+   table) are then what the local engine computes. The partition also hands back, per
+   activity, the few facts a rep's features need: rep, time, when known, outcome label and
+   the deal's attention.
+2. **Reps** (one task): those facts of every partition, in the dataset's order, give each
+   activity its rep's track record and usual attention with the same named steps as the
+   local engine (``features.build.rep_track_record`` / ``rep_usual_attention``), so even the
+   floating-point sums are the same.
+3. **Partitions again**: the three rep features are replaced by the ones from step 2.
+
+The result equals the local engine's table exactly, rows in partition order (sort by
+``activity_id``, or by ``occurred_at, activity_id`` as :func:`gather_table` does, to compare).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.partition import Partition, entity_tables, partition_count, split_dataset
+from features import contract as c
+from features import schema as s
+from features.build import (
+    NO_TIME,
+    Horizons,
+    TrainingTable,
+    attention_vs_rep,
+    build_training_frame,
+    custom_fields_of,
+    dataset_end,
+    feature_list,
+    rep_margin_ms,
+    rep_rate_features,
+    rep_track_record,
+    rep_usual_attention,
+)
+from features.dataset import Dataset
+from features.transforms import MS_PER_DAY, Query, make_keyer
+
+logger = logging.getLogger(__name__)
+
+ATTENTION = "hand_touches_deal_per_day"
+REP_FEATURES = ("rep_outcome_rate", "rep_labelled_activities", "deal_attention_vs_rep")
+
+
+@dataclass
+class DistributedTable:
+    """A training table held on the cluster, one frame future per partition.
+
+    Attributes:
+        parts: futures of the partition frames (the local engine's columns).
+        features: the feature catalogue of the table.
+        data_end: where labels are censored.
+        stats: counts as in ``features.build.TrainingTable.stats``.
+        seconds: time per step.
+    """
+
+    parts: list[Any]
+    features: list[s.Feature]
+    data_end: pd.Timestamp
+    stats: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _ms(values: pd.Series) -> np.ndarray:
+    ns = values.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT")).astype(np.int64)
+    out = ns // 1_000_000
+    out[ns == np.iinfo(np.int64).min] = NO_TIME
+    return out
+
+
+def _partition_frame(events: dict[str, pd.DataFrame], entities: dict[str, pd.DataFrame], rows: np.ndarray,
+                     meta: dict[str, Any], until: pd.Timestamp | None, horizons: Horizons, timezone: str,
+                     data_end: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Step 1 on a worker: the partition's table and the per-activity facts of its reps."""
+    dataset = Dataset({**events, **entities}, custom_fields=meta["custom_fields"],
+                      execution_time_fields=meta["execution_time_fields"])
+    table = build_training_frame(dataset, until=until, horizons=horizons, timezone=timezone,
+                                 data_end=None if until is not None else data_end)
+    frame = table.frame
+    acts = events[c.ACTIVITIES]
+    ids = acts[c.ACTIVITY_ID].astype("string")
+    at = pd.Index(ids.to_numpy(object)).get_indexer(frame[c.ACTIVITY_ID].to_numpy(object))
+    t = _ms(frame[c.OCCURRED_AT])
+    if c.LOGGED_AT in acts.columns:
+        logged = _ms(acts[c.LOGGED_AT])[at]
+        avail = np.where(logged == NO_TIME, t, np.maximum(t, logged))
+    else:
+        avail = t
+    facts = pd.DataFrame({
+        "row": rows[at],
+        "rep": frame[c.REP_ID].to_numpy(object, na_value=None),
+        "t": t,
+        "avail": avail,
+        "y": frame[s.LABEL_OUTCOME].to_numpy(np.float64, na_value=np.nan),
+        "attention": frame[ATTENTION].to_numpy(np.float64, na_value=np.nan),
+    })
+    return frame, facts
+
+
+def _rep_pass(facts: list[pd.DataFrame], horizons: Horizons) -> list[dict[str, np.ndarray]]:
+    """Step 2 on a worker: rep track record and usual attention of every activity, in the dataset's order."""
+    sizes = [len(f) for f in facts]
+    every = pd.concat(facts, ignore_index=True)
+    del facts
+    order = np.argsort(every["row"].to_numpy(np.int64), kind="stable")
+    rep = every["rep"].to_numpy(object)[order]
+    t = every["t"].to_numpy(np.int64)[order]
+    avail = every["avail"].to_numpy(np.int64)[order]
+    y = every["y"].to_numpy(np.float64)[order]
+    attention = every["attention"].to_numpy(np.float64)[order]
+    del every
+    codes, uniques = pd.factorize(rep, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    horizon_ms = horizons.outcome_days * MS_PER_DAY
+    keyer = make_keyer([t, avail], max(len(uniques), 1), rep_margin_ms(horizons))
+    q_rep = Query(codes, t)
+    rep_sum, rep_n, prior_sum, prior_n = rep_track_record(codes, t, avail, y, horizon_ms, keyer, q_rep)
+    usual_sum, usual_n = rep_usual_attention(codes, t, avail, attention, keyer, q_rep)
+    # back to each partition's own row order
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    out, start = [], 0
+    for n in sizes:
+        idx = back[start:start + n]
+        start += n
+        out.append({"rep_sum": rep_sum[idx], "rep_n": rep_n[idx], "prior_sum": prior_sum[idx],
+                    "prior_n": prior_n[idx], "usual_sum": usual_sum[idx], "usual_n": usual_n[idx]})
+    return out
+
+
+def _finish_partition(frame: pd.DataFrame, cross: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Step 3 on a worker: the rep features from the pass over every partition."""
+    has_rep = frame[c.REP_ID].notna().to_numpy(bool)
+    rate, labelled = rep_rate_features(has_rep, cross["rep_sum"], cross["rep_n"], cross["prior_sum"],
+                                       cross["prior_n"])
+    attention = frame[ATTENTION].to_numpy(np.float64, na_value=np.nan)
+    vs_rep = attention_vs_rep(attention, cross["usual_sum"], cross["usual_n"])
+    return frame.assign(rep_outcome_rate=rate, rep_labelled_activities=labelled, deal_attention_vs_rep=vs_rep)
+
+
+def _stats(frame: pd.DataFrame) -> dict[str, int]:
+    return {
+        "activities": len(frame),
+        "outcome_labelled": int(frame[s.LABEL_OUTCOME].notna().sum()),
+        "output_labelled": int(frame[s.LABEL_OUTPUT].notna().sum()),
+        "logged_after_outcome": int(frame[s.LEAK_FLAG].sum()),
+    }
+
+
+def build_distributed_table(client: Any, dataset: Dataset, *, until: pd.Timestamp | str | None = None,
+                            horizons: Horizons = Horizons(), timezone: str = "UTC",
+                            n_partitions: int | None = None, partitions: list[Partition] | None = None
+                            ) -> DistributedTable:
+    """The training table of ``dataset`` computed on the cluster of ``client``, left there in partitions.
+
+    Args:
+        client: a ``distributed.Client``.
+        dataset: the whole dataset (its entity tables go to every partition).
+        until: use only what was known before this instant (as ``features.build``).
+        horizons: label horizons.
+        timezone: for hour and weekday features.
+        n_partitions: default one per ~250k activities, at least one per worker.
+        partitions: an existing split of ``dataset`` (else split here).
+
+    Raises:
+        engine.partition.PartitionError: the history cannot be split by account.
+    """
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if until is not None:
+        until = pd.Timestamp(until)
+        until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+    workers = max(len(client.scheduler_info().get("workers", {})), 1)
+    if partitions is None:
+        n = partition_count(len(dataset[c.ACTIVITIES]), workers, n_partitions)
+        partitions = split_dataset(dataset, n)
+    end = until if until is not None else dataset_end(dataset)
+    meta = {"custom_fields": dataset.custom_fields, "execution_time_fields": set(dataset.execution_time_fields)}
+    seconds["split"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    [entities] = client.scatter([entity_tables(dataset)], broadcast=True)
+    firsts = []
+    for p in partitions:
+        [events] = client.scatter([p.events])
+        firsts.append(client.submit(_partition_frame, events, entities, p.rows, meta, until, horizons, timezone,
+                                    end, pure=False, key=f"features-partition-{p.index}-{time.time_ns()}"))
+    frames = [client.submit(_take, f, 0, pure=False) for f in firsts]
+    facts = [client.submit(_take, f, 1, pure=False) for f in firsts]
+    cross = client.submit(_rep_pass, facts, horizons, pure=False)
+    parts = [client.submit(_finish_partition, fr, client.submit(_take, cross, i, pure=False), pure=False)
+             for i, fr in enumerate(frames)]
+    stats_f = [client.submit(_stats, p, pure=False) for p in parts]
+    stats_list = client.gather(stats_f)
+    del firsts, frames, facts, cross
+    seconds["features"] = time.perf_counter() - t
+    stats = {k: int(sum(st[k] for st in stats_list)) for k in stats_list[0]} if stats_list else {}
+    features = feature_list(custom_fields_of(dataset))
+    logger.info("features on Dask: %d activities in %d partitions in %.1fs", stats.get("activities", 0),
+                len(parts), time.perf_counter() - t0)
+    return DistributedTable(parts, features, pd.Timestamp(end), stats, seconds)
+
+
+def _take(pair: Any, i: int) -> Any:
+    return pair[i]
+
+
+def gather_table(client: Any, table: DistributedTable) -> TrainingTable:
+    """The whole table on this process, rows ordered as the local engine orders them."""
+    frames = [f for f in client.gather(table.parts) if len(f)]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frame = frame.sort_values([c.OCCURRED_AT, c.ACTIVITY_ID], kind="stable", ignore_index=True)
+    return TrainingTable(frame, table.features, table.data_end, dict(table.stats))
+
+
+def write_distributed_table(client: Any, table: DistributedTable, out: Path) -> None:
+    """Write the table to ``out`` (.parquet or .csv) one partition at a time (bounded memory here).
+
+    Rows come in partition order; within a partition, by ``occurred_at`` then ``activity_id``.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{out}: the output must end in .csv or .parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    writer = None
+    try:
+        first = True
+        for fut in table.parts:
+            frame = fut.result()
+            if suffix == ".parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                batch = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, batch.schema)
+                writer.write_table(batch.cast(writer.schema))
+            else:
+                frame.to_csv(tmp, mode="w" if first else "a", header=first, index=False,
+                             date_format="%Y-%m-%dT%H:%M:%S.%fZ", lineterminator="\n")
+            first = False
+            del frame
+        if writer is not None:
+            writer.close()
+            writer = None
+        tmp.replace(out)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
