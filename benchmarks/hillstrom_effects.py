@@ -67,6 +67,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from features import contract as c  # noqa: E402
+from features.build import ServingContext  # noqa: E402
 
 logger = logging.getLogger("hillstrom_effects")
 
@@ -284,6 +285,73 @@ def product_effects(fit: ProductFit, test_ds, test_rows: np.ndarray) -> dict[str
         est = fit.model.predict(m, base)
         out[arm] = {"effect": est.effect, "low": est.low, "high": est.high, "overlap": est.overlap}
     return out
+
+
+class _PlanStub:
+    """Stands in for a bundle's plan models in :func:`rank_check`: p_outcome etc. are not part of the effect.
+
+    ``Scorer.rank`` reads ``spec``, ``manifest`` and ``predict_proba`` of a bundle; the effect,
+    its interval and overlap come from the effect model alone, which is the real one.
+    """
+
+    def __init__(self, spec) -> None:  # noqa: ANN001
+        from models.bundle import Manifest
+
+        self.spec = spec
+        self.manifest = Manifest("hillstrom-effects", pd.Timestamp(UNTIL).isoformat(), ("outcome",),
+                                 {"plan": "plan"}, {"outcome_days": c.OUTCOME_HORIZON_DAYS}, "UTC")
+
+    def predict_proba(self, matrix: np.ndarray, variant: str) -> dict[str, np.ndarray]:  # noqa: ARG002
+        return {"outcome": np.zeros(len(matrix))}
+
+
+def rank_check(fit: ProductFit, train_ds, test_ds, rows: np.ndarray,  # noqa: ANN001
+               effects: dict[str, dict[str, np.ndarray]], test_rows: np.ndarray) -> dict[str, Any]:
+    """``/rank``'s own answer for some held-out customers against the effects computed here.
+
+    For each customer: the request a CRM would send when the e-mail goes out
+    (``serving.batch_rank.RequestBuilder``, the customer as the request's contact) with the two
+    e-mails as explicit candidates, answered by ``serving.scorer.Scorer.rank`` in-process with
+    the fitted effect model (the plan models are a stub, :class:`_PlanStub`).
+
+    Returns:
+        Customers checked and the largest absolute difference of ``effect``, ``effect_low``,
+        ``effect_high`` and the number of ``overlap`` disagreements.
+    """
+    from features.build import custom_fields_of
+    from serving.batch_rank import RequestBuilder
+    from serving.model_store import LoadedModel
+    from serving.schemas import RankRequest
+    from serving.scorer import Scorer
+
+    context = ServingContext(custom_fields=custom_fields_of(train_ds))
+    scorer = Scorer(LoadedModel(_PlanStub(fit.spec), context, Path("."), "hillstrom", True, None, fit.model))
+    contacts = test_ds[c.CONTACTS]
+    if c.ACCOUNT_ID not in contacts.columns:  # RequestBuilder groups contacts by account (KeyError without the column)
+        from features.dataset import Dataset
+
+        tables = dict(test_ds.tables)
+        tables[c.CONTACTS] = contacts.assign(**{c.ACCOUNT_ID: pd.array([None] * len(contacts), dtype="string")})
+        test_ds = Dataset(tables, test_ds.custom_fields, test_ds.execution_time_fields, test_ds.source)
+    builder = RequestBuilder(test_ds)
+    at = pd.Timestamp(SENT_AT)
+    where = pd.Series(np.arange(len(test_rows)), index=test_rows)
+    worst = {"effect": 0.0, "effect_low": 0.0, "effect_high": 0.0}
+    overlap_diff = 0
+    for r in rows:
+        body = builder.body(f"deal-customer-{r + 1}", at, fallback_contact=f"customer-{r + 1}")
+        body["candidates"] = [{"type": "email", EMAIL_FIELD: a} for a in ARMS]
+        body["top_k"] = len(ARMS)
+        answer = scorer.rank(RankRequest.model_validate(body))
+        if answer.ranked_by != "effect":
+            raise HillstromError(f"/rank answered ranked_by {answer.ranked_by!r}, not 'effect'")
+        i = int(where.loc[r])
+        for item in answer.ranked:
+            e = effects[item.activity[EMAIL_FIELD]]
+            for key, mine in (("effect", e["effect"]), ("effect_low", e["low"]), ("effect_high", e["high"])):
+                worst[key] = max(worst[key], abs(float(getattr(item, key)) - float(mine[i])))
+            overlap_diff += int(bool(item.overlap) != bool(e["overlap"][i]))
+    return {"customers": len(rows), "max_abs_difference": worst, "overlap_disagreements": overlap_diff}
 
 
 # -- the plain reference ------------------------------------------------------------------------------
@@ -570,10 +638,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_rows, test_rows = split(len(customers), args.seed, args.rows)
     if len(test_rows) < 300:
         raise HillstromError(f"--rows {args.rows}: too few customers ({len(train_rows) + len(test_rows)}); need 600")
-    fit = fit_product(subset(dataset, train_rows), effect_settings(args.effect_setting))
+    train_ds, test_ds = subset(dataset, train_rows), subset(dataset, test_rows)
+    fit = fit_product(train_ds, effect_settings(args.effect_setting))
     t = time.perf_counter()
-    product = product_effects(fit, subset(dataset, test_rows), test_rows)
+    product = product_effects(fit, test_ds, test_rows)
     t_predict = time.perf_counter() - t
+    t = time.perf_counter()
+    sample = np.sort(np.random.default_rng(args.seed + 2).choice(test_rows, min(args.check_rank, len(test_rows)),
+                                                                 replace=False))
+    check = rank_check(fit, train_ds, test_ds, sample, product, test_rows) if len(sample) else None
+    t_check = time.perf_counter() - t
     t = time.perf_counter()
     methods = {"product": product, **reference_effects(customers, train_rows, test_rows)}
     t_reference = time.perf_counter() - t
@@ -593,13 +667,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "info": info, "text": text, "policies": ev.policies, "differences": ev.differences, "qini": ev.qini,
         "calibration": ev.calibration, "policy_shares": ev.shares, "verdicts": verdicts(ev),
         "effects_csv": {"path": str(args.out), "rows": n_written},
+        "rank_check": check,
         "overlap_share": {a: float(np.mean(product[a]["overlap"])) for a in ARMS},
         "effect_model": {k: m.get(k) for k in ("activities", "advances", "em_iterations", "horizon_share",
                                                 "advances_attributed_to_activities", "deal_offset_sd",
                                                 "rep_offset_sd", "best_iteration", "delay_median_days")},
         "import": {"rows": report.rows_written, "outcome_rate": report.outcome_rate, "sha256": report.sha256},
         "seconds": {"import": round(t_import, 1), "effect_model": round(fit.seconds, 1),
-                    "predict": round(t_predict, 1), "reference": round(t_reference, 1),
+                    "predict": round(t_predict, 1), "rank_check": round(t_check, 1), "reference": round(t_reference, 1),
                     "evaluate": round(t_eval, 1), "total": round(time.perf_counter() - t0, 1)},
     }
 
@@ -612,6 +687,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, help="use a random sample of this many customers (quick runs, tests)")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON to this file")
     parser.add_argument("--data", type=Path, default=HILLSTROM_FILE, help="the Hillstrom CSV")
+    parser.add_argument("--check-rank", type=int, default=200, metavar="N",
+                        help="ask Scorer.rank (the /rank code, in-process) for N held-out customers and compare")
     parser.add_argument("--effect-setting", action="append", metavar="KEY=VALUE",
                         help="override one EffectSettings field (diagnostics; the documented figures use none)")
     parser.add_argument("--visit-offset", type=float, default=VISIT_OFFSET_S,
@@ -627,6 +704,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(result["text"])
+    check = result["rank_check"]
+    if check:
+        d = check["max_abs_difference"]
+        print(f"\n/rank (Scorer.rank in-process) for {check['customers']} held-out customers: largest difference "
+              f"from the effects above {max(d.values()):.2g} (effect {d['effect']:.2g}, low {d['effect_low']:.2g}, "
+              f"high {d['effect_high']:.2g}); overlap disagreements {check['overlap_disagreements']}")
     print(f"\nwrote {result['effects_csv']['rows']} rows to {args.out}; {result['seconds']['total']:.0f} s "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in result['seconds'].items() if k != 'total')})")
     if args.json:

@@ -1,9 +1,10 @@
 """The effect model on Hillstrom's randomized e-mail arms: ``benchmarks/hillstrom_effects.py`` (issue 17).
 
 The real-data test runs the command at a reduced size (12,000 of the 64,000 customers, 50
-bootstrap resamples; about 15 s) and checks the per-row CSV and the one fact of the data that
-any size shows: sending every customer the men's e-mail brings more visits than sending none
-(18.3% vs 10.6% in the whole file).
+bootstrap resamples; about 15 s) and checks the per-row CSV, that the service's ``/rank`` code
+(``Scorer.rank`` in-process, 40 customers) answers the same effects, and the one fact of the
+data that any size shows: sending every customer the men's e-mail brings more visits than
+sending none (18.3% vs 10.6% in the whole file).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def test_held_out_effects_csv_and_always_mens_beats_never(bench, tmp_path):
     csv, js = tmp_path / "hillstrom_effects.csv", tmp_path / "figures.json"
     rows, seed = 12_000, 3
     out = _run("--out", str(csv), "--rows", str(rows), "--seed", str(seed), "--bootstrap", "50", "--json", str(js),
-               "--data", str(HILLSTROM))
+               "--data", str(HILLSTROM), "--check-rank", "40")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "policy value" in out.stdout
 
@@ -101,5 +102,10 @@ def test_held_out_effects_csv_and_always_mens_beats_never(bench, tmp_path):
     assert figures["differences"]["always-mens - never"]["low"] > 0  # the whole 90% interval above 0
     for method in ("product", "S-learner", "T-learner"):
         assert set(figures["qini"][method]) == {"mens", "womens"}
+    # what the service's /rank code answers for the same customers is what the CSV says
+    check = figures["rank_check"]
+    assert check["customers"] == 40
+    assert max(check["max_abs_difference"].values()) < 1e-9
+    assert check["overlap_disagreements"] == 0
     # the arm-level truth on the held-out half, as the data README gives it for the whole file
     assert 0.03 < figures["calibration"]["truth"]["mens"]["value"] < 0.11
