@@ -20,6 +20,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ Progress = Callable[[str], None]
 SMALL_TRAIN_ROWS = 20_000
 EVALUATION_DIR = "evaluation"  # inside a deployed bundle: the evaluation's models (training.train.save_bundle)
 MIN_TYPE_ROWS = 50  # per-activity-type metrics need at least this many test rows
+# The engine seam: boosters are fit here with lightgbm.train unless a trainer is set; the Dask
+# engine (engine/train.py) sets one that fits them with lightgbm.dask on a cluster. A trainer has
+# fit(params, X, y, names, categorical, rounds, valid=None, patience=None) -> (booster, best iteration).
+BOOSTER_TRAINER: ContextVar[Any] = ContextVar("booster_trainer", default=None)
 
 
 class TrainingRefused(Exception):
@@ -455,30 +460,17 @@ def fit_one(
         params = params | {"learning_rate": lg.large_data_learning_rate, "num_leaves": lg.large_data_num_leaves,
                            "min_data_in_leaf": lg.large_data_min_data_in_leaf}
         patience = lg.large_data_early_stopping_rounds
-    dtrain = lgb.Dataset(matrix[tr], label=y[tr], feature_name=names,
-                         categorical_feature=spec.categorical_indices, params={"max_bin": params["max_bin"],
-                                                                               "verbose": -1},
-                         free_raw_data=True)
-    dvalid = lgb.Dataset(matrix[va], label=y[va], reference=dtrain, free_raw_data=True)
-    every = 50
-
-    def report(env: lgb.callback.CallbackEnv) -> None:
-        if env.iteration % every == 0:
-            progress(f"training {label}/{variant}: iteration {env.iteration}")
-
-    booster = lgb.train(
-        params,
-        dtrain,
-        num_boost_round=cfg.lightgbm.num_boost_round,
-        valid_sets=[dvalid],
-        valid_names=["validation"],
-        callbacks=[lgb.early_stopping(patience, verbose=False), report],
-    )
-    best = booster.best_iteration or booster.current_iteration()
+    trainer = BOOSTER_TRAINER.get()
+    if trainer is not None:
+        progress(f"training {label}/{variant} on the cluster")
+        booster, best = trainer.fit(params, matrix[tr], y[tr], names, spec.categorical_indices,
+                                    cfg.lightgbm.num_boost_round, valid=(matrix[va], y[va]), patience=patience)
+    else:
+        booster, best = _train_local(params, matrix, y, tr, va, names, spec, cfg.lightgbm.num_boost_round, patience,
+                                     label, variant, progress)
     # Keep only the trees up to the best iteration, so the in-memory booster and the saved
     # text model predict exactly the same thing.
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    del dtrain, dvalid
 
     # With calibration.with_validation the calibrator also sees the validation rows: the booster
     # never trained on them (they only chose the number of trees), and twice the rows steady
@@ -521,6 +513,34 @@ def fit_one(
                     p_test, y_test, test_truth, seconds)
 
 
+def _train_local(params: dict[str, Any], matrix: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray,
+                 names: list[str], spec: FeatureSpec, rounds: int, patience: int, label: str, variant: str,
+                 progress: Progress) -> tuple[Any, int]:
+    """lightgbm.train with early stopping on the validation rows: (booster, best iteration)."""
+    import lightgbm as lgb
+
+    dtrain = lgb.Dataset(matrix[tr], label=y[tr], feature_name=names,
+                         categorical_feature=spec.categorical_indices, params={"max_bin": params["max_bin"],
+                                                                               "verbose": -1},
+                         free_raw_data=True)
+    dvalid = lgb.Dataset(matrix[va], label=y[va], reference=dtrain, free_raw_data=True)
+    every = 50
+
+    def report(env: lgb.callback.CallbackEnv) -> None:
+        if env.iteration % every == 0:
+            progress(f"training {label}/{variant}: iteration {env.iteration}")
+
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=rounds,
+        valid_sets=[dvalid],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(patience, verbose=False), report],
+    )
+    return booster, booster.best_iteration or booster.current_iteration()
+
+
 def refit_for_deployment(matrix: np.ndarray, y: np.ndarray, masks: dict[str, np.ndarray], frame: pd.DataFrame,
                          spec: FeatureSpec, params: dict[str, Any], cfg: TrainConfig, fit: ModelFit, label: str
                          ) -> tuple[Any, Any, dict[str, Any]]:
@@ -556,6 +576,9 @@ def refit_for_deployment(matrix: np.ndarray, y: np.ndarray, masks: dict[str, np.
     def fit_rows(rows: np.ndarray) -> tuple[Any, int]:
         scale = min(len(rows) / n_eval_train, cfg.refit.max_round_scale)
         rounds = max(1, int(round(fit.best_iteration * scale)))
+        trainer = BOOSTER_TRAINER.get()
+        if trainer is not None:
+            return trainer.fit(params, matrix[rows], y[rows], names, spec.categorical_indices, rounds)[0], rounds
         data = lgb.Dataset(matrix[rows], label=y[rows], feature_name=names,
                            categorical_feature=spec.categorical_indices,
                            params={"max_bin": params["max_bin"], "verbose": -1}, free_raw_data=True)
