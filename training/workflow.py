@@ -43,6 +43,7 @@ def train_and_register(
     bundle_out: Path | None = None,
     register: bool = True,
     dataset=None,
+    loaded: data_mod.LoadedData | None = None,
 ) -> TrainRun:
     """Build features from ``data``, train, evaluate, and (by default) log and register.
 
@@ -54,6 +55,7 @@ def train_and_register(
         bundle_out: also keep the bundle directory here.
         register: log to MLflow and register a version aliased ``challenger``.
         dataset: an already loaded ``features.dataset.Dataset`` of ``data`` (skips reading it again).
+        loaded: an already built training table of ``data`` (the Dask engine builds it on a cluster).
 
     Raises:
         training.train.TrainingRefused: the minimum-data gate or the leakage probe left nothing to train.
@@ -62,7 +64,8 @@ def train_and_register(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     progress("building features and labels")
-    loaded = data_mod.load_table(Path(data), cfg, until, dataset=dataset)
+    if loaded is None:
+        loaded = data_mod.load_table(Path(data), cfg, until, dataset=dataset)
     seconds["features"] = time.perf_counter() - t
     result = run_training(loaded, cfg, until=until, progress=progress)
     seconds["training"] = result.seconds.get("total", 0.0)
