@@ -117,13 +117,29 @@ class HillstromError(Exception):
 # -- import -----------------------------------------------------------------------------------------
 
 
-def import_hillstrom(source: Path, out: Path, visit_offset: float = VISIT_OFFSET_S) -> tuple[Any, Any, pd.DataFrame]:
+def mapping_for(customer_fields: str, visit_offset: float) -> dict[str, Any]:
+    """:data:`MAPPING`, the customer columns on the ``contact`` (default) or on the ``account``."""
+    m = {**MAPPING, "outcome_offset_seconds": visit_offset}
+    if customer_fields == "account":
+        for key in ("contact_column", "contact_fields"):
+            m.pop(key)
+        m |= {"account_column": "customer", "account_fields": list(CUSTOMER_COLUMNS)}
+    elif customer_fields != "contact":
+        raise HillstromError(f"--customer-fields {customer_fields!r}: expected 'contact' or 'account'")
+    return m
+
+
+def import_hillstrom(source: Path, out: Path, visit_offset: float = VISIT_OFFSET_S,
+                     customer_fields: str = "contact") -> tuple[Any, Any, pd.DataFrame]:
     """The file as a dataset, through ``import-flat``'s reader and converter.
 
     Args:
         source: the Hillstrom CSV.
         out: an empty directory for the dataset.
         visit_offset: seconds from the e-mail to the recorded visit (the outcome row).
+        customer_fields: ``contact`` (the customer columns describe the contact: candidate features the
+            effect may vary with) or ``account`` (context features: the effect's logit is the same for
+            every customer, its size varies only with the baseline).
 
     Returns:
         The loaded ``features.dataset.Dataset``, the import report, and the file's customer
@@ -159,7 +175,7 @@ def import_hillstrom(source: Path, out: Path, visit_offset: float = VISIT_OFFSET
         )
         flat.data = data
         flat.header = [*flat.header, *DERIVED]
-        conversion = convert_flat(flat, mapping_from_dict({**MAPPING, "outcome_offset_seconds": visit_offset},
+        conversion = convert_flat(flat, mapping_from_dict(mapping_for(customer_fields, visit_offset),
                                                           "hillstrom mapping"))
     except FlatImportError as err:
         raise HillstromError(str(err)) from None
@@ -175,21 +191,21 @@ def import_hillstrom(source: Path, out: Path, visit_offset: float = VISIT_OFFSET
 
 
 def subset(dataset, rows: np.ndarray):  # noqa: ANN001, ANN201
-    """The dataset restricted to the customers at 0-based data rows ``rows``."""
+    """The dataset restricted to the customers at 0-based data rows ``rows`` (their deals, contacts, accounts)."""
     from features.dataset import Dataset
 
-    deals = pd.Index([f"deal-customer-{r + 1}" for r in rows])
-    contacts = pd.Index([f"customer-{r + 1}" for r in rows])
+    acts = dataset[c.ACTIVITIES]
+    mine = acts[c.ACTIVITY_ID].isin(pd.Index([f"row-{r + 1}" for r in rows])).to_numpy(bool)
+    keys = {col: pd.Index(acts.loc[mine, col].dropna()) for col in (c.DEAL_ID, c.CONTACT_ID, c.ACCOUNT_ID)
+            if col in acts.columns}
+    by_table = {c.CONTACTS: c.CONTACT_ID, c.ACCOUNTS: c.ACCOUNT_ID}
     tables = {}
     for name, frame in dataset.tables.items():
-        if c.DEAL_ID in frame.columns:
-            keep = frame[c.DEAL_ID].isin(deals)
-        elif c.CONTACT_ID in frame.columns:
-            keep = frame[c.CONTACT_ID].isin(contacts)
-        else:
+        col = c.DEAL_ID if c.DEAL_ID in frame.columns else by_table.get(name)
+        if col is None or col not in keys:
             tables[name] = frame
             continue
-        tables[name] = frame[keep.to_numpy(bool, na_value=False)].reset_index(drop=True)
+        tables[name] = frame[frame[col].isin(keys[col]).to_numpy(bool, na_value=False)].reset_index(drop=True)
     return Dataset(tables, dataset.custom_fields, dataset.execution_time_fields, dataset.source)
 
 
@@ -305,6 +321,23 @@ class _PlanStub:
         return {"outcome": np.zeros(len(matrix))}
 
 
+def _with_key_columns(dataset):  # noqa: ANN001, ANN202
+    """The dataset with empty ``activities.contact_id`` / ``contacts.account_id`` columns where absent.
+
+    ``serving.batch_rank.RequestBuilder`` groups activities by contact and contacts by account,
+    and raises KeyError on a dataset without those optional columns (as import-flat writes
+    without a contact or account key).
+    """
+    from features.dataset import Dataset
+
+    tables = dict(dataset.tables)
+    for name, col in ((c.ACTIVITIES, c.CONTACT_ID), (c.CONTACTS, c.ACCOUNT_ID)):
+        frame = tables.get(name)
+        if frame is not None and col not in frame.columns:
+            tables[name] = frame.assign(**{col: pd.array([None] * len(frame), dtype="string")})
+    return Dataset(tables, dataset.custom_fields, dataset.execution_time_fields, dataset.source)
+
+
 def rank_check(fit: ProductFit, train_ds, test_ds, rows: np.ndarray,  # noqa: ANN001
                effects: dict[str, dict[str, np.ndarray]], test_rows: np.ndarray) -> dict[str, Any]:
     """``/rank``'s own answer for some held-out customers against the effects computed here.
@@ -326,20 +359,16 @@ def rank_check(fit: ProductFit, train_ds, test_ds, rows: np.ndarray,  # noqa: AN
 
     context = ServingContext(custom_fields=custom_fields_of(train_ds))
     scorer = Scorer(LoadedModel(_PlanStub(fit.spec), context, Path("."), "hillstrom", True, None, fit.model))
-    contacts = test_ds[c.CONTACTS]
-    if c.ACCOUNT_ID not in contacts.columns:  # RequestBuilder groups contacts by account (KeyError without the column)
-        from features.dataset import Dataset
-
-        tables = dict(test_ds.tables)
-        tables[c.CONTACTS] = contacts.assign(**{c.ACCOUNT_ID: pd.array([None] * len(contacts), dtype="string")})
-        test_ds = Dataset(tables, test_ds.custom_fields, test_ds.execution_time_fields, test_ds.source)
-    builder = RequestBuilder(test_ds)
+    builder = RequestBuilder(_with_key_columns(test_ds))
     at = pd.Timestamp(SENT_AT)
     where = pd.Series(np.arange(len(test_rows)), index=test_rows)
     worst = {"effect": 0.0, "effect_low": 0.0, "effect_high": 0.0}
     overlap_diff = 0
+    acts = test_ds[c.ACTIVITIES].set_index(c.ACTIVITY_ID)
     for r in rows:
-        body = builder.body(f"deal-customer-{r + 1}", at, fallback_contact=f"customer-{r + 1}")
+        act = acts.loc[f"row-{r + 1}"]
+        contact = act.get(c.CONTACT_ID) if c.CONTACT_ID in acts.columns else None
+        body = builder.body(act[c.DEAL_ID], at, fallback_contact=contact)
         body["candidates"] = [{"type": "email", EMAIL_FIELD: a} for a in ARMS]
         body["top_k"] = len(ARMS)
         answer = scorer.rank(RankRequest.model_validate(body))
@@ -569,6 +598,8 @@ def verdicts(ev: Evaluation, product: str = "product") -> list[str]:
         if d["low"] > 0:
             out.append(f"{product}'s policy beats {ref}: +{d['value']:.4f} visits per customer, 90% interval "
                        f"[{d['low']:.4f}, {d['high']:.4f}] above 0.")
+        elif d["low"] == d["high"] == 0:
+            out.append(f"{product}'s policy makes the same choice as {ref} for every customer (no gain, no loss).")
         elif d["high"] < 0:
             out.append(f"{product}'s policy is worse than {ref}: {d['value']:.4f}, 90% interval "
                        f"[{d['low']:.4f}, {d['high']:.4f}] below 0.")
@@ -633,7 +664,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Import, fit, predict, evaluate; returns every figure (what ``--json`` writes)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hillstrom-") as tmp:
-        dataset, report, customers = import_hillstrom(Path(args.data), Path(tmp) / "dataset", args.visit_offset)
+        dataset, report, customers = import_hillstrom(Path(args.data), Path(tmp) / "dataset", args.visit_offset,
+                                                      args.customer_fields)
     t_import = time.perf_counter() - t0
     train_rows, test_rows = split(len(customers), args.seed, args.rows)
     if len(test_rows) < 300:
@@ -660,7 +692,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_eval = time.perf_counter() - t
     n_written = write_effects(Path(args.out), test_rows, product)
     info = {"seed": args.seed, "bootstrap": args.bootstrap, "train": len(train_rows), "test": len(test_rows),
-            "rows": args.rows, "visit_offset_s": args.visit_offset}
+            "rows": args.rows, "visit_offset_s": args.visit_offset, "customer_fields": args.customer_fields}
     text = render(ev, info)
     m = fit.model.metrics
     return {
@@ -691,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="ask Scorer.rank (the /rank code, in-process) for N held-out customers and compare")
     parser.add_argument("--effect-setting", action="append", metavar="KEY=VALUE",
                         help="override one EffectSettings field (diagnostics; the documented figures use none)")
+    parser.add_argument("--customer-fields", choices=("contact", "account"), default="contact",
+                        help="import the customer columns as contact (default) or account attributes")
     parser.add_argument("--visit-offset", type=float, default=VISIT_OFFSET_S,
                         help="seconds from the e-mail to the recorded visit (see VISIT_OFFSET_S)")
     args = parser.parse_args(argv)

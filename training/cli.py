@@ -77,6 +77,9 @@ def features(
     outcome_days: int = typer.Option(14, help="Outcome label horizon in days."),
     output_days: int = typer.Option(7, help="Output and negative label horizon in days."),
     timezone: str = typer.Option("UTC", help="Time zone for hour and weekday features (IANA name)."),
+    engine: str = typer.Option("local", "--engine", help="local (one process, the default) or dask (engine/)."),
+    scheduler: str = typer.Option(None, "--scheduler", help="With --engine dask: a Dask scheduler address "
+                                                            "(default: a local cluster on 127.0.0.1)."),
 ) -> None:
     """Write the training table: ids, occurred_at, features and labels, one row per activity."""
     import pandas as pd
@@ -90,11 +93,18 @@ def features(
             pd.Timestamp(until)
         except ValueError:
             fail(f"--until: cannot parse {until!r} as a date (use ISO 8601, e.g. 2026-03-01)")
+    cluster = _engine_settings(engine, scheduler)
     try:
-        table = export_training_table(data, out, until, Horizons(outcome_days, output_days), timezone)
-    except (DatasetError, FileNotFoundError, ValueError) as err:
+        if cluster is None:
+            table = export_training_table(data, out, until, Horizons(outcome_days, output_days), timezone)
+        else:
+            from engine.command import features_on_dask
+
+            table = features_on_dask(data, out, cluster, _dask_home(), until, Horizons(outcome_days, output_days),
+                                     timezone)
+    except (DatasetError, FileNotFoundError, ValueError, RuntimeError) as err:
         fail(str(err))
-    n = len(table.frame)
+    n = table.stats["activities"] if cluster is not None else len(table.frame)
     labelled = table.stats["outcome_labelled"]
     typer.echo(
         f"wrote {out}: {n:,} activities x {len(table.features)} features; outcome labelled for {labelled:,} "
@@ -154,6 +164,25 @@ def _parse_date_option(value: str | None, option: str):
         fail(str(err))
 
 
+def _engine_settings(engine: str, scheduler: str | None):
+    """--engine / --scheduler: None for the local engine, else the Dask cluster settings (engine/)."""
+    if engine == "local" and not scheduler:
+        return None
+    from engine.command import check_engine
+
+    try:
+        return check_engine(engine, scheduler)
+    except (ValueError, RuntimeError) as err:
+        fail(str(err))
+
+
+def _dask_home() -> Path:
+    """The data home, where a local Dask cluster spills."""
+    from training.env import configure_stores
+
+    return configure_stores()
+
+
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory (data contract)."),
@@ -165,6 +194,9 @@ def train(
     bundle_out: Path = typer.Option(None, "--bundle-out", help="Also keep the model bundle in this directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+    engine: str = typer.Option("local", "--engine", help="local (one process, the default) or dask (engine/)."),
+    scheduler: str = typer.Option(None, "--scheduler", help="With --engine dask: a Dask scheduler address "
+                                                            "(default: a local cluster on 127.0.0.1)."),
 ) -> None:
     """Build features and labels, train, calibrate, evaluate, log to MLflow, register a 'challenger'."""
     from features.dataset import DatasetError
@@ -178,16 +210,22 @@ def train(
     until_ts = _parse_date_option(until, "--until")
     if not data.is_dir():
         fail(f"--data {data}: no such dataset directory")
-    configure_stores()
+    cluster = _engine_settings(engine, scheduler)
+    home = configure_stores()
     err_console = _console(stderr=True)
     status, progress = _progress(err_console, enabled=not verbose)
     try:
         with status:
-            run = train_and_register(data, cfg, until_ts, progress, bundle_out)
+            if cluster is None:
+                run = train_and_register(data, cfg, until_ts, progress, bundle_out)
+            else:
+                from engine.train import train_on_dask
+
+                run = train_on_dask(data, cfg, cluster, home, until_ts, progress, bundle_out)
     except TrainingRefused as err:
         print_refusal(err_console, err.problems)
         raise typer.Exit(1) from None
-    except (DatasetError, FileNotFoundError, ValueError) as err:
+    except (DatasetError, FileNotFoundError, ValueError, RuntimeError) as err:
         fail(str(err))
     if as_json:
         typer.echo(dumps(train_document(run)))
@@ -243,6 +281,9 @@ def score(
     model_name: str = typer.Option(None, "--model-name", help="Registered model name (config: registered_model)."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+    engine: str = typer.Option("local", "--engine", help="local (one process, the default) or dask (engine/)."),
+    scheduler: str = typer.Option(None, "--scheduler", help="With --engine dask: a Dask scheduler address "
+                                                            "(default: a local cluster on 127.0.0.1)."),
 ) -> None:
     """Score every activity at or after --since with the champion (or --model): activity_id, p_outcome, p_output, p_negative."""
     import tempfile
@@ -261,13 +302,19 @@ def score(
         fail(str(err))
     if not data.is_dir():
         fail(f"--data {data}: no such dataset directory")
-    configure_stores()
+    cluster = _engine_settings(engine, scheduler)
+    home = configure_stores()
     err_console = _console(stderr=True)
     status, progress = _progress(err_console, enabled=not verbose)
     try:
         with status, tempfile.TemporaryDirectory(prefix="activity-scorer-score-") as tmp:
-            result = run_scoring(data, out, cfg, Path(tmp), since_ts, model, progress)
-    except (ScoringError, DatasetError, FileNotFoundError, ValueError) as err:
+            if cluster is None:
+                result = run_scoring(data, out, cfg, Path(tmp), since_ts, model, progress)
+            else:
+                from engine.score import score_on_dask
+
+                result = score_on_dask(data, out, cfg, Path(tmp), cluster, home, since_ts, model, progress)
+    except (ScoringError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as err:
         fail(f"score: {err}")
     if as_json:
         typer.echo(dumps(result.to_dict()))
