@@ -1,0 +1,161 @@
+"""Training on Dask: features on the cluster, boosters fit with ``lightgbm.dask``.
+
+Everything else (splits, gates, leakage probe, calibration, evaluation, the deployed refit,
+MLflow) is ``training.train`` / ``training.workflow`` unchanged: the engine builds the
+training table on the cluster (:mod:`engine.features`) and sets
+``training.train.BOOSTER_TRAINER`` so every booster is fit by :class:`DaskBoosterTrainer`.
+
+``lightgbm.dask`` has no early stopping. The trainer fits in chunks of ``patience`` rounds,
+each continuing the previous booster (``init_model``), scores the validation rows here after
+each chunk and stops as ``lightgbm.early_stopping`` would: when the best iteration is
+``patience`` rounds behind. LightGBM's Dask training opens one listening port per worker
+(LightGBM binds it on every interface; the workers of the default cluster talk over 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.cluster import ClusterSettings, open_client
+from engine.features import build_distributed_table, gather_table
+
+logger = logging.getLogger(__name__)
+
+
+def _log_loss(y: np.ndarray, raw: np.ndarray) -> float:
+    p = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+class DaskBoosterTrainer:
+    """Fits LightGBM boosters with ``lightgbm.DaskLGBMClassifier`` on the workers of a client.
+
+    Args:
+        client: a ``distributed.Client``.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.fits = 0
+        self.seconds = 0.0
+
+    def _workers(self) -> int:
+        return max(len(self.client.scheduler_info().get("workers", {})), 1)
+
+    def _to_cluster(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        import dask.array as da
+        from distributed import wait
+
+        rows = max(math.ceil(len(X) / self._workers()), 1)
+        Xd = self.client.persist(da.from_array(np.ascontiguousarray(X), chunks=(rows, X.shape[1])))
+        yd = self.client.persist(da.from_array(np.ascontiguousarray(y), chunks=rows))
+        wait([Xd, yd])
+        return Xd, yd
+
+    def fit(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, names: list[str], categorical: list[int],
+            rounds: int, valid: tuple[np.ndarray, np.ndarray] | None = None,
+            patience: int | None = None) -> tuple[Any, int]:
+        """Fit one booster on the cluster.
+
+        Args:
+            params: LightGBM parameters (``training.train.lgb_params``).
+            X: the training rows (encoded matrix).
+            y: their labels.
+            names: feature names.
+            categorical: indices of categorical features.
+            rounds: the most boosting rounds.
+            valid: validation rows and labels for early stopping (None: exactly ``rounds``).
+            patience: early-stopping rounds.
+
+        Returns:
+            The booster (every round fit) and the best iteration (``rounds`` without ``valid``).
+        """
+        import lightgbm as lgb
+
+        t = time.perf_counter()
+        p = dict(params)
+        p["num_threads"] = 1  # one LightGBM per worker process, one thread each (the cluster owns the cores)
+        p.pop("metric", None)
+        Xd, yd = self._to_cluster(X, y)
+        chunk = rounds if valid is None or not patience else max(int(patience), 1)
+        booster = None
+        done, best = 0, 0
+        losses: list[float] = []
+        raw = None
+        if valid is not None:
+            Xv, yv = valid
+            raw = np.zeros(len(yv))
+        while done < rounds:
+            n = min(chunk, rounds - done)
+            model = lgb.DaskLGBMClassifier(client=self.client, n_estimators=n, **p)
+            kwargs: dict[str, Any] = {"feature_name": names, "categorical_feature": categorical}
+            if booster is not None:
+                kwargs["init_model"] = booster
+            model.fit(Xd, yd, **kwargs)
+            booster = model.booster_
+            if valid is None:
+                done += n
+                best = done
+                continue
+            for i in range(done, done + n):
+                raw += booster.predict(Xv, raw_score=True, start_iteration=i, num_iteration=1)
+                losses.append(_log_loss(yv, raw))
+            done += n
+            best = int(np.argmin(losses)) + 1
+            if done - best >= chunk:
+                break
+        del Xd, yd
+        self.fits += 1
+        self.seconds += time.perf_counter() - t
+        logger.info("lightgbm.dask: %d rows, %d rounds fit, best %d (%.1fs)", len(X), done, best,
+                    time.perf_counter() - t)
+        return booster, best
+
+
+def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, until: pd.Timestamp | None = None,
+                  progress: Any = None, bundle_out: Path | None = None, n_partitions: int | None = None) -> Any:
+    """``activity-scorer train --engine dask``: the local workflow with the table and boosters on Dask.
+
+    Returns:
+        ``training.workflow.TrainRun`` (with ``seconds["features"]`` the Dask table's time).
+
+    Raises:
+        engine.cluster.ClusterError, engine.partition.PartitionError, features.dataset.DatasetError,
+        training.train.TrainingRefused: as the local engine, plus the cluster's own errors.
+    """
+    from features.build import Horizons
+    from features.dataset import load_dataset
+    from training.data import LoadedData, read_truth
+    from training.train import BOOSTER_TRAINER
+    from training.workflow import train_and_register
+
+    progress = progress or (lambda _: None)
+    dataset = load_dataset(Path(data))
+    with open_client(settings, home) as client:
+        t = time.perf_counter()
+        progress("building features and labels on the cluster")
+        horizons = Horizons(outcome_days=cfg.horizons.outcome_days, output_days=cfg.horizons.output_days)
+        dist = build_distributed_table(client, dataset, until=until, horizons=horizons, timezone=cfg.timezone,
+                                       n_partitions=n_partitions)
+        table = gather_table(client, dist)
+        del dist
+        loaded = LoadedData(table, set(dataset.execution_time_fields), Path(data).resolve(), read_truth(Path(data)),
+                            dataset)
+        features_s = time.perf_counter() - t
+        trainer = DaskBoosterTrainer(client)
+        token = BOOSTER_TRAINER.set(trainer)
+        try:
+            run = train_and_register(Path(data), cfg, until, progress, bundle_out, loaded=loaded)
+        finally:
+            BOOSTER_TRAINER.reset(token)
+    run.seconds["features"] = features_s
+    run.seconds["lightgbm_dask"] = trainer.seconds
+    run.seconds["total"] = sum(v for k, v in run.seconds.items() if k not in ("total", "lightgbm_dask"))
+    return run
