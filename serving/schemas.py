@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    WithJsonSchema,
     field_validator,
     model_serializer,
 )
@@ -64,11 +65,17 @@ def get_limits() -> Limits:
 # --- field types ---------------------------------------------------------------------------
 
 
+_EDGE_DAYS = ("0001-01-01", "9999-12-31")
+
+
 def _parse_timestamp(value: Any) -> Any:
     """ISO 8601 string (or datetime) -> aware UTC datetime; no zone means UTC."""
     if isinstance(value, str):
+        value = value.strip().upper()  # RFC 3339 allows a lower-case t and z
+        if value.startswith(_EDGE_DAYS):  # may fall outside years 1..9999 once in UTC: refused whatever the zone
+            raise PydanticCustomError("timestamp", "timestamp out of range (0001-01-02 to 9999-12-30)")
         try:
-            value = datetime.fromisoformat(value.strip())
+            value = datetime.fromisoformat(value)
         except ValueError:
             raise PydanticCustomError(
                 "timestamp", "not an ISO 8601 timestamp (e.g. 2026-03-02T15:04:00Z)"
@@ -93,13 +100,29 @@ def _custom_value(value: Any) -> Any:
     raise PydanticCustomError("custom_type", "custom field value must be a string, number, boolean or null")
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp)]
-Id = Annotated[str, Field(coerce_numbers_to_str=True, min_length=1, max_length=MAX_TEXT)]
+Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp),
+                      WithJsonSchema({"type": "string", "format": "date-time", "pattern": "^(?!0001-01-01|9999-12-31)"})]
+# The documented schemas say what validation accepts (fuzzers and generated clients read them): an id may be
+# sent as a number (read as its text, as a CSV id is), a custom field holds a JSON scalar.
+Id = Annotated[str, Field(coerce_numbers_to_str=True, min_length=1, max_length=MAX_TEXT),
+               WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_TEXT}, {"type": "number"}]})]
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number with no fraction (``2.0``, ``1e3``) is the integer it denotes (JSON Schema reads it so)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+MAX_INT = 2**53  # whole numbers beyond it are not exact in JSON, nor storable in SQLite's 64-bit INTEGER
 Text = Annotated[str, Field(strict=True, max_length=MAX_TEXT)]
 Number = Annotated[float, Field(strict=True)]
-Count = Annotated[int, Field(strict=True, ge=0)]
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_INT), BeforeValidator(_integral)]
+Order = Annotated[int, Field(strict=True, ge=-MAX_INT, le=MAX_INT), BeforeValidator(_integral)]
 Flag = Annotated[bool, Field(strict=True)]
-CustomValue = Annotated[Any, AfterValidator(_custom_value)]
+CustomValue = Annotated[Any, AfterValidator(_custom_value),
+                        WithJsonSchema({"type": ["string", "number", "boolean", "null"]})]
 
 _ROW_CONFIG = ConfigDict(extra="allow", allow_inf_nan=False, hide_input_in_errors=True)
 _CLOSED_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
@@ -152,7 +175,7 @@ class Response(_Row):
 class DealStage(_Row):
     deal_id: Id
     stage: Text
-    stage_order: Annotated[int, Field(strict=True)]
+    stage_order: Order
     entered_at: Timestamp
 
 
@@ -175,7 +198,7 @@ class Deal(_Row):
     closed_at: Timestamp | None = None
     won: Flag | None = None
     stage: Text | None = None
-    stage_order: Annotated[int, Field(strict=True)] | None = None
+    stage_order: Order | None = None
     stage_entered_at: Timestamp | None = None
 
 
@@ -245,7 +268,7 @@ class ScoreRequest(BaseModel):
 
     model_config = _CLOSED_CONFIG
 
-    items: list[ScoreItem] = Field(description="one result per item, same order")
+    items: list[ScoreItem] = Field(description="one result per item, same order", min_length=1)
     explain: Flag = Field(False, description="add the factors behind each p_outcome")
 
     @field_validator("items", mode="before")
@@ -259,6 +282,9 @@ class ScoreRequest(BaseModel):
                 raise PydanticCustomError(LIMIT_ERROR, "at most {limit} items per request (got {n})",
                                           {"limit": limit, "n": len(value)})
         return value
+
+
+_SET_BY_SERVICE = WithJsonSchema({"type": "null", "description": "set by the service: leave it out"})
 
 
 class Candidate(_Row):
@@ -280,8 +306,8 @@ class Candidate(_Row):
     is_automated: Flag | None = None
     sequence_step: Count | None = None
     logged_at: Timestamp | None = None
-    activity_id: Any = Field(None, exclude=True)
-    occurred_at: Any = Field(None, exclude=True)
+    activity_id: Annotated[Any, _SET_BY_SERVICE] = Field(None, exclude=True)
+    occurred_at: Annotated[Any, _SET_BY_SERVICE] = Field(None, exclude=True)
 
     @field_validator("activity_id", "occurred_at", mode="before")
     @classmethod
@@ -302,10 +328,10 @@ class RankRequest(BaseModel):
     history: HistoryField = None
     at: Timestamp | None = Field(None, description="when the activity would happen (default: now)")
     rep_id: Id | None = Field(None, description="who would do it (default: the deal's owner)")
-    candidates: list[Candidate] | None = Field(
+    candidates: Annotated[list[Candidate], Field(min_length=1)] | None = Field(
         None, description="activities to compare; without them the service proposes candidates from the "
                           "activity types it learned, automated and tailored, for each contact in the history")
-    top_k: Annotated[int, Field(strict=True, ge=1)] = 5
+    top_k: Annotated[int, Field(strict=True, ge=1), BeforeValidator(_integral)] = 5
     explain: Flag = True
 
     @field_validator("candidates", mode="before")
