@@ -45,6 +45,8 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 STATUS_TIMEOUT = 504
 STATUS_INTERNAL = 500
 STATUS_BAD_REQUEST = 400
+STATUS_NOT_FOUND = 404
+OPENAPI_VERSION = "3.1.0"
 
 # What each declared status means; the descriptions are what clients and docs/api.md show.
 DESCRIPTIONS: dict[int, str] = {
@@ -56,6 +58,7 @@ DESCRIPTIONS: dict[int, str] = {
     STATUS_INVALID: "Invalid input: each error names the item index and the field, and says what is wrong.",
     STATUS_INTERNAL: "An unexpected failure of the service (a bug: please report it with the request log line).",
     STATUS_TIMEOUT: "No answer within the request timeout (ACTIVITY_SCORER_TIMEOUT_S).",
+    STATUS_NOT_FOUND: "No such resource; also a path that names no route (an id holding a line break or '/').",
 }
 
 
@@ -73,7 +76,9 @@ def route_doc(answers: dict[int, str] | None = None, *, request: Any = None, res
         request: pydantic model of the JSON body, if the route reads one.
         response: pydantic model of the 200 body.
         media_type: media type of the 200 body (``text/html`` for a page).
-        query: query parameter -> what it means (all optional).
+        query: query parameter -> what it means (all optional); or -> ``(meaning, JSON schema)`` when the
+            value is not any string (``{"type": "integer", "minimum": 1}``), so fuzzers and clients send
+            what the route accepts.
         ok: False for a route that never answers 200 (a form post answered with a redirect).
 
     Returns:
@@ -114,10 +119,10 @@ def _apply_route_doc(operation: dict[str, Any], endpoint: Any, schemas: dict[str
     if not declared["ok"]:
         responses.pop("200", None)
     for name, text in declared["query"].items():
+        text, schema = text if isinstance(text, tuple) else (text, {"type": "string"})
         params = operation.setdefault("parameters", [])
         if all(p.get("name") != name for p in params):
-            params.append({"name": name, "in": "query", "required": False, "description": text,
-                           "schema": {"type": "string"}})
+            params.append({"name": name, "in": "query", "required": False, "description": text, "schema": schema})
     for status, text in declared["answers"].items():
         if status < 400:
             content = None
@@ -191,6 +196,9 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
         A new document; ``spec`` is not changed. Applying it twice gives the same document.
     """
     doc = json.loads(json.dumps(copy.deepcopy(spec)))  # status keys as strings, as in JSON
+    # BentoML labels the document 3.0.2 but writes pydantic's JSON Schema (``{"type": "null"}``, type lists):
+    # OpenAPI 3.1, whose schemas are JSON Schema 2020-12. A 3.0 reader would reject the nulls the service accepts.
+    doc["openapi"] = OPENAPI_VERSION
     paths: dict[str, dict[str, Any]] = doc.setdefault("paths", {})
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     service_name = getattr(service, "name", "service")
@@ -202,8 +210,10 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
         params = _path_parameters(path)
         if params:
             operation.setdefault("parameters", params)
-        operation.setdefault("responses", {"200": {"description": "Successful Response",
-                                                    "content": {"application/json": {"schema": {"type": "object"}}}}})
+        responses = operation.setdefault("responses", {"200": {
+            "description": "Successful Response", "content": {"application/json": {"schema": {"type": "object"}}}}})
+        if params:
+            responses.setdefault(str(STATUS_NOT_FOUND), {"description": DESCRIPTIONS[STATUS_NOT_FOUND]})
         _apply_route_doc(operation, endpoint, schemas)
     for path, item in paths.items():
         for method, operation in item.items():
@@ -211,6 +221,9 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
                 continue
             responses = operation.setdefault("responses", {})
             if path in API_PATHS and method == "post":
+                if "requestBody" in operation:
+                    operation["requestBody"]["required"] = True  # no body is a 422 naming the first field
+                    _complete_body_schema(operation["requestBody"], schemas)
                 for status in (STATUS_BAD_REQUEST, STATUS_TOO_LARGE, STATUS_INVALID):
                     responses[str(status)] = {"description": DESCRIPTIONS[status], "content": _error_ref()}
             if not is_public(path) and not checks_key_itself(path):
@@ -230,7 +243,55 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
         "description": "Needed only when the service is configured with API keys (ACTIVITY_SCORER_API_KEYS or "
                        "ACTIVITY_SCORER_API_KEYS_FILE); health, metrics and docs never need it.",
     }
+    merge_type_unions(components["schemas"])
+    merge_type_unions(paths)
     return doc
+
+
+def _complete_body_schema(body: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """A request body's inline schema replaced by its component's: BentoML's copy drops the ``null`` of optional fields."""
+    content = body.get("content", {}).get("application/json", {})
+    title = (content.get("schema") or {}).get("title")
+    if title in schemas:
+        content["schema"] = copy.deepcopy(schemas[title])
+
+
+def merge_type_unions(node: Any) -> Any:
+    """``anyOf`` of plain typed schemas (``[{type: string, maxLength: 9}, {type: null}]``) as one schema with a
+    type list (``{type: [string, null], maxLength: 9}``), nested unions flattened; in place, returns ``node``.
+
+    The same set of values in JSON Schema; Schemathesis' negative generator reads the merged form correctly
+    but takes ``null`` for a type error in the union form. Unions holding a ``$ref`` or two schemas of one
+    type are left alone.
+    """
+    if isinstance(node, list):
+        for value in node:
+            merge_type_unions(value)
+        return node
+    if not isinstance(node, dict):
+        return node
+    for value in node.values():
+        merge_type_unions(value)
+    branches = node.get("anyOf")
+    if not isinstance(branches, list):
+        return node
+    flat: list[Any] = []
+    for branch in branches:
+        nested = branch.get("anyOf") if isinstance(branch, dict) and set(branch) <= {"anyOf", "description"} else None
+        flat.extend(nested if isinstance(nested, list) else [branch])
+    if not all(isinstance(b, dict) and isinstance(b.get("type"), (str, list)) for b in flat):
+        return node
+    types = [t for b in flat for t in ([b["type"]] if isinstance(b["type"], str) else b["type"])]
+    merged: dict[str, Any] = {}
+    for branch in flat:
+        for key, value in branch.items():
+            if key != "type" and merged.setdefault(key, value) != value:
+                return node  # two branches constrain one keyword differently: keep the union
+    if len(set(types)) != len(types):
+        return node
+    del node["anyOf"]
+    node.update({**merged, **{k: v for k, v in node.items() if k != "type"}, "type": types})
+    return node
 
 
 def service_openapi(service: Any) -> dict[str, Any]:
