@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from serving.auth import ApiKeys
-from serving.errors import STATUS_TOO_LARGE, STATUS_UNAUTHORIZED, details_from_pydantic, error_body, unauthorized_body
+from serving.errors import (
+    STATUS_INVALID,
+    STATUS_TOO_LARGE,
+    STATUS_UNAUTHORIZED,
+    details_from_pydantic,
+    error_body,
+    unauthorized_body,
+)
 from serving.scorer import RequestStats
 
 logger = logging.getLogger(__name__)
@@ -44,6 +51,7 @@ PUBLIC_PREFIXES = ("/static_content/", "/assets/")
 # sets: serving/deal_page.py), so that a browser without a key gets a sign-in page, not JSON.
 SELF_AUTH_PREFIXES = ("/ui/",)
 JSON_CONTENT_TYPE = b"application/json"
+STATUS_NOT_FOUND = 404
 _TOO_LARGE = b"<too large>"  # sentinel of _read_body (compared by identity)
 
 # The API method fills the stats of the request it serves (set here, read after the response).
@@ -132,11 +140,21 @@ class RequestGuard:
                 await _respond(send, STATUS_UNAUTHORIZED, unauthorized_body(),
                                [(b"www-authenticate", b'Bearer realm="activity-scorer"')])
                 return
+            if "\n" in path or "\r" in path:  # BentoML's mount of the store routes cannot match it: a JSON 404
+                status_box[0] = STATUS_NOT_FOUND
+                await _respond(send, STATUS_NOT_FOUND, error_body([{
+                    "item": None, "field": "path", "message": "no route matches a path holding a line break"}]))
+                return
             if path not in API_PATHS or method != "POST":
                 await self.app(scope, receive, _status_recorder(send, status_box))
                 return
             body = await self._read_body(receive)
             if body is None:  # client went away
+                return
+            if not body.strip():
+                status_box[0] = STATUS_INVALID
+                await _respond(send, STATUS_INVALID, error_body([{
+                    "item": None, "field": "body", "message": "the body is empty: send a JSON object"}]))
                 return
             if body is _TOO_LARGE:
                 status_box[0] = STATUS_TOO_LARGE
