@@ -66,7 +66,14 @@ def _json_error(status: int, field: str, message: str) -> Response:
 
 
 def _parse_query(request: Request) -> tuple[datetime, int]:
-    """``at`` and ``top_k`` from the query string (ValueError names the parameter)."""
+    """``at`` and ``top_k`` from the query string (ValueError names the parameter).
+
+    Any other parameter is refused, as an unknown key of a JSON body is: a misspelt ``topk`` must not
+    silently give the default.
+    """
+    for name in request.query_params:
+        if name not in _QUERY:
+            raise ValueError(f"{name}: unknown query parameter (expected {', '.join(_QUERY)})")
     top_k_raw = request.query_params.get("top_k", "5")
     try:
         top_k = int(top_k_raw)
@@ -143,8 +150,9 @@ async def _compute(request: Request) -> dict[str, Any] | Response:
         return Response(error_body(err.errors), status_code=err.status, media_type="application/json")
 
 
-_QUERY = {"top_k": "how many activities to return (1 to 20, default 5)",
-          "at": "ISO 8601 time to rank for (default: now)"}
+_QUERY = {"top_k": ("how many activities to return (1 to 20, default 5)",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K}),
+          "at": ("ISO 8601 time to rank for (default: now)", {"type": "string", "format": "date-time"})}
 _NO_STORE = "the service runs without a history store (see ACTIVITY_SCORER_STORE)"
 
 
@@ -425,10 +433,26 @@ def login_html(target: str, problem: str = "") -> str:
 
 def routes() -> list:
     from starlette.routing import Route
+    from starlette.status import HTTP_405_METHOD_NOT_ALLOWED
+
+    class OnePathRoute(Route):
+        """One method of a path served by several routes: a 405 lists every method of the path in ``Allow``."""
+
+        def __init__(self, path: str, endpoint: Any, methods: list[str], allow: list[str]) -> None:
+            super().__init__(path, endpoint, methods=methods)
+            self.allow = ", ".join(allow)
+
+        async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+            if self.methods and scope["method"] not in self.methods:
+                # a method the document does not list for the path (OpenAPI declares no answer for those)
+                await Response("Method Not Allowed", status_code=HTTP_405_METHOD_NOT_ALLOWED, media_type="text/plain",
+                               headers={"Allow": self.allow})(scope, receive, send)
+                return
+            await super().handle(scope, receive, send)
 
     return [
         Route("/deals/{deal_id:str}/next", deal_next_json, methods=["GET"]),
         Route("/ui/deals/{deal_id:str}", deal_page, methods=["GET"]),
-        Route("/ui/login", login_form, methods=["GET"]),
-        Route("/ui/login", login, methods=["POST"]),
+        OnePathRoute("/ui/login", login_form, methods=["GET"], allow=["GET", "HEAD", "POST"]),
+        OnePathRoute("/ui/login", login, methods=["POST"], allow=["GET", "HEAD", "POST"]),
     ]
