@@ -52,7 +52,14 @@ class EventActivity(HistoryActivity):
     activity_id: Id
 
 
+def _stage_fields_null(schema: dict[str, Any]) -> None:
+    for name in ("stage", "stage_order", "stage_entered_at"):  # refused unless null: documented so
+        schema.get("properties", {})[name] = {"type": "null", "description": "send stages as deal_stages rows"}
+
+
 class EventDeal(Deal):
+    model_config = {**Deal.model_config, "json_schema_extra": _stage_fields_null}
+
     deal_id: Id
 
     @model_validator(mode="after")
