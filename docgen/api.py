@@ -109,6 +109,8 @@ def _type(schema: dict[str, Any]) -> tuple[str, bool]:
     if "$ref" in schema:
         name = _ref_name(schema["$ref"])
         return f"[{name}](#{slug(name)})", False
+    if isinstance(schema.get("type"), list):  # a type list (OpenAPI 3.1, serving.openapi.merge_type_unions)
+        return _type({"anyOf": [{**schema, "type": kind} for kind in schema["type"]]})
     if "anyOf" in schema:
         parts, nullable = [], False
         for option in schema["anyOf"]:
