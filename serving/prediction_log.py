@@ -301,6 +301,61 @@ def score_record(request: Any, response: Any) -> dict[str, Any]:
             "items": items}
 
 
+CANDIDATE_FIELDS = ("type", "contact_id", "rep_id", "is_automated", "personalization", "sequence_step", "channel")
+RANK_SCORES = ("effect", "effect_low", "effect_high", "cost", "net_effect", "propensity")
+
+
+def _num(value: Any) -> float | None:
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def rank_record(request: Any, shown: list[dict[str, Any]], scores: dict[str, Any], order: list[int],
+                top_k: int, ranked_by: str, model: Any, at: str, explored: bool = False,
+                exploration: float = 0.0) -> dict[str, Any]:
+    """The ``/rank`` record: the state, every candidate with its scores, the order shown, the model.
+
+    Enough to evaluate another ranker off-policy later: each candidate's ``propensity`` is the
+    probability that this service showed it first (1 for the top-1 and 0 for the rest without
+    exploration; with exploration rate e, e/|pool| plus 1-e for the ranker's pick).
+
+    Args:
+        request: the validated ``RankRequest`` (pydantic) or its dict.
+        shown: the candidate activities, in request order (type, contact, automation...).
+        scores: per-candidate arrays by name (``p_outcome``, ``effect``, ``overlap``, ``guardrail``...).
+        order: the full order, best first (indices into ``shown``); the first ``top_k`` were returned.
+        at: the state's time (ISO 8601).
+    """
+    req = request.model_dump(mode="json", exclude_none=True) if hasattr(request, "model_dump") else dict(request)
+    deal = req.get("deal") or {}
+    state = {"deal_id": deal.get("deal_id"), "account_id": (req.get("account") or {}).get("account_id")
+             or deal.get("account_id"), "rep_id": req.get("rep_id") or deal.get("owner_rep_id"), "at": at}
+    state_hash = input_hash({k: req.get(k) for k in ("deal", "contact", "account", "history", "rep_id")} | {"at": at})
+    rank_of = {i: k for k, i in enumerate(order)}
+    candidates = []
+    for i, activity in enumerate(shown):
+        row: dict[str, Any] = {"index": i, **{k: activity[k] for k in CANDIDATE_FIELDS if activity.get(k) is not None}}
+        for name, values in scores.items():
+            if values is None:
+                continue
+            value = values[i]
+            if name in ("overlap",):
+                row[name] = bool(value)
+            elif name == "guardrail":
+                if value:
+                    row[name] = str(value)
+            else:
+                row[name] = _num(value)
+        row["rank"] = rank_of.get(i)
+        row["shown"] = rank_of.get(i, top_k) < top_k
+        candidates.append(row)
+    ref = model.model_dump(mode="json") if hasattr(model, "model_dump") else dict(model or {})
+    return {"endpoint": "rank", "state_id": f"{state['deal_id']}@{at}:{state_hash[7:23]}", "state": state,
+            "input_hash": state_hash, "model": {"name": ref.get("name"), "version": ref.get("version")},
+            "ranked_by": ranked_by, "explored": bool(explored), "exploration": float(exploration),
+            "top_k": int(top_k), "order": [int(i) for i in order], "candidates": candidates}
+
+
 def log_files(directory: Path) -> list[Path]:
     """Every log file of a directory (closed and active), oldest first by the stamp in the name."""
     directory = Path(directory)

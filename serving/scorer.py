@@ -17,6 +17,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,8 @@ class Scorer:
         self.model = model
         self.effects = model.effects
         self.policy = policy or rank_policy.RankPolicy()
-        self.rank_log = None  # set by the service: appends every /rank answer to the prediction log
+        # set by the service: called with what prediction_log.rank_record takes, for every /rank answer
+        self.rank_log: Callable[..., None] | None = None
         self.bundle = model.bundle
         self.spec = model.bundle.spec
         self.context = model.context
@@ -324,6 +326,7 @@ class Scorer:
                 rank_p = proba[OUTCOME][:n]
                 ranked_by = RANKED_BY_P_OUTCOME
             order = sorted(range(n), key=lambda i: (-rank_p[i], i))
+        full_order = order
         order = order[: request.top_k]
         contrib = self._contributions(matrix, VARIANT_PLAN, order) if request.explain else None
         at_text = at.isoformat()
@@ -349,7 +352,17 @@ class Scorer:
                                                 n_candidates=n, proposed=proposed, ranked_by=ranked_by,
                                                 ranked=ranked, explored=bool(ordering.explored) if ordering else False)
         if self.rank_log is not None:
-            self.rank_log(request, shown, proba, effect, ordering, ranked_by, order, at_text)
+            scores = {SCORE_COLUMNS[name]: values[:n] for name, values in proba.items() if name in SCORE_COLUMNS}
+            if self.ranking is not None and rank_p is not None:
+                scores["rank_score"] = rank_p
+            if effect is not None:
+                scores |= {"effect": effect.effect, "effect_low": effect.low, "effect_high": effect.high,
+                           "overlap": effect.overlap, "cost": ordering.cost, "net_effect": ordering.net,
+                           "guardrail": ordering.guardrail, "propensity": ordering.propensity}
+            else:
+                scores["propensity"] = np.eye(1, n, full_order[0]).ravel() if n else np.zeros(0)
+            self.rank_log(request, shown, scores, full_order, request.top_k, ranked_by, self.model_ref, at_text,
+                          bool(ordering.explored) if ordering else False, self.policy.exploration if ordering else 0.0)
         return response
 
     # -- effects -------------------------------------------------------------------------------
@@ -407,4 +420,8 @@ class Scorer:
 
         at = _now()
         self.score(ScoreRequest(items=[ScoreItem(activity=Activity(type="call", occurred_at=at))], explain=True))
-        self.rank(RankRequest(at=at, top_k=1))
+        rank_log, self.rank_log = self.rank_log, None  # a made-up state is not a prediction to keep
+        try:
+            self.rank(RankRequest(at=at, top_k=1))
+        finally:
+            self.rank_log = rank_log

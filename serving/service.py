@@ -31,7 +31,8 @@ from serving.errors import InvalidRequest, error_body  # noqa: E402
 from serving.metrics import ServiceMetrics  # noqa: E402
 from serving.middleware import REQUEST_STATS, GuardConfig, RequestGuard  # noqa: E402
 from serving.model_store import load_model  # noqa: E402
-from serving.prediction_log import open_prediction_log, score_record  # noqa: E402
+from serving.prediction_log import open_prediction_log, rank_record, score_record  # noqa: E402
+from serving.rank_policy import load_policy  # noqa: E402
 from serving.schemas import Limits, RankRequest, RankResponse, ScoreRequest, ScoreResponse, set_limits  # noqa: E402
 from serving.scorer import RequestStats, Scorer  # noqa: E402
 from serving.settings import load_settings  # noqa: E402
@@ -65,12 +66,16 @@ class ActivityScorer:
         settings = load_settings()
         set_limits(Limits(settings.max_items, settings.max_history_rows, settings.max_candidates))
         self.model = load_model(settings)
-        self.scorer = Scorer(self.model, settings.max_factors, settings.max_rank_contacts, settings.max_candidates)
+        self.scorer = Scorer(self.model, settings.max_factors, settings.max_rank_contacts, settings.max_candidates,
+                             policy=load_policy())  # ACTIVITY_SCORER_RANK_*: cost, exploration (serving.rank_policy)
         self.runtime_fixes = settings.runtime_fixes
         self.history = HistoryAccess(open_history_store(settings))  # scoring by id, /events (None: no store)
         self.max_body_bytes, self.max_event_rows = settings.max_body_bytes, settings.max_event_rows
         self.inline_rows = settings.inline_rows
-        self.prediction_log = open_prediction_log(settings)  # every /score answer (/rank: issue 17); None: off
+        self.prediction_log = open_prediction_log(settings)  # every /score and /rank answer; None: off
+        if self.prediction_log is not None:
+            log = self.prediction_log
+            self.scorer.rank_log = lambda *args: log.defer(lambda: rank_record(*args))
         self._limiter = anyio.CapacityLimiter(1)
         self.batcher = ScoreBatcher(self.scorer.score_batch, settings.batch_max_items, lambda r: len(r.items),
                                     ServiceMetrics.get().batch_size.observe) if settings.batch_max_items > 1 else None

@@ -464,6 +464,12 @@ def serve(
             open_store(env[STORE_ENV]).close()
         except StoreError as err:
             fail(f"serve: {STORE_ENV}: {err}")
+    from serving.rank_policy import PolicyError, load_policy
+
+    try:  # /rank's ordering settings: a bad value is one red line here, not a traceback in the service's log
+        load_policy(env)
+    except PolicyError as err:
+        fail(f"serve: {err}")
     typer.echo(f"serving {label} on http://{host}:{port} (API docs at /, model at /model; Ctrl+C stops it)")
     os.execve(cmd[0], cmd, env)
 
