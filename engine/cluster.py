@@ -16,6 +16,14 @@ DEFAULT_MEMORY_LIMIT = "6GiB"  # per worker; beyond ~70% of it a worker spills t
 SPILL_DIR = "dask"  # inside the data home
 
 
+def _stdout_to_stderr() -> None:
+    """In a worker: send stdout (LightGBM's C++ and Python messages) to stderr, keeping the CLI's stdout clean."""
+    import sys
+
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), 1)
+
+
 class ClusterError(RuntimeError):
     """The scheduler cannot be reached, or the local cluster cannot start."""
 
@@ -97,6 +105,7 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
     try:
         client = Client(cluster)
         try:
+            client.run(_stdout_to_stderr)
             logger.info("local Dask cluster %s: %d workers x %s, spilling to %s", cluster.scheduler_address,
                         settings.workers, settings.memory_limit, spill)
             yield client

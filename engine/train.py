@@ -14,9 +14,12 @@ each chunk and stops as ``lightgbm.early_stopping`` would: when the best iterati
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,8 @@ from engine.cluster import ClusterSettings, open_client
 from engine.features import build_distributed_table, gather_table
 
 logger = logging.getLogger(__name__)
+
+CHUNK_ROUNDS = 250
 
 
 def _log_loss(y: np.ndarray, raw: np.ndarray) -> float:
@@ -50,14 +55,20 @@ class DaskBoosterTrainer:
         return max(len(self.client.scheduler_info().get("workers", {})), 1)
 
     def _to_cluster(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        """The rows as Dask arrays, one block per worker, each sent to its worker (not through the graph)."""
+        import dask
         import dask.array as da
-        from distributed import wait
 
-        rows = max(math.ceil(len(X) / self._workers()), 1)
-        Xd = self.client.persist(da.from_array(np.ascontiguousarray(X), chunks=(rows, X.shape[1])))
-        yd = self.client.persist(da.from_array(np.ascontiguousarray(y), chunks=rows))
-        wait([Xd, yd])
-        return Xd, yd
+        workers = list(self.client.scheduler_info().get("workers", {})) or [None]
+        rows = max(math.ceil(len(X) / len(workers)), 1)
+        xs, ys = [], []
+        for i, start in enumerate(range(0, len(X), rows)):
+            where = [workers[i % len(workers)]] if workers[0] is not None else None
+            xb, yb = np.ascontiguousarray(X[start:start + rows]), np.ascontiguousarray(y[start:start + rows])
+            fx, fy = self.client.scatter([xb, yb], workers=where)
+            xs.append(da.from_delayed(dask.delayed(fx), shape=xb.shape, dtype=xb.dtype))
+            ys.append(da.from_delayed(dask.delayed(fy), shape=yb.shape, dtype=yb.dtype))
+        return da.concatenate(xs), da.concatenate(ys)
 
     def fit(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, names: list[str], categorical: list[int],
             rounds: int, valid: tuple[np.ndarray, np.ndarray] | None = None,
@@ -80,11 +91,12 @@ class DaskBoosterTrainer:
         import lightgbm as lgb
 
         t = time.perf_counter()
-        p = dict(params)
-        p["num_threads"] = 1  # one LightGBM per worker process, one thread each (the cluster owns the cores)
-        p.pop("metric", None)
+        # lightgbm.dask sets the threads from the workers' own; it ignores (and warns about) ours
+        p = {k: v for k, v in params.items() if k not in ("num_threads", "n_jobs", "metric")}
         Xd, yd = self._to_cluster(X, y)
-        chunk = rounds if valid is None or not patience else max(int(patience), 1)
+        # rounds fit between two looks at the validation loss: at least the patience, so that a
+        # stop costs at most one extra chunk; each chunk is one Dask fit (a second or two of set-up)
+        chunk = rounds if valid is None or not patience else max(int(patience), CHUNK_ROUNDS)
         booster = None
         done, best = 0, 0
         losses: list[float] = []
@@ -98,7 +110,9 @@ class DaskBoosterTrainer:
             kwargs: dict[str, Any] = {"feature_name": names, "categorical_feature": categorical}
             if booster is not None:
                 kwargs["init_model"] = booster
-            model.fit(Xd, yd, **kwargs)
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # it prints its port search
+                warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+                model.fit(Xd, yd, **kwargs)
             booster = model.booster_
             if valid is None:
                 done += n
@@ -109,7 +123,7 @@ class DaskBoosterTrainer:
                 losses.append(_log_loss(yv, raw))
             done += n
             best = int(np.argmin(losses)) + 1
-            if done - best >= chunk:
+            if done - best >= patience:
                 break
         del Xd, yd
         self.fits += 1
