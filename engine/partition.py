@@ -150,6 +150,12 @@ def split_dataset(dataset: Dataset, n_partitions: int) -> list[Partition]:
     for name in (c.DEAL_STAGES, c.OUTCOMES):
         if dataset.get(name) is not None:
             assign[name] = by_deal(dataset[name])
+    # rows no activity joins (a stage of an unknown deal, a response to an unknown activity) are
+    # never read, but kept: in the first partition that has activities
+    used = np.unique(part)
+    for name, where in assign.items():
+        if name != c.ACTIVITIES and len(used):
+            assign[name] = np.where(np.isin(where, used), where, used[0])
     out = []
     for k in range(n_partitions):
         rows = np.flatnonzero(part == k)
