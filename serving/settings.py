@@ -67,6 +67,9 @@ class Settings:
             ``$ACTIVITY_SCORER_HOME/predictions``; ``off`` disables it.
         prediction_log_max_mb: a log file this large is rotated.
         prediction_log_total_mb: the oldest closed log files are deleted beyond this total.
+        follow: a deployment pointer file to follow: when it names another bundle, the service swaps
+            to it without a restart (:mod:`serving.reload`; ``serve`` sets it when serving an alias).
+        follow_interval_s: seconds between two looks at the pointer.
     """
 
     model_tag: str = ""
@@ -91,6 +94,8 @@ class Settings:
     prediction_log: str = ""
     prediction_log_max_mb: float = 64.0
     prediction_log_total_mb: float = 1024.0
+    follow: str = ""
+    follow_interval_s: float = 2.0
 
     @property
     def bundle_path(self) -> Path | None:
