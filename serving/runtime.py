@@ -147,6 +147,12 @@ class GcWatch:
         return self
 
 
+def refreeze_heap() -> int:
+    """After a model swap: release the frozen objects (the old bundle among them), collect, freeze again."""
+    gc.unfreeze()
+    return freeze_startup_heap()
+
+
 def freeze_startup_heap() -> int:
     """Collect, then move every live object to the permanent generation; returns their number."""
     gc.collect()
