@@ -174,7 +174,7 @@ class RequestGuard:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             n_unseen = sum(stats.unseen.values())
-            if not self._version and self._model_version is not None:
+            if self._model_version is not None:  # asked every time: a hot swap changes it
                 self._version = self._model_version() or ""
             logger.info("%s %s status=%d items=%d history_rows=%d unseen=%d model=%s ms=%.2f", method, path,
                         status_box[0], stats.items, stats.history_rows, n_unseen, self._version or "-", elapsed_ms)
