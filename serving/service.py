@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 # One OpenMP thread per worker: LightGBM otherwise predicts a one-row request on every core and
 # the idle OpenMP threads spin, which multiplies per-request latency on a shared machine. Set
@@ -30,11 +31,12 @@ from serving.batching import ScoreBatcher  # noqa: E402
 from serving.errors import InvalidRequest, error_body  # noqa: E402
 from serving.metrics import ServiceMetrics  # noqa: E402
 from serving.middleware import REQUEST_STATS, GuardConfig, RequestGuard  # noqa: E402
-from serving.model_store import load_model  # noqa: E402
+from serving.model_store import LoadedModel, load_model  # noqa: E402
 from serving.prediction_log import open_prediction_log, rank_record, score_record  # noqa: E402
 from serving.rank_policy import load_policy  # noqa: E402
 from serving.schemas import Limits, RankRequest, RankResponse, ScoreRequest, ScoreResponse, set_limits  # noqa: E402
 from serving.scorer import RequestStats, Scorer  # noqa: E402
+from serving.reload import ModelFollower  # noqa: E402
 from serving.settings import load_settings  # noqa: E402
 from serving.store_access import HistoryAccess, open_history_store, store_routes  # noqa: E402
 
@@ -77,8 +79,12 @@ class ActivityScorer:
             log = self.prediction_log
             self.scorer.rank_log = lambda *args: log.defer(lambda: rank_record(*args))
         self._limiter = anyio.CapacityLimiter(1)
-        self.batcher = ScoreBatcher(self.scorer.score_batch, settings.batch_max_items, lambda r: len(r.items),
-                                    ServiceMetrics.get().batch_size.observe) if settings.batch_max_items > 1 else None
+        # the batcher asks for the current scorer at each batch: a hot swap (serving.reload) replaces it
+        self.batcher = ScoreBatcher(lambda reqs, st: self.scorer.score_batch(reqs, st), settings.batch_max_items,
+                                    lambda r: len(r.items), ServiceMetrics.get().batch_size.observe
+                                    ) if settings.batch_max_items > 1 else None
+        self.follower: ModelFollower | None = None
+        self._follow = (settings.follow, settings.follow_interval_s)
         m = self.model.bundle.manifest
         logger.info("serving %s version %s (trained %s) from %s", m.model_name, m.model_version, m.trained_at,
                     self.model.source)
@@ -89,6 +95,29 @@ class ActivityScorer:
         if self.runtime_fixes:
             frozen = runtime.freeze_startup_heap()
             logger.info("start-up heap frozen: %d objects", frozen)
+
+    @bentoml.on_startup
+    async def follow_model(self) -> None:
+        """With ACTIVITY_SCORER_FOLLOW, watch the deployment pointer and swap bundles (serving.reload)."""
+        pointer, interval = self._follow
+        if pointer:
+            self.follower = ModelFollower(Path(pointer), self.scorer.model.path, self._fresh_scorer,
+                                          self._install_scorer, interval)
+            self.follower.start()
+            logger.info("following the deployment pointer %s every %.1f s", pointer, interval)
+
+    def _fresh_scorer(self, model: LoadedModel) -> Scorer:
+        """A warmed-up scorer on ``model`` with the current one's settings (runs in a worker thread)."""
+        old = self.scorer
+        new = Scorer(model, old.explainer.max_factors, old.max_rank_contacts, old.max_candidates, policy=old.policy)
+        new.rank_log = old.rank_log
+        new.warm_up()
+        return new
+
+    def _install_scorer(self, scorer: Scorer) -> None:
+        self.scorer, self.model = scorer, scorer.model  # one assignment: a request keeps the scorer it started with
+        if self.runtime_fixes:  # let the old bundle's frozen objects go, freeze the new heap
+            runtime.refreeze_heap()
 
     @bentoml.api(route="/score")
     async def score(self, request: ScoreRequest, /) -> ScoreResponse:
@@ -139,7 +168,10 @@ class ActivityScorer:
             return _invalid(err)
 
     def describe(self) -> dict:
-        return self.model.describe()
+        info = self.scorer.model.describe()
+        if self.follower is not None:
+            info["follow"] = self.follower.status.as_dict()
+        return info
 
 
 async def _model_info(_: Request) -> Response:
