@@ -52,6 +52,34 @@ class ApiKeys:
         return ok
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to, treat it as reachable from outside
+
+
+def exposure_problem(host: str, insecure_no_keys: bool = False, settings: Settings | None = None) -> str | None:
+    """Why the service must not start on ``host`` (None when it may): no API keys on a non-loopback address.
+
+    Raises:
+        SettingsError: the key settings cannot be read (as :func:`load_api_keys`).
+    """
+    from serving.settings import load_settings
+
+    if is_loopback(host) or insecure_no_keys:
+        return None
+    if load_api_keys(settings or load_settings()).enabled:
+        return None
+    return (f"refusing to serve on {host} without API keys: set {API_KEYS_ENV} or {API_KEYS_FILE_ENV} "
+            f"(or pass --insecure-no-keys to expose it anyway, e.g. behind your own gateway)")
+
+
 def load_api_keys(settings: Settings) -> ApiKeys:
     """Keys from ``ACTIVITY_SCORER_API_KEYS`` and ``ACTIVITY_SCORER_API_KEYS_FILE``.
 
