@@ -440,22 +440,41 @@ def serve(
     model: str = typer.Option(None, "--model", help="models:/NAME@ALIAS, models:/NAME/V, runs:/RUN_ID or a bundle dir "
                                                      "(default: the champion)."),
     workers: int = typer.Option(None, "--workers", min=1, help="Server processes (default 1; env ACTIVITY_SCORER_WORKERS)."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Serving an alias (the champion by default): swap "
+                                "to the version it points at next, without a restart (docs/reliability.md)."),
+    follow_interval: float = typer.Option(5.0, "--follow-interval", min=0.5, help="Seconds between two looks at the "
+                                                                                  "registry when following."),
+    insecure_no_keys: bool = typer.Option(False, "--insecure-no-keys", help="Serve on a non-loopback address without "
+                                          "API keys (anyone who can reach it gets scores and can write and erase data)."),
 ) -> None:
     """Start the HTTP scoring service (POST /score, POST /rank, GET /model) on the champion; Ctrl+C stops it.
 
     API keys: set ACTIVITY_SCORER_API_KEYS (comma-separated) or ACTIVITY_SCORER_API_KEYS_FILE; every
-    call then needs 'Authorization: Bearer <key>'. Other settings: docs/serving.md.
+    call then needs 'Authorization: Bearer <key>'. Without keys the service binds only a loopback
+    address unless --insecure-no-keys. Other settings: docs/serving.md.
     """
     import os
 
+    from serving.auth import exposure_problem
+    from serving.settings import SettingsError
     from training.env import configure_stores
 
     if not 0 < port < 65536:
         fail(f"--port {port}: must be between 1 and 65535")
+    try:
+        problem = exposure_problem(host, insecure_no_keys)
+    except SettingsError as err:
+        fail(f"serve: {err}")
+    if problem:
+        fail(f"serve: {problem}")
+    if insecure_no_keys:
+        typer.secho(f"WARNING: serving on {host} WITHOUT API KEYS (--insecure-no-keys): anyone who can reach it can "
+                    "read scores, write events and erase data", fg=typer.colors.RED, err=True, bold=True)
     if not port_free(host, port):
         fail(f"serve: cannot listen on {host}:{port} (in use, or not an address of this machine); try --port")
     home = configure_stores()
-    bundle, label = _serving_bundle(model, home)
+    follower = _alias_follower(model, home) if follow else None
+    bundle, label = _serving_bundle(model, home) if follower is None else _published_bundle(follower)
     cmd, env = service_command(bundle, host, port, workers)
     from store import STORE_ENV, StoreError, open_store
 
@@ -471,7 +490,38 @@ def serve(
     except PolicyError as err:
         fail(f"serve: {err}")
     typer.echo(f"serving {label} on http://{host}:{port} (API docs at /, model at /model; Ctrl+C stops it)")
-    os.execve(cmd[0], cmd, env)
+    if follower is None:
+        os.execve(cmd[0], cmd, env)
+    from serving.reload import FOLLOW_ENV
+    from training.follow import run_following
+
+    configure_logging()
+    env[FOLLOW_ENV] = str(follower.pointer)
+    raise typer.Exit(run_following(cmd, env, follower, follow_interval))
+
+
+def _alias_follower(model: str | None, home: Path):  # noqa: ANN202
+    """A follower of ``--model`` when it is an alias (default: the champion), else None (serve it as it is)."""
+    from training import tracking
+    from training.config import ConfigError, load_config
+    from training.follow import AliasFollower, alias_of
+
+    if model is None:
+        try:
+            model = tracking.default_model_uri(load_config().registered_model)
+        except ConfigError as err:
+            fail(f"serve: config: {err}")
+    return AliasFollower(model, home) if alias_of(model) else None
+
+
+def _published_bundle(follower) -> tuple[Path, str]:  # noqa: ANN001
+    from training import tracking
+
+    try:
+        published = follower.publish()
+    except tracking.TrackingError as err:
+        fail(f"serve: {err}")
+    return published.bundle, f"{follower.name} v{published.version} (following {follower.uri})"
 
 
 def _demo_model_uri(res) -> str:  # noqa: ANN001
