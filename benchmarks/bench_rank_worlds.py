@@ -104,13 +104,13 @@ def history_cut(data: Path, share: float) -> pd.Timestamp:
     return (start + (end - start) * share).normalize()
 
 
-def train_world(data: Path, bundle: Path, until: pd.Timestamp) -> float:
+def train_world(data: Path, bundle: Path, until: pd.Timestamp, config: Path | None = None) -> float:
     """Train with the default configuration (the ``train`` command's code path) before ``until``."""
     from training.config import load_config
     from training.workflow import train_and_register
 
     t = time.perf_counter()
-    train_and_register(data, load_config(None), until=until, register=False, bundle_out=bundle)
+    train_and_register(data, load_config(config), until=until, register=False, bundle_out=bundle)
     return time.perf_counter() - t
 
 
@@ -260,14 +260,14 @@ def run_world(world: str, args, work: Path) -> WorldResult:
     seconds: dict[str, float] = {}
     directory = work / world
     data = directory / f"data-{args.activities}-s{args.seed}"
-    bundle = directory / f"bundle-{args.activities}-s{args.seed}"
+    bundle = directory / f"bundle-{args.activities}-s{args.seed}{'-' + args.config.stem if args.config else ''}"
     t = time.perf_counter()
     fresh = ensure_world_dataset(data, world, args.activities, args.seed)
     seconds["simulate"] = time.perf_counter() - t
     cut = history_cut(data, args.cut)
     if fresh or args.retrain or not (bundle / "manifest.json").exists():
         print(f"[{world}] training before {cut.date()} on {data} ...", flush=True)
-        seconds["train"] = train_world(data, bundle, cut)
+        seconds["train"] = train_world(data, bundle, cut, args.config)
     t = time.perf_counter()
     set_limits(replace(get_limits(), max_candidates=MAX_CANDIDATES, max_history_rows=MAX_HISTORY_ROWS))
     scorer = Scorer(load_bundle_dir(bundle))
@@ -326,6 +326,8 @@ def main() -> int:
     parser.add_argument("--cut", type=float, default=DEFAULT_CUT, help="train before this share of the history")
     parser.add_argument("--work", type=Path, help="keep (and reuse) each world's dataset and bundle here")
     parser.add_argument("--retrain", action="store_true", help="train again even if --work holds a bundle")
+    parser.add_argument("--config", type=Path, help="training config (YAML); default: the embedded defaults. "
+                        "The targets hold only for one configuration used in every world")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -66,6 +66,7 @@ EFFECTS_DIR = "effects"
 META_FILE = "effects.json"
 EFFECTS_FORMAT = "1.0"
 DAY_S = 86_400.0
+DESIGNS = ("pooled", "within_deal")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,15 @@ class EffectSettings:
     overlap_min_count: int = 30
     seed: int = 7
     num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.design not in DESIGNS:
+            raise ValueError(f"design {self.design!r}: expected one of {', '.join(DESIGNS)}")
+        for name in ("max_lag_days", "em_iterations", "num_boost_round", "em_boost_round", "min_data_in_leaf"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)!r}: must be at least 1")
+        if self.n_bootstrap < 0 or not 0 < self.validation_share < 1:
+            raise ValueError("n_bootstrap must be >= 0 and validation_share between 0 and 1")
 
 
 @dataclass
@@ -522,6 +532,58 @@ class _Shifted:
         return self.booster.predict(matrix, raw_score=True) + self.shift
 
 
+class _Parts:
+    """A raw score as a sum of LightGBM boosters plus a constant: what every q model reduces to on disk."""
+
+    def __init__(self, boosters: list[Any], shift: float = 0.0) -> None:
+        self.boosters = boosters
+        self.shift = float(shift)
+
+    def predict(self, matrix: np.ndarray, raw_score: bool = True) -> np.ndarray:
+        out = self.boosters[0].predict(matrix, raw_score=True)
+        for b in self.boosters[1:]:
+            out = out + b.predict(matrix, raw_score=True)
+        return out + self.shift
+
+    def current_iteration(self) -> int:
+        return int(self.boosters[0].current_iteration())
+
+
+def _flatten(model) -> tuple[list[Any], float]:  # noqa: ANN001
+    """(boosters, shift) whose sum of raw scores is ``model``'s raw score."""
+    if isinstance(model, _Shifted):
+        boosters, shift = _flatten(model.booster)
+        return boosters, shift + float(model.shift)
+    if isinstance(model, _Parts):
+        return list(model.boosters), model.shift
+    if isinstance(model, SumBooster):
+        first, s1 = _flatten(model.candidate)
+        if model.context is None:
+            return first, s1
+        second, s2 = _flatten(model.context)
+        return first + second, s1 + s2
+    return [model], 0.0
+
+
+def _save_parts(model, out: Path, stem: str) -> dict[str, Any]:  # noqa: ANN001
+    boosters, shift = _flatten(model)
+    files = []
+    for k, b in enumerate(boosters):
+        name = f"{stem}.txt" if k == 0 else f"{stem}_part{k}.txt"
+        b.save_model(str(out / name))
+        files.append(name)
+    return {"files": files, "shift": shift}
+
+
+def _load_parts(d: Path, entry: dict[str, Any]):  # noqa: ANN202
+    import lightgbm as lgb
+
+    boosters = [lgb.Booster(model_file=str(d / name)) for name in entry["files"]]
+    if len(boosters) == 1 and not entry.get("shift"):
+        return boosters[0]
+    return _Parts(boosters, float(entry.get("shift", 0.0)))
+
+
 # -- the fitted model --------------------------------------------------------------------------------
 
 
@@ -611,10 +673,13 @@ class EffectModel:
         """Write ``<bundle_dir>/effects/``: boosters as text, metadata as JSON."""
         out = Path(bundle_dir) / EFFECTS_DIR
         out.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(out / "q.txt"))
+        for old in out.glob("*.txt"):  # a previous model's files (their number may differ)
+            old.unlink()
+        parts = {"q": _save_parts(self.booster, out, "q")}
         for b, bst in enumerate(self.bootstraps):
-            bst.save_model(str(out / f"bootstrap_{b:02d}.txt"))
+            parts[f"bootstrap_{b:02d}"] = _save_parts(bst, out, f"bootstrap_{b:02d}")
         meta = {
+            "parts": parts,
             "format": EFFECTS_FORMAT, "feature_names": self.feature_names, "delay_pmf": self.delay_pmf.tolist(),
             "horizon_days": self.horizon_days, "support": self.support, "settings": asdict(self.settings),
             "metrics": self.metrics, "n_bootstrap": len(self.bootstraps), "support_keys": list(self.support_keys),
@@ -674,8 +739,10 @@ def load_effects(bundle_dir: Path, spec: FeatureSpec) -> EffectModel | None:
         return None
     try:
         meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
-        booster = lgb.Booster(model_file=str(d / "q.txt"))
-        boots = [lgb.Booster(model_file=str(d / f"bootstrap_{b:02d}.txt")) for b in range(int(meta["n_bootstrap"]))]
+        parts = meta.get("parts") or {"q": {"files": ["q.txt"]}} | {
+            f"bootstrap_{b:02d}": {"files": [f"bootstrap_{b:02d}.txt"]} for b in range(int(meta["n_bootstrap"]))}
+        booster = _load_parts(d, parts["q"])
+        boots = [_load_parts(d, parts[f"bootstrap_{b:02d}"]) for b in range(int(meta["n_bootstrap"]))]
     except (OSError, ValueError, KeyError, lgb.basic.LightGBMError) as err:
         raise BundleError(f"{d}: unreadable effect model ({err})") from None
     if str(meta.get("format", "")).split(".")[0] != EFFECTS_FORMAT.split(".")[0]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from models.effects import EffectSettings
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
 
@@ -205,6 +207,7 @@ class TrainConfig:
     refit: Refit = field(default_factory=Refit)
     recalibrate: Recalibrate = field(default_factory=Recalibrate)
     monitor: Monitor = field(default_factory=Monitor)
+    effects: EffectSettings = field(default_factory=EffectSettings)  # the effect model /rank orders by
     shap_sample: int = 1000
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,7 +247,10 @@ def _build(cls: type, values: Any, where: str) -> Any:
             kwargs[name] = _build(type(default), value, key)
         else:
             kwargs[name] = _coerce(key, value, default)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # a section's own check (e.g. effects.design): name the section
+        raise ConfigError(f"{where or 'config'}: {err}") from None
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
