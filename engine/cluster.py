@@ -74,7 +74,7 @@ def settings_from_env(scheduler: str | None = None) -> ClusterSettings:
 def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
     """A ``distributed.Client`` on the scheduler of ``settings``, or on a new local cluster.
 
-    The local cluster listens on 127.0.0.1 only, has no dashboard, runs one thread per
+    The local cluster listens on 127.0.0.1 only (its HTTP endpoints on a free port), runs one thread per
     worker process (LightGBM's Dask training needs one LightGBM per process) and spills to
     ``<home>/dask``. It is closed on exit; a remote scheduler is left running.
 
@@ -85,7 +85,7 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
 
     if settings.scheduler:
         try:
-            client = Client(settings.scheduler, timeout="20s")
+            client = Client(settings.scheduler, timeout="10s")
         except (OSError, TimeoutError) as err:
             raise ClusterError(f"--scheduler {settings.scheduler}: cannot reach the Dask scheduler ({err})") from None
         try:
@@ -98,7 +98,7 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
     spill.mkdir(parents=True, exist_ok=True)
     try:
         cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, memory_limit=settings.memory_limit,
+                               dashboard_address="127.0.0.1:0", memory_limit=settings.memory_limit,
                                local_directory=str(spill), silence_logs=logging.WARNING)
     except (OSError, RuntimeError, TimeoutError) as err:
         raise ClusterError(f"cannot start a local Dask cluster: {err}") from None
