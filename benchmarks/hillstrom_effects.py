@@ -15,8 +15,8 @@ value of a next-best-activity policy, can be measured without bias. This script:
    added in memory before the conversion (``customer`` = ``customer-<data row>``, ``sent_at``
    = one instant for every row, :data:`SENT_AT`, and ``email``); the file is not copied.
 2. splits the customers at random in two halves (``--seed``): the effect model
-   (``training.effects.fit_effect_model``, default ``EffectSettings``: the product's EM and
-   boosters, what ``train`` puts in a bundle) learns on one half;
+   (``training.effects.fit_effect_model`` with the default training config's ``effects``
+   section: the product's EM and boosters, what ``train`` puts in a bundle) learns on one half;
 3. on the other half builds, for every customer, the candidate rows /rank would compare (the
    same customer with a men's e-mail, with a women's e-mail, and ``none``) through the
    product's feature code (``features.build.build_training_frame`` on the held-out
@@ -222,12 +222,16 @@ class ProductFit:
 
 
 def effect_settings(pairs: list[str] | None):  # noqa: ANN201
-    """``EffectSettings`` with ``KEY=VALUE`` overrides (diagnostics only; the figures use the defaults)."""
+    """The training config's ``effects`` section (what ``train`` fits with), ``KEY=VALUE`` overrides on top.
+
+    The overrides are for diagnostics; the documented figures use none.
+    """
     from dataclasses import fields, replace
 
     from models.effects import EffectSettings
+    from training.config import load_config
 
-    settings = EffectSettings()
+    settings = load_config().effects
     known = {f.name: f.type for f in fields(EffectSettings)}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -238,7 +242,10 @@ def effect_settings(pairs: list[str] | None):  # noqa: ANN201
             typed = type(current)(value) if not isinstance(current, bool) else value.lower() in ("1", "true", "yes")
         except ValueError:
             raise HillstromError(f"--effect-setting {pair!r}: {value!r} is not a {type(current).__name__}") from None
-        settings = replace(settings, **{key: typed})
+        try:
+            settings = replace(settings, **{key: typed})
+        except ValueError as err:  # EffectSettings checks its own values
+            raise HillstromError(f"--effect-setting {pair!r}: {err}") from None
     return settings
 
 
@@ -722,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-rank", type=int, default=200, metavar="N",
                         help="ask Scorer.rank (the /rank code, in-process) for N held-out customers and compare")
     parser.add_argument("--effect-setting", action="append", metavar="KEY=VALUE",
-                        help="override one EffectSettings field (diagnostics; the documented figures use none)")
+                        help="override one field of the config's effects section (diagnostics; the documented "
+                             "figures use none)")
     parser.add_argument("--customer-fields", choices=("contact", "account"), default="contact",
                         help="import the customer columns as contact (default) or account attributes")
     parser.add_argument("--visit-offset", type=float, default=VISIT_OFFSET_S,
