@@ -40,6 +40,7 @@ from serving.settings import BUNDLE_ENV, MODEL_TAG_ENV, Settings
 logger = logging.getLogger(__name__)
 
 STORE_MODEL_NAME = "activity-outcome"
+BENTO_MODEL_ARG = "model_tag"  # the Bento argument naming the packed model (training/build_command.py)
 PRIVACY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "BENTOML_DO_NOT_TRACK": "True"}
 
 
@@ -163,8 +164,18 @@ def load_model(settings: Settings) -> LoadedModel:
         return load_bundle_dir(path, source=f"bentoml:{settings.model_tag}")
     if settings.bundle_path is not None:
         return load_bundle_dir(settings.bundle_path)
+    packed = packed_model_tag()
+    if packed:  # a built Bento (activity-scorer build): the model it packs, from the Bento's own model store
+        return load_bundle_dir(store_path(packed), source=f"bento:{packed}")
     raise ModelLoadError(f"no model configured: set {BUNDLE_ENV} (a bundle directory) or {MODEL_TAG_ENV} "
                          f"(a BentoML model tag), or start the service with `activity-scorer serve`")
+
+
+def packed_model_tag() -> str | None:
+    """The model tag a built Bento was given (``bentoml build --arg model_tag=...``; None outside a Bento)."""
+    import bentoml
+
+    return getattr(bentoml.use_arguments(), BENTO_MODEL_ARG, None) or None
 
 
 def store_path(tag: str) -> Path:
