@@ -51,9 +51,11 @@ def _register_commands() -> None:
     from serving.rank_command import rank
     from simulator.command import simulate
     from store.command import load
+    from training.build_command import build
 
     app.command("simulate")(simulate)
     app.command("load")(load)
+    app.command("build")(build)
     app.command("report")(report)
     app.command("monitor")(monitor)
     app.command("recalibrate")(recalibrate)
