@@ -676,7 +676,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_import = time.perf_counter() - t0
     train_rows, test_rows = split(len(customers), args.seed, args.rows)
     if len(test_rows) < 300:
-        raise HillstromError(f"--rows {args.rows}: too few customers ({len(train_rows) + len(test_rows)}); need 600")
+        raise HillstromError(f"{args.data}: {len(train_rows) + len(test_rows)} customers"
+                             f"{' (--rows)' if args.rows else ''} are too few to learn from and evaluate on; "
+                             f"need at least 600")
     train_ds, test_ds = subset(dataset, train_rows), subset(dataset, test_rows)
     fit = fit_product(train_ds, effect_settings(args.effect_setting))
     t = time.perf_counter()
@@ -735,8 +737,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="import the customer columns as contact (default) or account attributes")
     parser.add_argument("--visit-offset", type=float, default=VISIT_OFFSET_S,
                         help="seconds from the e-mail to the recorded visit (see VISIT_OFFSET_S)")
+    parser.add_argument("--verbose", action="store_true", help="log progress, and show the traceback of a bug")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     if args.bootstrap < 1:
         print("--bootstrap must be at least 1", file=sys.stderr)
         return 1
@@ -744,6 +748,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     except HillstromError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug, not the data: one line, the traceback with --verbose
+        if args.verbose:
+            raise
+        print(f"error: unexpected {type(err).__name__}: {err} (run again with --verbose for the traceback)",
+              file=sys.stderr)
         return 1
     print(result["text"])
     check = result["rank_check"]
