@@ -109,3 +109,19 @@ def test_held_out_effects_csv_and_always_mens_beats_never(bench, tmp_path):
     assert check["overlap_disagreements"] == 0
     # the arm-level truth on the held-out half, as the data README gives it for the whole file
     assert 0.03 < figures["calibration"]["truth"]["mens"]["value"] < 0.11
+
+
+@pytest.mark.xfail(reason="models/effects.py _pairs matches on float64 keys deal_code * 1e12 + epoch seconds, which "
+                          "cannot tell 1 s apart beyond ~9,007 deal codes (2**53 / 1e12); import-flat writes outcomes "
+                          "1 s after their activity by default, so Hillstrom records the visit 1 h later "
+                          "(benchmarks/hillstrom_effects.py VISIT_OFFSET_S). Remove this mark when _pairs is exact.",
+                   strict=False)
+def test_an_advance_one_second_after_its_activity_is_matched_at_any_number_of_deals():
+    from models.effects import _pairs
+
+    n = 12_000
+    deal = np.arange(n)
+    t = np.full(n, pd.Timestamp("2008-03-03T09:00:00Z").timestamp())
+    ev_idx, act_idx, lag = _pairs(deal, t, deal, t + 1.0, 28 * 86_400.0)
+    assert len(np.unique(ev_idx)) == n
+    assert (act_idx == ev_idx).all() and np.allclose(lag, 1.0)
