@@ -9,7 +9,8 @@ value of a next-best-activity policy, can be measured without bias. This script:
    ``convert_flat`` under :data:`MAPPING`, written and read back with ``load_dataset``): each
    customer is a contact with its own deal; the e-mail is an ``email`` activity whose custom
    field ``email`` says which arm (``mens``/``womens``); "No E-Mail" is a ``none`` activity
-   (no ``email`` field); ``visit`` is the outcome (``visited``, 1 s after the activity);
+   (no ``email`` field); ``visit`` is the outcome (``visited``, an hour after the activity:
+   :data:`VISIT_OFFSET_S`);
    ``conversion`` and ``spend`` happen after the visit and are not imported. The file has
    neither a time nor a customer key, which ``import-flat`` cannot derive: three columns are
    added in memory before the conversion (``customer`` = ``customer-<data row>``, ``sent_at``
@@ -21,7 +22,8 @@ value of a next-best-activity policy, can be measured without bias. This script:
    same customer with a men's e-mail, with a women's e-mail, and ``none``) through the
    product's feature code (``features.build.build_training_frame`` on the held-out
    customers with their activity replaced: the ``_compute`` that ``build_serving_frame``
-   shares) and calls ``EffectModel.predict(candidates, none)``;
+   shares) and calls ``EffectModel.predict(candidates, none)``; for ``--check-rank`` of them it
+   also asks ``serving.scorer.Scorer.rank`` (the ``/rank`` code, in-process) and compares;
 4. reports, on the held-out half, the inverse-propensity value (propensity = the arm's
    empirical share in the held-out half) of the policy "send the arm with the larger
    positive effect, else none" against always-mens, always-womens, never and random
@@ -39,7 +41,10 @@ It writes ``--out`` (``row``: 1-based data row of the file, ``arm``, ``effect``,
 that fails), never because the data shows no reliable gain.
 
     .venv/bin/python benchmarks/hillstrom_effects.py --out hillstrom_effects.csv [--seed 0]
-        [--bootstrap 200] [--rows N] [--json FILE] [--data FILE]
+        [--bootstrap 200] [--rows N] [--json FILE] [--data FILE] [--check-rank 200]
+        [--customer-fields contact|account] [--visit-offset 3600] [--effect-setting KEY=VALUE]
+
+Figures and what they mean: docs/effects.md, "Real randomized data: Hillstrom".
 """
 
 from __future__ import annotations
