@@ -29,8 +29,8 @@ value of a next-best-activity policy, can be measured without bias. This script:
    positive effect, else none" against always-mens, always-womens, never and random
    (uniform over the three arms), with 90% bootstrap intervals (``--bootstrap`` resamples of
    the held-out customers) and paired differences; the normalized Qini per arm (each arm
-   against ``none``; scikit-uplift's ``qini_auc_score`` definition, as the data README's
-   reference); and the arm-level truth (difference of visit rates) against the mean
+   against ``none``; scikit-uplift's ``qini_auc_score`` definition, the usual one, which the
+   data README's reference figure is assumed to use); and the arm-level truth (difference of visit rates) against the mean
    predicted effect per arm;
 5. reports the same for a plain reference fitted on the same half in the same run: a
    LightGBM S-learner and T-learner on the customer columns.
