@@ -14,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features import contract as c
@@ -203,26 +204,49 @@ def closing_and_outcomes(
       it ends open) — never the CRM's typed close date.
     - ``closed_won`` outcome at the *first* entry into a won stage; configured stage
       outcomes at the first entry into their stage.
+
+    Column operations over every deal at once (deals in order of first appearance, each
+    path by ``entered_at``, ties in file order), the rows in the order a loop over deals gives.
     """
-    closing_rows = []
-    outcome_rows = []
+    closing_cols, outcome_cols = [c.DEAL_ID, c.CLOSED_AT, c.WON], [c.DEAL_ID, c.OUTCOME, c.OCCURRED_AT]
     stage_outcomes = {k.lower(): v for k, v in cfg.stage_outcomes.items()}
-    for deal_id, path in stages.groupby(c.DEAL_ID, sort=False):
-        path = path.sort_values(c.ENTERED_AT, kind="stable")
-        last = path.iloc[-1]
-        if bool(last["_closed"]):
-            closing_rows.append({c.DEAL_ID: deal_id, c.CLOSED_AT: last[c.ENTERED_AT], c.WON: bool(last["_won"])})
-        won = path[path["_won"].astype(bool)]
-        if len(won):
-            outcome_rows.append({c.DEAL_ID: deal_id, c.OUTCOME: "closed_won", c.OCCURRED_AT: won.iloc[0][c.ENTERED_AT]})
-        for _, row in path.iterrows():
-            outcome = stage_outcomes.get(str(row[c.STAGE]).lower())
-            if outcome:
-                outcome_rows.append({c.DEAL_ID: deal_id, c.OUTCOME: outcome, c.OCCURRED_AT: row[c.ENTERED_AT]})
-    closing = pd.DataFrame(closing_rows, columns=[c.DEAL_ID, c.CLOSED_AT, c.WON])
-    outcomes = pd.DataFrame(outcome_rows, columns=[c.DEAL_ID, c.OUTCOME, c.OCCURRED_AT])
+    s = stages[stages[c.DEAL_ID].notna()]
+    if s.empty:
+        return pd.DataFrame([], columns=closing_cols), pd.DataFrame([], columns=outcome_cols)
+    deal_rank = pd.factorize(s[c.DEAL_ID])[0]
+    entered = s[c.ENTERED_AT]
+    at = entered.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT")).astype(np.int64)
+    at = np.where(entered.isna().to_numpy(), np.iinfo(np.int64).max, at)  # NaT last, as sort_values puts it
+    order = np.lexsort((np.arange(len(s)), at, deal_rank))
+    path = s.iloc[order]
+    rank = deal_rank[order]
+    deals = path[c.DEAL_ID].tolist()
+    times = path[c.ENTERED_AT].tolist()
+    closed = path["_closed"].astype(bool).to_numpy()
+    won = path["_won"].astype(bool).to_numpy()
+    last = np.flatnonzero(np.r_[rank[1:] != rank[:-1], True])
+    closing = pd.DataFrame({c.DEAL_ID: [deals[i] for i in last if closed[i]],
+                            c.CLOSED_AT: [times[i] for i in last if closed[i]],
+                            c.WON: [bool(won[i]) for i in last if closed[i]]}, columns=closing_cols)
+    if closing.empty:
+        closing = pd.DataFrame([], columns=closing_cols)
+    # per deal: closed_won at the first won entry, then configured stage outcomes in path order
+    w = np.flatnonzero(won)
+    first_won = w[np.r_[True, rank[w][1:] != rank[w][:-1]]] if len(w) else w
+    named = path[c.STAGE].map(lambda v: stage_outcomes.get(str(v).lower())).to_numpy(object)
+    staged = np.flatnonzero(pd.notna(named) & (named != None))  # noqa: E711
+    keys = np.concatenate([rank[first_won], rank[staged]])
+    kind = np.r_[np.zeros(len(first_won), dtype=np.int64), np.ones(len(staged), dtype=np.int64)]
+    pos = np.concatenate([first_won, staged])
+    rows = np.lexsort((pos, kind, keys))
+    idx, is_stage = pos[rows], kind[rows] == 1
+    outcomes = pd.DataFrame({c.DEAL_ID: [deals[i] for i in idx],
+                             c.OUTCOME: [named[i] if st else "closed_won" for i, st in zip(idx, is_stage, strict=True)],
+                             c.OCCURRED_AT: [times[i] for i in idx]}, columns=outcome_cols)
     if len(outcomes):
         outcomes = outcomes.sort_values(c.OCCURRED_AT).drop_duplicates([c.DEAL_ID, c.OUTCOME], keep="first")
+    else:
+        outcomes = pd.DataFrame([], columns=outcome_cols)
     return closing, outcomes
 
 

@@ -712,28 +712,51 @@ class _HubSpot:
         return out
 
     def _replies(self, incoming: pd.DataFrame, activities: pd.DataFrame) -> pd.DataFrame:
-        """An incoming email answers the same thread, else the latest outbound email to that contact."""
+        """An incoming email answers the same thread, else the latest outbound email to that contact.
+
+        "Latest" is the last outbound email strictly before the reply (ties: the largest
+        activity id); by contact only within ``reply_window_days``. Two as-of joins
+        (O((incoming + sent) log)), rows in the order of ``incoming``.
+        """
         cols = [c.ACTIVITY_ID, c.RESPONSE, c.OCCURRED_AT]
         if incoming.empty or activities.empty:
             return pd.DataFrame(columns=cols)
         sent = activities[activities[c.TYPE].eq("email") & activities[c.DIRECTION].eq("outbound").fillna(False)]
-        thread = sent["_thread"] if "_thread" in sent else pd.Series(pd.NA, index=sent.index)
+        thread = sent["_thread"] if "_thread" in sent else pd.Series(pd.NA, index=sent.index, dtype="string")
         window = pd.Timedelta(days=self.cfg.reply_window_days)
-        rows, unmatched = [], 0
-        for m in incoming.itertuples(index=False):
-            pool = sent[(sent[c.OCCURRED_AT] < m.at)]
-            target = pool[thread.loc[pool.index].eq(m.thread).fillna(False)] if isinstance(m.thread, str) else pool.iloc[0:0]
-            if target.empty:
-                target = pool[pool[c.CONTACT_ID].eq(m.contact_id).fillna(False) & (pool[c.OCCURRED_AT] >= m.at - window)]
-            if target.empty:
-                unmatched += 1
-                continue
-            best = target.sort_values([c.OCCURRED_AT, c.ACTIVITY_ID]).iloc[-1]
-            rows.append((best[c.ACTIVITY_ID], reply_kind(m.text, self.cfg), m.at))
+        utc = "datetime64[ns, UTC]"
+        right = pd.DataFrame({"_at": sent[c.OCCURRED_AT].astype(utc), "_id": sent[c.ACTIVITY_ID].astype("string"),
+                              "_thread": thread.astype("string"), "_contact": sent[c.CONTACT_ID].astype("string")})
+        right = right[right["_at"].notna()].sort_values(["_at", "_id"], kind="stable")
+        left = pd.DataFrame({"_at": incoming["at"].astype(utc).to_numpy(), "_i": np.arange(len(incoming)),
+                             "_thread": [v if isinstance(v, str) else None for v in incoming["thread"]],
+                             "_contact": incoming[c.CONTACT_ID].astype("string").to_numpy()})
+        left = left.astype({"_thread": "string", "_contact": "string"})
+        left = left[left["_at"].notna()].sort_values("_at", kind="stable")
+        match = pd.Series(pd.NA, index=np.arange(len(incoming)), dtype="string")
+
+        def latest(rows: pd.DataFrame, key: str, tolerance: pd.Timedelta | None) -> None:
+            rows = rows[rows[key].notna()]
+            pool = right[right[key].notna()][["_at", key, "_id"]]
+            if rows.empty or pool.empty:
+                return
+            hit = pd.merge_asof(rows[["_at", key, "_i"]], pool, on="_at", by=key, direction="backward",
+                                allow_exact_matches=False, tolerance=tolerance)
+            hit = hit[hit["_id"].notna()]
+            match.iloc[hit["_i"].to_numpy()] = hit["_id"].to_numpy()
+
+        latest(left, "_thread", None)  # the same thread, however old
+        latest(left[match.iloc[left["_i"].to_numpy()].isna().to_numpy()], "_contact", window)
+        found = match.notna().to_numpy()
+        unmatched = int((~found).sum())
+        texts = incoming["text"].to_numpy(object)[found]
+        out = pd.DataFrame({c.ACTIVITY_ID: match[found].to_numpy(object),
+                            c.RESPONSE: [reply_kind(x, self.cfg) for x in texts],
+                            c.OCCURRED_AT: incoming["at"].to_numpy()[found]}, columns=cols)
         if unmatched:
             self.report.warn(f"{unmatched} incoming emails matched no outbound email in the previous "
                              f"{self.cfg.reply_window_days:g} days: not counted as replies")
-        return pd.DataFrame(rows, columns=cols)
+        return out
 
     # --- people -------------------------------------------------------------------
     def _contacts(self) -> pd.DataFrame | None:

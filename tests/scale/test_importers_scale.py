@@ -1,0 +1,128 @@
+"""The importers' column-wise steps give what the per-row rules they replaced gave.
+
+``hubspot._replies`` (two as-of joins, was a loop over incoming x sent emails) and
+``common.closing_and_outcomes`` (column operations, was a loop over deals) are checked against
+the per-row rules, kept here as the reference, on random exports with ties, missing values,
+threads and windows; ``benchmarks/bench_importers.py`` times them at 1M activities.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import contract as c
+from importers.crm.common import closing_and_outcomes, reply_kind
+from importers.crm.config import CrmConfig
+from importers.crm.hubspot import _HubSpot
+from importers.crm.report import ConversionReport
+
+
+def reference_replies(cfg, incoming: pd.DataFrame, activities: pd.DataFrame) -> list[tuple]:
+    """The per-row rule: same thread, else the latest outbound email to the contact within the window."""
+    sent = activities[activities[c.TYPE].eq("email") & activities[c.DIRECTION].eq("outbound").fillna(False)]
+    thread = sent["_thread"]
+    window = pd.Timedelta(days=cfg.reply_window_days)
+    rows = []
+    for m in incoming.itertuples(index=False):
+        pool = sent[(sent[c.OCCURRED_AT] < m.at)]
+        target = pool[thread.loc[pool.index].eq(m.thread).fillna(False)] if isinstance(m.thread, str) else pool.iloc[0:0]
+        if target.empty:
+            target = pool[pool[c.CONTACT_ID].eq(m.contact_id).fillna(False) & (pool[c.OCCURRED_AT] >= m.at - window)]
+        if target.empty:
+            continue
+        best = target.sort_values([c.OCCURRED_AT, c.ACTIVITY_ID]).iloc[-1]
+        rows.append((best[c.ACTIVITY_ID], reply_kind(m.text, cfg), m.at))
+    return rows
+
+
+def _maybe(rng, values, p_missing):
+    return [None if rng.random() < p_missing else v for v in values]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_replies_equal_the_per_row_rule(seed):
+    rng = np.random.default_rng(seed)
+    n_act, n_in = 300, 200
+    base = pd.Timestamp("2025-01-01", tz="UTC")
+    minutes = lambda n: pd.to_timedelta(rng.integers(0, 60 * 24 * 40, n) // 30 * 30, unit="min")  # noqa: E731 - ties
+    activities = pd.DataFrame({
+        c.ACTIVITY_ID: pd.array([f"e{i:04d}" for i in rng.permutation(n_act)], dtype="string"),
+        c.TYPE: pd.array(rng.choice(["email", "call"], n_act, p=[0.8, 0.2]), dtype="string"),
+        c.DIRECTION: pd.array(_maybe(rng, rng.choice(["outbound", "inbound"], n_act, p=[0.85, 0.15]), 0.05),
+                              dtype="string"),
+        c.OCCURRED_AT: pd.Series(base + minutes(n_act)).where(rng.random(n_act) > 0.02),
+        c.CONTACT_ID: pd.array(_maybe(rng, [f"c{k}" for k in rng.integers(0, 25, n_act)], 0.05), dtype="string"),
+        "_thread": pd.array(_maybe(rng, [f"t{k}" for k in rng.integers(0, 40, n_act)], 0.4), dtype="string"),
+    })
+    incoming = pd.DataFrame({
+        "at": pd.Series(base + minutes(n_in)).where(rng.random(n_in) > 0.02),
+        c.CONTACT_ID: pd.array(_maybe(rng, [f"c{k}" for k in rng.integers(0, 30, n_in)], 0.1), dtype="string"),
+        "thread": pd.array(_maybe(rng, [f"t{k}" for k in rng.integers(0, 50, n_in)], 0.5), dtype="string"),
+        "text": pd.array(_maybe(rng, rng.choice(["Not interested, stop", "Sounds great, let's talk", "ok"], n_in),
+                                0.2), dtype="string"),
+    })
+    cfg = CrmConfig(reply_window_days=float(rng.choice([0.5, 3, 14])), negative_reply_patterns=["not interested"],
+                    positive_reply_patterns=["sounds great"])
+    me = SimpleNamespace(cfg=cfg, report=ConversionReport("hubspot", "export"))
+    got = _HubSpot._replies(me, incoming, activities)
+    expected = reference_replies(cfg, incoming, activities)
+    assert len(expected) > 20  # the data really exercises both rules
+    assert list(got.itertuples(index=False, name=None)) == expected
+    unmatched = len(incoming) - len(expected)
+    assert any(f"{unmatched} incoming emails matched no outbound email" in w for w in me.report.warnings)
+
+
+def reference_closing(stages: pd.DataFrame, cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-deal loop the column version replaced."""
+    closing_rows, outcome_rows = [], []
+    stage_outcomes = {k.lower(): v for k, v in cfg.stage_outcomes.items()}
+    for deal_id, path in stages.groupby(c.DEAL_ID, sort=False):
+        path = path.sort_values(c.ENTERED_AT, kind="stable")
+        last = path.iloc[-1]
+        if bool(last["_closed"]):
+            closing_rows.append({c.DEAL_ID: deal_id, c.CLOSED_AT: last[c.ENTERED_AT], c.WON: bool(last["_won"])})
+        won = path[path["_won"].astype(bool)]
+        if len(won):
+            outcome_rows.append({c.DEAL_ID: deal_id, c.OUTCOME: "closed_won", c.OCCURRED_AT: won.iloc[0][c.ENTERED_AT]})
+        for _, row in path.iterrows():
+            outcome = stage_outcomes.get(str(row[c.STAGE]).lower())
+            if outcome:
+                outcome_rows.append({c.DEAL_ID: deal_id, c.OUTCOME: outcome, c.OCCURRED_AT: row[c.ENTERED_AT]})
+    closing = pd.DataFrame(closing_rows, columns=[c.DEAL_ID, c.CLOSED_AT, c.WON])
+    outcomes = pd.DataFrame(outcome_rows, columns=[c.DEAL_ID, c.OUTCOME, c.OCCURRED_AT])
+    if len(outcomes):
+        outcomes = outcomes.sort_values(c.OCCURRED_AT).drop_duplicates([c.DEAL_ID, c.OUTCOME], keep="first")
+    return closing, outcomes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_closing_and_outcomes_equal_the_per_deal_loop(seed):
+    rng = np.random.default_rng(seed)
+    n = 400
+    stage = rng.choice(["Prospect", "Demo", "Proposal", "Closed Won", "Closed Lost"], n)
+    stages = pd.DataFrame({
+        c.DEAL_ID: pd.array(_maybe(rng, [f"d{k}" for k in rng.integers(0, 60, n)], 0.03), dtype="string"),
+        c.STAGE: pd.array(stage, dtype="string"),
+        c.ENTERED_AT: pd.Series(pd.Timestamp("2025-01-01", tz="UTC")
+                                + pd.to_timedelta(rng.integers(0, 30, n), unit="D")).where(rng.random(n) > 0.03),
+        "_closed": np.isin(stage, ["Closed Won", "Closed Lost"]),
+        "_won": stage == "Closed Won",
+    })
+    cfg = CrmConfig(stage_outcomes={"demo": "demo_held", "PROPOSAL": "proposal_sent"})
+    got = closing_and_outcomes(stages, cfg, pd.Timestamp("2026-01-01", tz="UTC"))
+    expected = reference_closing(stages, cfg)
+    for g, e in zip(got, expected, strict=True):
+        assert len(e) > 5
+        pd.testing.assert_frame_equal(g, e)
+
+
+def test_closing_and_outcomes_of_no_stages():
+    empty = pd.DataFrame({c.DEAL_ID: pd.array([], dtype="string"), c.STAGE: pd.array([], dtype="string"),
+                          c.ENTERED_AT: pd.Series([], dtype="datetime64[ns, UTC]"), "_closed": [], "_won": []})
+    closing, outcomes = closing_and_outcomes(empty, CrmConfig(), pd.Timestamp("2026-01-01", tz="UTC"))
+    assert closing.empty and list(closing.columns) == [c.DEAL_ID, c.CLOSED_AT, c.WON]
+    assert outcomes.empty and list(outcomes.columns) == [c.DEAL_ID, c.OUTCOME, c.OCCURRED_AT]
