@@ -1,0 +1,159 @@
+"""Benchmark: CRM exports of simulated histories converted at scale, and the HubSpot reply matcher.
+
+1. For each size (default 100k, the baseline, then 1M activities): simulate, write the history
+   as a Salesforce Data Export (``importers.crm.sf_export``), then time
+   ``activity-scorer import-crm salesforce`` on it (a subprocess, memory sampled every 0.25 s
+   with its children) and print how time and memory grow.
+2. HubSpot replies: 200k incoming emails against 800k outbound ones with the as-of joins of
+   ``hubspot._replies``, beside the per-row rule it replaced on the first 300 incoming emails
+   of the same data (same answers required; its full-size time is extrapolated from those and
+   said to be).
+
+    .venv/bin/python benchmarks/bench_importers.py [--sizes 100000 1000000] [--keep DIR]
+
+Target: the largest export converts in at most 10 minutes on this 2-core machine; replies equal.
+Exit 1 when a target fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CLI = [sys.executable, "-m", "training.cli"]
+TARGET_S = 600.0
+
+_EXPORT = r"""
+import sys, time
+from importers.crm.sf_export import to_salesforce_export
+t = time.perf_counter()
+export = to_salesforce_export(sys.argv[1], sys.argv[2])
+export.write_config(sys.argv[3])
+print(export.as_of.isoformat(), time.perf_counter() - t)
+"""
+
+
+def convert_size(n: int, work: Path, env: dict[str, str]) -> dict:
+    from bench_dask import PeakSampler
+
+    data, sf, out, cfg = (work / f"sim-{n}", work / f"sf-{n}", work / f"imported-{n}", work / f"org-{n}.yaml")
+    if not (data / "activities.parquet").exists():
+        subprocess.run(CLI + ["simulate", "--out", str(data), "--activities", str(n), "--seed", "7"], check=True,
+                       cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    res = subprocess.run([sys.executable, "-c", _EXPORT, str(data), str(sf), str(cfg)], check=True, cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    as_of, export_s = res.stdout.split()
+    t = time.perf_counter()
+    log = work / f"import-{n}.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(CLI + ["import-crm", "salesforce", "--in", str(sf), "--out", str(out), "--as-of", as_of,
+                                       "--config", str(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
+        sampler = PeakSampler(proc.pid)
+        stdout, _ = proc.communicate()
+        mem = sampler.stop()
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"FAILED: import-crm salesforce at {n:,} (exit {proc.returncode}); see {log}")
+    import pandas as pd
+
+    rows = len(pd.read_parquet(out / "activities.parquet", columns=["activity_id"]))
+    files = sum(f.stat().st_size for f in sf.iterdir())
+    return {"activities": n, "imported": rows, "export_mb": files / 1e6, "export_s": float(export_s),
+            "import_s": seconds, "peak_gb": mem["peak_total_gb"]}
+
+
+def replies(n_in: int = 200_000, n_sent: int = 800_000, n_reference: int = 300) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from features import contract as c
+    from importers.crm.config import CrmConfig
+    from importers.crm.hubspot import _HubSpot
+    from importers.crm.report import ConversionReport
+    from tests.scale.test_importers_scale import reference_replies
+
+    rng = np.random.default_rng(0)
+    base = pd.Timestamp("2025-01-01", tz="UTC")
+    span = 365 * 24 * 3600
+    sent = pd.DataFrame({
+        c.ACTIVITY_ID: pd.array([f"e{i:07d}" for i in range(n_sent)], dtype="string"),
+        c.TYPE: pd.array(["email"] * n_sent, dtype="string"),
+        c.DIRECTION: pd.array(["outbound"] * n_sent, dtype="string"),
+        c.OCCURRED_AT: base + pd.to_timedelta(rng.integers(0, span, n_sent), unit="s"),
+        c.CONTACT_ID: pd.array([f"c{k}" for k in rng.integers(0, 50_000, n_sent)], dtype="string"),
+        "_thread": pd.array([f"t{k}" if k % 2 else None for k in rng.integers(0, 400_000, n_sent)], dtype="string"),
+    })
+    incoming = pd.DataFrame({
+        "at": base + pd.to_timedelta(rng.integers(0, span, n_in), unit="s"),
+        c.CONTACT_ID: pd.array([f"c{k}" for k in rng.integers(0, 50_000, n_in)], dtype="string"),
+        "thread": pd.array([f"t{k}" if k % 3 else None for k in rng.integers(0, 400_000, n_in)], dtype="string"),
+        "text": pd.array(["Thanks, sounds great"] * n_in, dtype="string"),
+    })
+    cfg = CrmConfig(reply_window_days=14, positive_reply_patterns=["sounds great"])
+    me = type("Reader", (), {})()
+    me.cfg, me.report = cfg, ConversionReport("hubspot", Path("bench"))
+    t = time.perf_counter()
+    got = _HubSpot._replies(me, incoming, sent)
+    new_s = time.perf_counter() - t
+    head = incoming.iloc[:n_reference]
+    t = time.perf_counter()
+    expected = reference_replies(cfg, head, sent)
+    ref_s = time.perf_counter() - t
+    small = _HubSpot._replies(me, head, sent)
+    equal = list(small.itertuples(index=False, name=None)) == expected
+    return {"incoming": n_in, "sent": n_sent, "matched": len(got), "asof_s": new_s, "reference_rows": n_reference,
+            "reference_s": ref_s, "reference_extrapolated_s": ref_s / n_reference * n_in, "equal": equal}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--keep", type=Path)
+    ap.add_argument("--skip-replies", action="store_true")
+    args = ap.parse_args()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-importers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    failures = []
+    results = [convert_size(n, work, env) for n in args.sizes]
+    print(f"{'activities':>10} {'imported':>9} {'export MB':>9} {'write export s':>14} {'import s':>9} {'peak GB':>8}")
+    for r in results:
+        print(f"{r['activities']:>10,} {r['imported']:>9,} {r['export_mb']:>9.0f} {r['export_s']:>14.1f} "
+              f"{r['import_s']:>9.1f} {r['peak_gb']:>8.2f}")
+    if len(results) > 1:
+        a, b = results[0], results[-1]
+        print(f"growth x{b['activities'] / a['activities']:.0f} activities: time x{b['import_s'] / a['import_s']:.1f}, "
+              f"memory x{b['peak_gb'] / a['peak_gb']:.1f}")
+    last = results[-1]
+    ok = last["import_s"] <= TARGET_S
+    print(f"import-crm salesforce, {last['activities']:,} activities: {last['import_s']:.0f} s "
+          f"(target <= {TARGET_S:.0f} s) {'met' if ok else 'MISSED'}")
+    if not ok:
+        failures.append("import time")
+    if not args.skip_replies:
+        r = replies()
+        print(json.dumps(r))
+        print(f"HubSpot replies: {r['incoming']:,} incoming x {r['sent']:,} sent in {r['asof_s']:.1f} s (as-of joins); "
+              f"the per-row rule: {r['reference_s']:.1f} s for {r['reference_rows']} incoming, about "
+              f"{r['reference_extrapolated_s'] / 3600:.1f} h for all (extrapolated); same answers: {r['equal']}")
+        if not r["equal"]:
+            failures.append("replies differ from the per-row rule")
+    for f in failures:
+        print("FAILED:", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
