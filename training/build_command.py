@@ -84,7 +84,7 @@ def build_bento(bundle: Path, bentofile: Path = BENTOFILE, env: dict[str, str] |
 def build(
     model: str = typer.Option(None, "--model", help="models:/NAME@ALIAS, models:/NAME/V, runs:/RUN_ID or a bundle dir "
                                                      "(default: the champion)."),
-    bentofile: Path = typer.Option(BENTOFILE, "--bentofile", help="The build file (default: the project's)."),
+    bentofile: Path = typer.Option(None, "--bentofile", help="The build file (default: the project's bentofile.yaml)."),
 ) -> None:
     """Pack the service and the champion (or --model) into a Bento; `bentoml serve <tag>` serves it."""
     from training.cli import _serving_bundle, fail
@@ -93,7 +93,7 @@ def build(
     home = configure_stores()
     bundle, label = _serving_bundle(model, home)
     try:
-        bento, model_tag = build_bento(bundle, bentofile)
+        bento, model_tag = build_bento(bundle, bentofile or BENTOFILE)
     except BuildError as err:
         fail(f"build: {err}")
     typer.echo(f"built Bento {bento} with {label} (BentoML model {model_tag}) in {os.environ['BENTOML_HOME']}")
