@@ -146,13 +146,16 @@ class ModelFollower:
             self._failed(target, f"{type(err).__name__}: {err}")
             return False
         previous = self.current_path
+        loaded_ms = (time.perf_counter() - started) * 1000.0
+        installing = time.perf_counter()
         self.install(scorer)
+        install_ms = (time.perf_counter() - installing) * 1000.0
         self.current_path = target
         self.status.swaps += 1
         self.status.last_swap_at = _now_text()
         self.status.last_error = self.status.last_error_at = self.status.failed_bundle = None
-        logger.info("model swapped: now serving version %s from %s (was %s); loaded in %.0f ms", version or "?",
-                    target, previous, (time.perf_counter() - started) * 1000.0)
+        logger.info("model swapped: now serving version %s from %s (was %s); loaded in %.0f ms (a worker thread), "
+                    "installed in %.0f ms", version or "?", target, previous, loaded_ms, install_ms)
         return True
 
     def _prepare(self, target: Path) -> Any:
