@@ -36,6 +36,23 @@ class ApiKeys:
     def enabled(self) -> bool:
         return bool(self._digests)
 
+    def key_index(self, authorization: bytes | None) -> int | None:
+        """Index of the configured key the header presents (None: none), compared in constant time per key.
+
+        Identifies the caller for rate limiting without keeping the key itself.
+        """
+        if not self._digests or not authorization:
+            return None
+        scheme, _, token = authorization.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None
+        presented = _digest(token.strip())
+        found = None
+        for i, digest in enumerate(self._digests):
+            if hmac.compare_digest(presented, digest):
+                found = i
+        return found
+
     def check_header(self, authorization: bytes | None) -> bool:
         """True when the header is ``Bearer <key>`` for a configured key (constant time per key)."""
         if not self._digests:
