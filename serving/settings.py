@@ -70,6 +70,9 @@ class Settings:
         follow: a deployment pointer file to follow: when it names another bundle, the service swaps
             to it without a restart (:mod:`serving.reload`; ``serve`` sets it when serving an alias).
         follow_interval_s: seconds between two looks at the pointer.
+        rate_limit_per_s: with API keys, requests per second each key may make (per worker process) before
+            it gets 429 with ``Retry-After``; health, metrics and docs are not counted (:mod:`serving.middleware`).
+        rate_limit_burst: requests a key may make at once above that rate (the bucket's size).
     """
 
     model_tag: str = ""
@@ -95,6 +98,8 @@ class Settings:
     prediction_log_max_mb: float = 64.0
     prediction_log_total_mb: float = 1024.0
     follow: str = ""
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: float = 400.0
     follow_interval_s: float = 2.0
 
     @property
