@@ -4,7 +4,8 @@
 in front of the service's routes:
 
 - paths other than health, metrics and the docs need ``Authorization: Bearer <key>`` when
-  keys are configured (401 otherwise, before the body is read);
+  keys are configured (401 otherwise, before the body is read), and each key is rate limited
+  (a token bucket per key and worker process: 429 with ``Retry-After`` once it is empty);
 - ``/score`` and ``/rank`` bodies are read here, refused with 413 above
   ``max_body_bytes`` (whatever the transfer encoding) and always parsed as JSON,
   whatever ``Content-Type`` says (curl's default form type included);
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -52,6 +54,7 @@ PUBLIC_PREFIXES = ("/static_content/", "/assets/")
 SELF_AUTH_PREFIXES = ("/ui/",)
 JSON_CONTENT_TYPE = b"application/json"
 STATUS_NOT_FOUND = 404
+STATUS_TOO_MANY = 429
 _TOO_LARGE = b"<too large>"  # sentinel of _read_body (compared by identity)
 
 # The API method fills the stats of the request it serves (set here, read after the response).
@@ -70,11 +73,15 @@ class GuardConfig:
         max_body_bytes: largest ``/score`` or ``/rank`` body accepted.
         keepalive_requests: API requests served on one connection before it is closed
             (0: never).
+        rate_per_s: with keys, requests per second per key before 429 (0: no limit).
+        rate_burst: the bucket size of that limit.
     """
 
     keys: ApiKeys
     max_body_bytes: int
     keepalive_requests: int = 0
+    rate_per_s: float = 0.0
+    rate_burst: float = 0.0
 
 
 async def _respond(send: Any, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
@@ -105,6 +112,7 @@ class RequestGuard:
         self._version = ""
         self.metrics = metrics
         self._served: OrderedDict[Any, int] = OrderedDict()  # API requests per client connection
+        self._buckets: dict[int, list[float]] = {}  # key index -> [tokens, last refill time]
 
     def _last_on_connection(self, scope: Any) -> bool:
         """Count an API request on its connection; True when the connection should close after it."""
@@ -125,6 +133,7 @@ class RequestGuard:
             if scope["type"] == "lifespan" and self._reload is not None:
                 self.config = self._reload()
                 self._served.clear()
+                self._buckets.clear()
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path.startswith(SELF_AUTH_PREFIXES):
@@ -135,11 +144,22 @@ class RequestGuard:
         status_box = [0]
         try:
             keys = self.config.keys
-            if keys.enabled and not keys.check_header(_header(scope, b"authorization")):
-                status_box[0] = STATUS_UNAUTHORIZED
-                await _respond(send, STATUS_UNAUTHORIZED, unauthorized_body(),
-                               [(b"www-authenticate", b'Bearer realm="activity-scorer"')])
-                return
+            if keys.enabled:
+                key = keys.key_index(_header(scope, b"authorization"))
+                if key is None:
+                    status_box[0] = STATUS_UNAUTHORIZED
+                    await _respond(send, STATUS_UNAUTHORIZED, unauthorized_body(),
+                                   [(b"www-authenticate", b'Bearer realm="activity-scorer"')])
+                    return
+                wait_s = self._take_token(key)
+                if wait_s > 0:
+                    status_box[0] = STATUS_TOO_MANY
+                    await _respond(send, STATUS_TOO_MANY, error_body([{
+                        "item": None, "field": "Authorization",
+                        "message": f"rate limit of this API key reached ({self.config.rate_per_s:g} requests/s, bursts "
+                                   f"of {self.config.rate_burst:g}): retry after {math.ceil(wait_s)} s"}]),
+                                   [(b"retry-after", str(math.ceil(wait_s)).encode())])
+                    return
             if "\n" in path or "\r" in path:  # BentoML's mount of the store routes cannot match it: a JSON 404
                 status_box[0] = STATUS_NOT_FOUND
                 await _respond(send, STATUS_NOT_FOUND, error_body([{
@@ -180,6 +200,20 @@ class RequestGuard:
                         status_box[0], stats.items, stats.history_rows, n_unseen, self._version or "-", elapsed_ms)
             if self.metrics is not None:
                 self.metrics.observe(path, status_box[0], stats)
+
+    def _take_token(self, key: int) -> float:
+        """Take one request from the key's bucket: 0 when allowed, else the seconds until one is."""
+        rate, burst = self.config.rate_per_s, max(self.config.rate_burst, 1.0)
+        if rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(key, [burst, now])
+        bucket[0] = min(burst, bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return 0.0
+        return (1.0 - bucket[0]) / rate
 
     async def _read_body(self, receive: Any) -> bytes | None:
         """The whole body; ``_TOO_LARGE`` as soon as it exceeds the limit (the rest is not read)."""
