@@ -189,7 +189,8 @@ def _model_version() -> str:
 def _guard_config() -> GuardConfig:
     settings = load_settings()
     keepalive = settings.keepalive_requests if settings.workers > 1 else 0
-    return GuardConfig(load_api_keys(settings), settings.max_body_bytes, keepalive)
+    return GuardConfig(load_api_keys(settings), settings.max_body_bytes, keepalive, settings.rate_limit_per_s,
+                       settings.rate_limit_burst)
 
 
 def _guard(app):  # noqa: ANN001, ANN202  (ASGI middleware factory: runs when the app is built)
