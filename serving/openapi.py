@@ -46,6 +46,7 @@ STATUS_TIMEOUT = 504
 STATUS_INTERNAL = 500
 STATUS_BAD_REQUEST = 400
 STATUS_NOT_FOUND = 404
+STATUS_TOO_MANY = 429
 OPENAPI_VERSION = "3.1.0"
 
 # What each declared status means; the descriptions are what clients and docs/api.md show.
@@ -58,6 +59,9 @@ DESCRIPTIONS: dict[int, str] = {
     STATUS_INVALID: "Invalid input: each error names the item index and the field, and says what is wrong.",
     STATUS_INTERNAL: "An unexpected failure of the service (a bug: please report it with the request log line).",
     STATUS_TIMEOUT: "No answer within the request timeout (ACTIVITY_SCORER_TIMEOUT_S).",
+    STATUS_TOO_MANY: "API keys are configured and this key made more requests than its rate limit "
+                     "(ACTIVITY_SCORER_RATE_LIMIT_PER_S, bursts of ACTIVITY_SCORER_RATE_LIMIT_BURST); Retry-After says "
+                     "when to try again.",
     STATUS_NOT_FOUND: "No such resource; also a path that names no route (an id holding a line break or '/').",
 }
 
@@ -229,6 +233,9 @@ def complete_openapi(spec: dict[str, Any], service: Any = None) -> dict[str, Any
             if not is_public(path) and not checks_key_itself(path):
                 responses[str(STATUS_UNAUTHORIZED)] = {"description": DESCRIPTIONS[STATUS_UNAUTHORIZED],
                                                        "content": _error_ref()}
+                responses[str(STATUS_TOO_MANY)] = {"description": DESCRIPTIONS[STATUS_TOO_MANY], "content": _error_ref(),
+                                                   "headers": {"Retry-After": {"description": "seconds to wait",
+                                                                               "schema": {"type": "integer"}}}}
                 operation["security"] = [{SECURITY_SCHEME: []}, {}]
             responses.setdefault(str(STATUS_INTERNAL), {"description": DESCRIPTIONS[STATUS_INTERNAL]})
             responses[str(STATUS_TIMEOUT)] = {"description": DESCRIPTIONS[STATUS_TIMEOUT], "content": _timeout_body()}
