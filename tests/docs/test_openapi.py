@@ -169,7 +169,7 @@ def test_the_middleware_serves_the_completed_document():
                                                       Route("/other", bentoml_doc)]), Fake())
     with TestClient(app) as client:
         doc = client.get("/docs.json").json()
-        assert sorted(doc["paths"]["/score"]["post"]["responses"]) == ["200", "400", "401", "413", "422", "500", "504"]
+        assert sorted(doc["paths"]["/score"]["post"]["responses"]) == ["200", "400", "401", "413", "422", "429", "500", "504"]
         assert "400" not in client.get("/other").json()["paths"]["/score"]["post"]["responses"]
 
 
