@@ -98,8 +98,8 @@ class Settings:
     prediction_log_max_mb: float = 64.0
     prediction_log_total_mb: float = 1024.0
     follow: str = ""
-    rate_limit_per_s: float = 200.0
-    rate_limit_burst: float = 400.0
+    rate_limit_per_s: float = 1000.0
+    rate_limit_burst: float = 2000.0
     follow_interval_s: float = 2.0
 
     @property
