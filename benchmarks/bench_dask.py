@@ -108,11 +108,13 @@ def main() -> int:
                     choices=["features", "train", "score"])
     ap.add_argument("--data", type=Path, help="an existing dataset (skips the simulation)")
     ap.add_argument("--keep", type=Path, help="keep the dataset, files and data home here")
+    ap.add_argument("--home", type=Path, help="the data home (and its MLflow store) to use (default: in --keep)")
+    ap.add_argument("--model", help="score with this model URI (default: the local engine's model of this run)")
     args = ap.parse_args()
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-dask-"))
     work.mkdir(parents=True, exist_ok=True)
-    home = work / "home"
+    home = Path(args.home) if args.home else work / "home"
     env = dict(os.environ, ACTIVITY_SCORER_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
                BENTOML_HOME=str(home / "bentoml"), ACTIVITY_SCORER_DASK_WORKERS=str(args.workers),
                ACTIVITY_SCORER_DASK_MEMORY=args.memory)
@@ -139,6 +141,7 @@ def main() -> int:
         model_engine = "local" if "local" in args.engines else args.engines[0]
         doc = results[model_engine].get("train", {}).get("doc")
         model = f"models:/bench-{model_engine}/{doc['version']}" if doc else f"models:/bench-{model_engine}@challenger"
+        model = args.model or model
         for engine in args.engines:
             results[engine]["score"] = run_step(["score", "--data", str(data), "--out", str(work / f"scores-{engine}.parquet"),
                                                  "--since", SCORE_SINCE, "--model", model, "--engine", engine], env, log)
