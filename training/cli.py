@@ -66,8 +66,14 @@ def _register_commands() -> None:
 @app.command()
 def validate(data: Path = typer.Option(..., "--data", help="Dataset directory (CSV or Parquet per table).")) -> None:
     """Check a dataset against the data contract and print a summary or the errors."""
+    from features.memory_budget import InputTooLarge, check_fits
     from features.validation import run_validate
 
+    if data.is_dir():
+        try:  # a dataset too large for memory: one red line, not the out-of-memory killer
+            check_fits(sorted(data.glob("*.csv")) + sorted(data.glob("*.parquet")), "validate")
+        except InputTooLarge as err:
+            fail(f"validate: {err}")
     raise typer.Exit(run_validate(data))
 
 
