@@ -88,6 +88,12 @@ def import_flat(
     assert path is not None
     if not path.is_file():
         fail(f"{path}: no such file")
+    from features.memory_budget import InputTooLarge, check_fits
+
+    try:  # a file too large for memory: one red line, not the out-of-memory killer
+        check_fits([path], "import-flat")
+    except InputTooLarge as err:
+        fail(f"import-flat: {err}")
     if fmt not in ("parquet", "csv"):
         fail(f"--format must be parquet or csv, not {fmt!r}")
 
