@@ -4,8 +4,9 @@ Generates, in a temporary directory deleted afterwards, a flat CSV export of ``-
 row per call: id, start time, result, rep, contact, duration, a free-text note) and a dataset whose
 ``activities.csv`` is as large, plus the same at a tenth of the size as the baseline of the same run.
 Runs each command as the CLI does (under ``nice``) while sampling the resident memory of its
-processes every 0.2 s; a run whose memory passes ``--limit-gb`` is stopped there (the machine is
-shared) and counted as unbounded.
+processes every 0.2 s. The commands get ``ACTIVITY_SCORER_MEMORY_GB=--limit-gb`` as their memory budget
+(``features.memory_budget``: an input estimated not to fit is refused before it is read); a run whose
+memory passes the limit anyway is stopped there (the machine is shared) and counted as unbounded.
 
 Pass (exit 0): every command either succeeds within the memory limit or stops with a clear one-line
 error and no traceback; never killed at the limit, never a crash (a signal, a traceback).
@@ -103,7 +104,7 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-big-input-"))
     work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIVITY_SCORER_")} | PRIVACY_ENV | {
-        "ACTIVITY_SCORER_HOME": str(work / "home")}
+        "ACTIVITY_SCORER_HOME": str(work / "home"), "ACTIVITY_SCORER_MEMORY_GB": f"{args.limit_gb:g}"}
     limit = int(args.limit_gb * 2**30)
     results = []
     try:

@@ -128,3 +128,22 @@ def test_import_flat_keeps_nul_bytes_inside_a_value(tmp_path):
     result = _invoke(["import-flat", str(src), "--out", str(tmp_path / "out"), *FLAT_ARGS])
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(tmp_path / "out" / "activities.parquet")["note"].iloc[0] == "a\x00b"
+
+
+@pytest.mark.parametrize("command", ["validate", "import-flat"])
+def test_an_input_too_large_for_memory_is_refused_before_reading(tmp_path, monkeypatch, command):
+    monkeypatch.setenv("ACTIVITY_SCORER_MEMORY_GB", "0.45")  # a budget below what a 10 MB file needs
+    src = tmp_path / "calls.csv"
+    src.write_bytes(b"call_id,started_at,result,note\n" + b"c1,2026-01-01T10:00:00Z,yes,abc\n" * 350_000)
+    if command == "validate":
+        d = _dataset(tmp_path, src.read_bytes().replace(b"call_id,started_at,result,note",
+                                                       b"activity_id,occurred_at,type,note"))
+        result = _invoke(["validate", "--data", str(d)])
+    else:
+        result = _invoke(["import-flat", str(src), "--out", str(tmp_path / "out"), *FLAT_ARGS])
+    assert result.exit_code == 1, result.output
+    assert "would need about" in result.output and "ACTIVITY_SCORER_MEMORY_GB" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    monkeypatch.setenv("ACTIVITY_SCORER_MEMORY_GB", "nonsense")
+    result = _invoke(["import-flat", str(src), "--out", str(tmp_path / "out2"), *FLAT_ARGS])
+    assert result.exit_code == 1 and "expected a number of gigabytes" in result.output
