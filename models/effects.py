@@ -144,10 +144,14 @@ def _pairs(act_deal: np.ndarray, act_t: np.ndarray, ev_deal: np.ndarray, ev_t: n
            max_lag_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(event index, activity index, lag in seconds) for every activity of the event's deal in ``[t - max_lag, t)``."""
     order = np.lexsort((act_t, act_deal))
-    d_sorted, t_sorted = act_deal[order], act_t[order]
-    key = d_sorted.astype(np.float64) * 1e12 + t_sorted  # deal codes < 1e6, times < 1e12 s after a shift
-    ev_key_hi = ev_deal.astype(np.float64) * 1e12 + ev_t
-    ev_key_lo = ev_deal.astype(np.float64) * 1e12 + (ev_t - max_lag_s)
+    # Exact integer keys (deal, rank of the time among the activities' times): a float key like
+    # deal * 1e12 + seconds cannot tell one second apart beyond ~9,000 deals.
+    times = np.unique(act_t)
+    width = np.int64(len(times) + 1)
+    key = act_deal[order].astype(np.int64) * width + np.searchsorted(times, act_t[order], side="left")
+    ev_base = ev_deal.astype(np.int64) * width
+    ev_key_hi = ev_base + np.searchsorted(times, ev_t, side="left")  # ranks of times < ev_t
+    ev_key_lo = ev_base + np.searchsorted(times, ev_t - max_lag_s, side="left")
     lo = np.searchsorted(key, ev_key_lo, side="left")
     hi = np.searchsorted(key, ev_key_hi, side="left")  # strictly before the event
     counts = hi - lo

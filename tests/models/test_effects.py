@@ -108,6 +108,17 @@ def test_pairs_match_a_brute_force_join():
     assert np.allclose(lag, ev_t[e] - act_t[a]) and (lag > 0).all()
 
 
+def test_pairs_tell_one_second_apart_in_many_deals():
+    """50,000 deals, each with one activity and an advance one second later (a flat import)."""
+    n = 50_000
+    deal = np.arange(n)
+    t = 1.7e9 + np.arange(n) * 60.0  # epoch seconds
+    e, a, lag = _pairs(deal, t, deal, t + 1.0, 28 * DAY_S)
+    assert len(e) == n and (e == a).all() and np.allclose(lag, 1.0)
+    e, _, _ = _pairs(deal, t, deal, t.copy(), 28 * DAY_S)  # an advance at the same second: not after it
+    assert len(e) == 0
+
+
 @pytest.mark.slow
 def test_credit_goes_to_the_cause_not_to_busy_deals():
     """Type 0 is used mostly on busy deals (3x the activity), type 1 truly works 4x better.

@@ -111,11 +111,6 @@ def test_held_out_effects_csv_and_always_mens_beats_never(bench, tmp_path):
     assert 0.03 < figures["calibration"]["truth"]["mens"]["value"] < 0.11
 
 
-@pytest.mark.xfail(reason="models/effects.py _pairs matches on float64 keys deal_code * 1e12 + epoch seconds, which "
-                          "cannot tell 1 s apart beyond ~9,007 deal codes (2**53 / 1e12); import-flat writes outcomes "
-                          "1 s after their activity by default, so Hillstrom records the visit 1 h later "
-                          "(benchmarks/hillstrom_effects.py VISIT_OFFSET_S). Remove this mark when _pairs is exact.",
-                   strict=False)
 def test_an_advance_one_second_after_its_activity_is_matched_at_any_number_of_deals():
     from models.effects import _pairs
 
