@@ -71,6 +71,20 @@ def settings_from_env(scheduler: str | None = None) -> ClusterSettings:
 
 
 @contextlib.contextmanager
+def _worker_deaths(settings: ClusterSettings) -> Iterator[None]:
+    """A task that killed its workers (usually their memory limit) becomes one clear ClusterError."""
+    from distributed import KilledWorker
+
+    try:
+        yield
+    except KilledWorker as err:
+        where = (f"the workers of {settings.scheduler}" if settings.scheduler else
+                 f"a local worker ({settings.memory_limit} each; ACTIVITY_SCORER_DASK_MEMORY raises it)")
+        raise ClusterError(f"a Dask task killed {where} repeatedly and was given up: {err.args[0] if err.args else err}"
+                           ) from None
+
+
+@contextlib.contextmanager
 def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
     """A ``distributed.Client`` on the scheduler of ``settings``, or on a new local cluster.
 
@@ -90,7 +104,8 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
             raise ClusterError(f"--scheduler {settings.scheduler}: cannot reach the Dask scheduler ({err})") from None
         try:
             logger.info("Dask scheduler %s, %d workers", settings.scheduler, len(client.scheduler_info()["workers"]))
-            yield client
+            with _worker_deaths(settings):
+                yield client
         finally:
             client.close()
         return
@@ -108,7 +123,8 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
             client.run(_stdout_to_stderr)
             logger.info("local Dask cluster %s: %d workers x %s, spilling to %s", cluster.scheduler_address,
                         settings.workers, settings.memory_limit, spill)
-            yield client
+            with _worker_deaths(settings):
+                yield client
         finally:
             client.close()
     finally:

@@ -90,3 +90,16 @@ def test_the_local_cluster_listens_on_loopback_only(dask_client):
     workers = dask_client.scheduler_info()["workers"]
     assert len(workers) == 2 and all(addr.startswith("tcp://127.0.0.1:") for addr in workers)
     assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
+
+
+def test_a_worker_killed_by_a_task_is_one_clear_error(scale_home):
+    from engine.cluster import ClusterError, ClusterSettings, open_client
+
+    def die():
+        import os
+
+        os._exit(1)
+
+    with pytest.raises(ClusterError, match="killed a local worker .*ACTIVITY_SCORER_DASK_MEMORY"):
+        with open_client(ClusterSettings(workers=1, memory_limit="1GiB"), scale_home) as client:
+            client.submit(die, pure=False).result()
