@@ -592,6 +592,9 @@ def detect_delimiter(sample: str, path: Path | str = "file") -> str:
     return best[1]
 
 
+READ_CHUNK_ROWS = 100_000  # rows held as Python strings at a time while reading (then Arrow-backed columns)
+
+
 def read_flat(path: Path | str, delimiter: str | None = None, encoding: str = "utf-8-sig") -> FlatFile:
     """Read a delimited text file; the first line is the header.
 
@@ -611,8 +614,13 @@ def read_flat(path: Path | str, delimiter: str | None = None, encoding: str = "u
         raise FlatImportError(f"{path}: line {line} is not valid {encoding} text; set the mapping key encoding") from err
     if delimiter is None:
         delimiter = detect_delimiter(text[:65536], path)
+    sha256 = hashlib.sha256(raw).hexdigest()
+    del raw
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    del text  # the reader's buffer holds it
     rows: list[list[str]] = []
+    chunks: list[pd.DataFrame] = []  # every READ_CHUNK_ROWS rows become compact string columns
+    n_rows = 0
     lines: list[int] = []
     header: list[str] | None = None
     prev_end = 0
@@ -627,10 +635,14 @@ def read_flat(path: Path | str, delimiter: str | None = None, encoding: str = "u
                 header = [h.strip() for h in record]
                 continue
             if len(record) != len(header):
-                bad.append((len(rows) + len(bad) + 1, start, len(record)))
+                bad.append((n_rows + len(bad) + 1, start, len(record)))
                 continue
             rows.append(record)
+            n_rows += 1
             lines.append(start)
+            if len(rows) >= READ_CHUNK_ROWS and not bad:
+                chunks.append(pd.DataFrame(rows, columns=header, dtype="string"))
+                rows = []
     except csv.Error as err:
         raise FlatImportError(f"{path}: line {reader.line_num}: malformed CSV ({err})") from err
     if header is None:
@@ -648,14 +660,18 @@ def read_flat(path: Path | str, delimiter: str | None = None, encoding: str = "u
             f"{path}: data row {row} (line {line}) has {n} fields, the header has {len(header)}{more}; "
             f"is the delimiter {delimiter!r} right?"
         )
-    if not rows:
+    if not n_rows:
         raise FlatImportError(f"{path}: the file has a header but no data rows")
-    data = pd.DataFrame(rows, columns=header, dtype="string")
+    if rows:
+        chunks.append(pd.DataFrame(rows, columns=header, dtype="string"))
+    del rows
+    data = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+    del chunks
     for col in header:
         s = data[col].str.strip()
         data[col] = s.mask(s == "")
     logger.info("read %s: %d rows, %d columns, delimiter %r", path.name, len(data), len(header), delimiter)
-    return FlatFile(path, header, data, np.asarray(lines, dtype=np.int64), delimiter, hashlib.sha256(raw).hexdigest())
+    return FlatFile(path, header, data, np.asarray(lines, dtype=np.int64), delimiter, sha256)
 
 
 # --------------------------------------------------------------------------- report

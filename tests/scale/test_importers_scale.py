@@ -126,3 +126,23 @@ def test_closing_and_outcomes_of_no_stages():
     closing, outcomes = closing_and_outcomes(empty, CrmConfig(), pd.Timestamp("2026-01-01", tz="UTC"))
     assert closing.empty and list(closing.columns) == [c.DEAL_ID, c.CLOSED_AT, c.WON]
     assert outcomes.empty and list(outcomes.columns) == [c.DEAL_ID, c.OUTCOME, c.OCCURRED_AT]
+
+
+def test_flat_reader_in_chunks_reads_what_one_pass_read(tmp_path, monkeypatch):
+    import importers.flat as flat
+
+    lines = ["id;when;result;note"] + [f"r{i};2025-01-{1 + i % 28:02d};{'yes' if i % 3 else 'no'};"
+                                        f"{'' if i % 5 else ' x '}" for i in range(1000)]
+    src = tmp_path / "flat.csv"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    whole = flat.read_flat(src)
+    monkeypatch.setattr(flat, "READ_CHUNK_ROWS", 64)
+    chunked = flat.read_flat(src)
+    pd.testing.assert_frame_equal(chunked.data, whole.data, check_exact=True)
+    assert chunked.lines.tolist() == whole.lines.tolist() == list(range(2, 1002))
+    assert chunked.data["note"].isna().sum() == 800  # empty cells are missing, " x " is stripped
+    assert (chunked.data["note"].dropna() == "x").all()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines[:300] + ["r-bad;2025-01-01"] + lines[300:]) + "\n", encoding="utf-8")
+    with pytest.raises(flat.FlatImportError, match=r"data row 300 \(line 301\) has 2 fields"):
+        flat.read_flat(bad)
