@@ -122,21 +122,38 @@ BANK = SHARED / "data" / "bank_marketing" / "bank-additional-full.csv"
 
 
 def flat_size(n: int, work: Path, env: dict[str, str]) -> dict:
-    """``import-flat`` (bank marketing mapping) on the bank file's rows repeated to ``n`` rows."""
+    """``import-flat`` (the bank marketing mapping, with a time column) on the bank file's rows repeated to ``n``."""
     from bench_dask import PeakSampler
 
-    src = work / f"flat-{n}.csv"
+    # the bank mapping infers years from month order (repeated rows would run past year 2262):
+    # here each row gets an explicit time instead, a minute apart, and the mapping reads it
+    # (edited as text: a YAML round trip would turn the mapping's yes/no values into booleans)
+    kept, in_rule = [], False
+    for line in (ROOT / "importers" / "mappings" / "bank_marketing.yaml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("time_rule:"):
+            in_rule = True
+            continue
+        if in_rule and (line.startswith((" ", "#")) or not line.strip()):
+            continue
+        in_rule = False
+        kept.append(line)
+    mapping_path = work / "bank_timed.yaml"
+    mapping_path.write_text("\n".join(kept + ["time_column: when", ""]), encoding="utf-8")
+    src = work / f"flat-timed-{n}.csv"
     if not src.exists():
         lines = BANK.read_text(encoding="utf-8").splitlines()
         header, body = lines[0], lines[1:]
+        from datetime import datetime, timedelta, timezone
+
+        start = datetime(2020, 1, 1, tzinfo=timezone.utc)
         with open(src, "w", encoding="utf-8") as f:
-            f.write(header + "\n")
+            f.write(header + ';"when"\n')
             for i in range(n):
-                f.write(body[i % len(body)] + "\n")
+                f.write(f"{body[i % len(body)]};{(start + timedelta(minutes=i)).isoformat()}\n")
     out = work / f"flat-out-{n}"
     t = time.perf_counter()
     with open(work / f"flat-{n}.log", "wb") as err:
-        proc = subprocess.Popen(CLI + ["import-flat", str(src), "--mapping", "bank_marketing", "--out", str(out),
+        proc = subprocess.Popen(CLI + ["import-flat", str(src), "--mapping", str(mapping_path), "--out", str(out),
                                        "--overwrite"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
         sampler = PeakSampler(proc.pid)
         proc.wait()
