@@ -17,10 +17,9 @@ from engine.partition import PartitionError
 logger = logging.getLogger(__name__)
 
 ENGINES = ("local", "dask")
-ENGINE_HELP = "local (one process, the default) or dask (a local Dask cluster on 127.0.0.1, or --scheduler)."
-SCHEDULER_HELP = "With --engine dask: address of a running Dask scheduler (tcp://host:port); default a local cluster."
-# what the commands catch besides their own errors: one red line each
-ENGINE_ERRORS = (ClusterError, PartitionError)
+# the engine's own errors are a RuntimeError (ClusterError) or a ValueError (PartitionError): the
+# commands print them as one red line with their other errors
+__all__ = ["ClusterError", "PartitionError", "check_engine", "features_on_dask"]
 
 
 def check_engine(engine: str, scheduler: str | None) -> ClusterSettings | None:
