@@ -16,8 +16,8 @@ from pathlib import Path
 
 MEMORY_ENV = "ACTIVITY_SCORER_MEMORY_GB"
 BASE_BYTES = 400 * 2**20  # the interpreter, pandas, pyarrow
-# resident bytes per byte of input, measured on 0.2 GB inputs (docs/reliability.md), with a margin
-FACTORS = {"validate": {".csv": 6.0, ".parquet": 20.0}, "import-flat": {".csv": 16.0, ".parquet": 40.0}}
+# resident bytes per byte of input: measured 4.2 (validate) and 6.1 (import-flat) on 0.2 GB CSVs (docs/reliability.md), with a margin
+FACTORS = {"validate": {".csv": 6.0, ".parquet": 20.0}, "import-flat": {".csv": 10.0, ".parquet": 30.0}}
 
 
 class InputTooLarge(ValueError):
