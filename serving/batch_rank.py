@@ -44,7 +44,9 @@ class RequestBuilder:
         acts = dataset[c.ACTIVITIES].sort_values(c.OCCURRED_AT, kind="stable")
         self.acts = acts
         self.acts_by_deal = {k: g for k, g in acts.groupby(c.DEAL_ID, sort=False)}
-        self.acts_by_contact = {k: g for k, g in acts.groupby(c.CONTACT_ID, sort=False)}
+        # contact_id and a contact's account_id are optional in the contract (flat imports may lack them)
+        self.acts_by_contact = ({k: g for k, g in acts.groupby(c.CONTACT_ID, sort=False)}
+                                if c.CONTACT_ID in acts.columns else {})
         resp = dataset.get(c.RESPONSES)
         self.responses = resp.set_index(c.ACTIVITY_ID, drop=False) if resp is not None else None
         stages = dataset.get(c.DEAL_STAGES)
@@ -56,7 +58,8 @@ class RequestBuilder:
         if contacts is None:
             contacts = pd.DataFrame({c.CONTACT_ID: pd.Series(dtype="string"), c.ACCOUNT_ID: pd.Series(dtype="string")})
         self.contacts = contacts.set_index(c.CONTACT_ID, drop=False)
-        self.contacts_by_account = {k: g for k, g in contacts.groupby(c.ACCOUNT_ID, sort=False)}
+        self.contacts_by_account = ({k: g for k, g in contacts.groupby(c.ACCOUNT_ID, sort=False)}
+                                    if c.ACCOUNT_ID in contacts.columns else {})
         accounts = dataset.get(c.ACCOUNTS)
         self.accounts = accounts.set_index(c.ACCOUNT_ID, drop=False) if accounts is not None else None
 
@@ -79,8 +82,12 @@ class RequestBuilder:
             if g is not None:
                 parts.append(g[((g[c.OCCURRED_AT] < at) & (g[c.OCCURRED_AT] >= since)).to_numpy(bool)])
         hist = pd.concat(parts).drop_duplicates(c.ACTIVITY_ID).sort_values(c.OCCURRED_AT, kind="stable")
-        touched = deal_acts[(deal_acts[c.TYPE] != "none").to_numpy(bool) & deal_acts[c.CONTACT_ID].notna().to_numpy(bool)]
-        contact_id = touched[c.CONTACT_ID].iloc[-1] if len(touched) else fallback_contact
+        if c.CONTACT_ID in deal_acts.columns:
+            touched = deal_acts[(deal_acts[c.TYPE] != "none").to_numpy(bool)
+                                & deal_acts[c.CONTACT_ID].notna().to_numpy(bool)]
+            contact_id = touched[c.CONTACT_ID].iloc[-1] if len(touched) else fallback_contact
+        else:
+            contact_id = fallback_contact
         history: dict[str, list] = {c.ACTIVITIES: to_records(hist)}
         if self.responses is not None:
             ids = [i for i in hist[c.ACTIVITY_ID] if i in self.responses.index]

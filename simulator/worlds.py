@@ -307,7 +307,12 @@ def tiny_world(automated: float = -1.0) -> World:
         outcome_per_day_in_stage=0.0, outcome_rep_skill=0.0, outcome_quality=0.0, outcome_weekend=0.0,
         outcome_off_hours=0.0,
     )
-    behaviour = replace(BehaviourParams(), quality_intensity=0.0, advance_delay_pmf=(0.3, 0.4, 0.3))
+    # Every kind is common in every stage (reps pick types uniformly), so each cell of the
+    # closed form has data: a test of the estimator, not of how much data a rare kind needs.
+    uniform = tuple((1.0 / len(tr.TYPES),) * len(tr.TYPES) for _ in range(tr.N_OPEN_STAGES))
+    automated_mix = tuple(0.4 if t == "email" else 0.3 if t in ("inmail", "social") else 0.0 for t in tr.TYPES)
+    behaviour = replace(BehaviourParams(), quality_intensity=0.0, advance_delay_pmf=(0.3, 0.4, 0.3),
+                        manual_type_mix=uniform, automated_type_mix=automated_mix)
     return World(name="tiny", description="effects known in closed form: stage x type x automated only",
                  behaviour=behaviour, truth=truth, source="simulator.worlds.tiny_world")
 

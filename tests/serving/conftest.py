@@ -95,3 +95,44 @@ def client(bundle_dir, serving_home):
     """In-process service with default settings (no API keys)."""
     with app_client(bundle_dir, serving_home) as c:
         yield c
+
+
+TINY_ACTIVITIES = 40_000  # the tiny world's size for the effect tests (docs/effects.md: what it measures)
+
+
+@pytest.fixture(scope="session")
+def tiny_world_run(tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny closed-form world (simulator.worlds.tiny_world), simulated and trained with its effect model.
+
+    Returns (dataset directory, bundle directory). The effect model uses the default settings
+    (training config ``effects``), as ``train`` fits it: what the closed-form test judges.
+    """
+    from features.build import build_training_frame
+    from features.dataset import load_dataset
+    from models.bundle import ModelBundle
+    from simulator.generate import write_simulation
+    from simulator.worlds import simulate_world, tiny_world
+    from training.effects import fit_effect_model
+
+    root = tmp_path_factory.mktemp("tiny-world")
+    write_simulation(simulate_world(tiny_world(), TINY_ACTIVITIES, seed=3, oracle=None), root / "data")
+    dataset = load_dataset(root / "data")
+    bundle = train_bundle(dataset, root / "bundle")
+    spec = ModelBundle.load(bundle).spec
+    fit_effect_model(dataset, build_training_frame(dataset).frame, spec).save(bundle)
+    return root / "data", bundle
+
+
+@pytest.fixture(scope="session")
+def effects_bundle_dir(tiny_world_run) -> Path:
+    """A bundle with an effect model: /rank orders by effect."""
+    return tiny_world_run[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_item(tiny_world_run) -> dict:
+    """A /score item of the tiny world with 50 history activities (for /rank bodies)."""
+    from features.dataset import load_dataset
+
+    dataset = load_dataset(tiny_world_run[0])
+    return item_with_history(dataset, busy_activity_ids(dataset, 1)[0], 50)
