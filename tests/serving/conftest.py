@@ -56,12 +56,20 @@ def service_env(bundle: Path, home: Path, **settings: str) -> Iterator[None]:
         "PROMETHEUS_MULTIPROC_DIR": str(_PROMETHEUS_DIR[0]),
         **{f"ACTIVITY_SCORER_{k.upper()}": str(v) for k, v in settings.items()},
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith("ACTIVITY_SCORER_")]:
-            mp.delenv(key)
-        for key, value in env.items():
-            mp.setenv(key, value)
-        yield
+    import prometheus_client.values as prometheus_values
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key in [k for k in os.environ if k.startswith("ACTIVITY_SCORER_")]:
+                mp.delenv(key)
+            for key, value in env.items():
+                mp.setenv(key, value)
+            # prometheus_client picks in-memory or multiprocess values when it is first imported;
+            # another test (a Dask cluster) may have imported it without the directory set.
+            prometheus_values.ValueClass = prometheus_values.get_value_class()
+            yield
+    finally:
+        prometheus_values.ValueClass = prometheus_values.get_value_class()
 
 
 _APP: list = []

@@ -123,11 +123,16 @@ def test_durability_sigkill_while_events_stream_in(history, sqlite_url, tmp_path
     threads = [threading.Thread(target=stream, args=(w,), daemon=True) for w in range(4)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 60
-    while len(acked) < 200 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(acked) >= 200, srv.log_tail()
     probe = [f"dur-{w}-{k}-5" for w in range(4) for k in range(3)]  # later rows never reach these (point in time)
+
+    def ready() -> bool:  # enough rows, and every probe stored (else it is scored as unknown before, known after)
+        with lock:
+            return len(acked) >= 200 and set(probe) <= set(acked)
+
+    deadline = time.monotonic() + 60
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready(), srv.log_tail()
     items = [{"activity": {c.ACTIVITY_ID: a, c.TYPE: "call"}} for a in probe]
     before = httpx.post(f"{srv.url}/score", json={"items": items, "explain": True}, timeout=30).json()["results"]
     time.sleep(0.5)  # more events in flight
