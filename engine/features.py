@@ -231,36 +231,6 @@ def write_distributed_table(client: Any, table: DistributedTable, out: Path) -> 
 
     Rows come in partition order; within a partition, by ``occurred_at`` then ``activity_id``.
     """
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{out}: the output must end in .csv or .parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    writer = None
-    try:
-        first = True
-        for fut in table.parts:
-            frame = fut.result()
-            if suffix == ".parquet":
-                import pyarrow as pa
-                import pyarrow.parquet as pq
+    from engine.output import write_frames
 
-                batch = pa.Table.from_pandas(frame, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, batch.schema)
-                writer.write_table(batch.cast(writer.schema))
-            else:
-                frame.to_csv(tmp, mode="w" if first else "a", header=first, index=False,
-                             date_format="%Y-%m-%dT%H:%M:%S.%fZ", lineterminator="\n")
-            first = False
-            del frame
-        if writer is not None:
-            writer.close()
-            writer = None
-        tmp.replace(out)
-    finally:
-        if writer is not None:
-            writer.close()
-        if tmp.exists():
-            tmp.unlink()
+    write_frames((fut.result() for fut in table.parts), out, {"date_format": "%Y-%m-%dT%H:%M:%S.%fZ"})

@@ -17,6 +17,7 @@ import pandas as pd
 
 from engine.cluster import ClusterSettings, open_client
 from engine.features import build_distributed_table
+from engine.output import write_frames
 from features import contract as c
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def score_on_dask(data: Path, out: Path, cfg: Any, workdir: Path, settings: Clus
     progress = progress or (lambda _: None)
     seconds: dict[str, float] = {}
     out = Path(out)
-    fmt = output_format(out)
+    output_format(out)  # refuses a suffix it cannot write, before the cluster starts
     uri = model_uri or tracking.default_model_uri(cfg.registered_model)
     t = time.perf_counter()
     progress(f"loading model {uri}")
@@ -95,11 +96,11 @@ def score_on_dask(data: Path, out: Path, cfg: Any, workdir: Path, settings: Clus
         meta = _score_partition(table._meta, bundle, None)
         scored = table.map_partitions(_score_partition, remote_bundle, since, meta=meta)
         parts = client.compute(scored.to_delayed())
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".partial")
-        n_scored, unseen, writer = 0, {}, None
-        try:
-            for i, fut in enumerate(parts):
+        n_scored, unseen = 0, {}
+
+        def scored_frames():  # noqa: ANN202 - one partition at a time, counted on the way
+            nonlocal n_scored
+            for fut in parts:
                 try:
                     frame = fut.result()
                 except BundleInputError as err:
@@ -107,28 +108,10 @@ def score_on_dask(data: Path, out: Path, cfg: Any, workdir: Path, settings: Clus
                 if len(frame) and pd.notna(frame[UNSEEN].iloc[0]):
                     for k, v in json.loads(frame[UNSEEN].iloc[0]).items():
                         unseen[k] = unseen.get(k, 0) + int(v)
-                frame = frame[OUTPUT_COLUMNS]
                 n_scored += len(frame)
-                if fmt == "csv":
-                    frame.to_csv(tmp, mode="w" if i == 0 else "a", header=i == 0, index=False, lineterminator="\n",
-                                 float_format="%.6g")
-                else:
-                    import pyarrow as pa
-                    import pyarrow.parquet as pq
+                yield frame[OUTPUT_COLUMNS]
 
-                    batch = pa.Table.from_pandas(frame, preserve_index=False)
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, batch.schema)
-                    writer.write_table(batch.cast(writer.schema))
-            if writer is not None:
-                writer.close()
-                writer = None
-            tmp.replace(out)
-        finally:
-            if writer is not None:
-                writer.close()
-            if tmp.exists():
-                tmp.unlink()
+        write_frames(scored_frames(), out, {"float_format": "%.6g"})
         seconds["predict_write"] = time.perf_counter() - t
     seconds["total"] = sum(seconds.values())
     logger.info("scored n=%d on Dask model=%s v%s in %.1fs", n_scored, fetched.name or uri, fetched.version,
