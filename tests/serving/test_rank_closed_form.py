@@ -27,25 +27,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_world")]
 N_STATES = 40
 
 
-def _candidates(contact: str | None) -> list[dict]:
-    from serving.candidates import AUTOMATABLE_TYPES, AUTOMATED, TAILORED
-
-    out = []
-    for t in c.ACTIVITY_TYPES:
-        if t == "none":
-            continue
-        out.append({c.TYPE: t, c.CONTACT_ID: contact, **TAILORED})
-        if t in AUTOMATABLE_TYPES:
-            out.append({c.TYPE: t, c.CONTACT_ID: contact, **AUTOMATED})
-    out.append({c.TYPE: "none", c.IS_AUTOMATED: False})
-    return out
-
-
 @pytest.fixture(scope="module")
 def ranked_states(tiny_world_run):
     """(activities best first, effects, overlap, true log-odds) for held-out states of the tiny world."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_rank_truth import _truth_candidates, sample_states
+    from bench_rank_worlds import all_candidates
 
     from serving.batch_rank import RequestBuilder
     from serving.model_store import load_bundle_dir
@@ -66,7 +53,7 @@ def ranked_states(tiny_world_run):
     try:
         for _, deal, at, contact in sample_states(gt, start, N_STATES, seed=1):
             body = builder.body(deal, at, contact)
-            body["candidates"] = _candidates(contact or (builder.account_contacts(deal) or [None])[0])
+            body["candidates"] = all_candidates([contact or (builder.account_contacts(deal) or [None])[0]])
             body["top_k"] = len(body["candidates"])
             r = scorer.rank(RankRequest.model_validate_json(json.dumps(body, default=str)))
             shown = [x.activity for x in r.ranked]

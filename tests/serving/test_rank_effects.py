@@ -10,14 +10,11 @@ import pytest
 from features import contract as c
 from serving.prediction_log import iter_records
 from tests.serving.helpers import rank_body
+from tests.serving.test_service import post
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_world")]
 
 EFFECT_FIELDS = ("effect", "effect_low", "effect_high", "overlap", "cost", "net_effect", "propensity")
-
-
-def post(client, path: str, body):  # noqa: ANN001, ANN201
-    return client.post(path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
 
 
 def _candidates(tiny_item: dict) -> list[dict]:
