@@ -128,4 +128,22 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
         finally:
             client.close()
     finally:
-        cluster.close()
+        _close_local(cluster)
+
+
+def _close_local(cluster) -> None:  # noqa: ANN001
+    """Close our local cluster; a failure while closing never hides the error that ended the work.
+
+    distributed's nanny may be restarting a worker a task killed when the close arrives, and its
+    close then fails with an internal assertion ("can only join a started process"); once the
+    restart is done a second close succeeds.
+    """
+    import time
+
+    for attempt in (1, 2):
+        try:
+            cluster.close()
+            return
+        except (AssertionError, RuntimeError, OSError, TimeoutError) as err:
+            logger.warning("closing the local Dask cluster, attempt %d: %s", attempt, err)
+            time.sleep(1.0)
