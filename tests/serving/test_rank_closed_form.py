@@ -3,9 +3,9 @@
 The truth there reads only the stage, the type and the automated flag
 (``simulator.worlds.tiny_effect_table``), advances are recorded 0-2 days after their cause,
 and reps pick types uniformly. The effect model is fitted with the default settings. What it
-gets (40,000 activities, 60 states; docs/effects.md): the truth's best supported candidate
-first in 92% of states, 99.5% of the candidate pairs whose true log-odds differ by at least
-1 in the right order. Not exact: a type's effect in one stage is shrunk toward its effect in
+gets (40,000 activities, 60 states; ``benchmarks/bench_tiny_world.py``, docs/effects.md): the
+truth's best supported candidate first in 92% of states, 99.5% of the candidate pairs whose
+true log-odds differ by at least 1 in the right order. Not exact: a type's effect in one stage is shrunk toward its effect in
 the others (a meeting's stage-2 peak leaks into stages 3-5), which is what the misses are.
 """
 
