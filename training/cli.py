@@ -49,6 +49,7 @@ def _register_commands() -> None:
     from reports.report_command import report
     from training.recalibrate import recalibrate
     from serving.rank_command import rank
+    from reports.offpolicy_command import evaluate_policy
     from simulator.command import simulate
     from store.command import load
     from training.build_command import build
@@ -60,6 +61,7 @@ def _register_commands() -> None:
     app.command("monitor")(monitor)
     app.command("recalibrate")(recalibrate)
     app.command("rank")(rank)
+    app.command("evaluate-policy")(evaluate_policy)
     register_importers(app)
 
 
