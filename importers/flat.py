@@ -44,7 +44,15 @@ import yaml
 
 from features import contract as c
 from features.dataset import infer_custom, write_dataset
-from importers.crm.times import OFFSET_PATTERN, DstNotes, localize_wall_clock
+from importers.crm.times import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    OFFSET_PATTERN,
+    SUPPORTED_YEARS,
+    DstNotes,
+    beyond_nanoseconds,
+    localize_wall_clock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -904,9 +912,12 @@ def _instants(rows: _Rows, values: pd.Series, column: str, fmt: str | None, time
     fmt = fmt or "ISO8601"
     has_zone = values.str.contains(OFFSET_PATTERN, regex=True).fillna(False).to_numpy(bool)
     parsed = pd.Series(pd.NaT, index=values.index, dtype=c.TIMESTAMP_DTYPE)
+    # pandas parses years past 2261 (at microseconds) that a nanosecond timestamp cannot hold
+    outside = np.zeros(len(values), dtype=bool)
     if has_zone.any():
         zoned = pd.to_datetime(values[has_zone], format=fmt, errors="coerce", utc=True)
-        parsed[has_zone] = zoned.astype(c.TIMESTAMP_DTYPE)
+        outside[has_zone] = far = beyond_nanoseconds(zoned)
+        parsed[has_zone] = zoned.mask(far).astype(c.TIMESTAMP_DTYPE)
     naive_rows = ~has_zone & values.notna().to_numpy(bool)
     if naive_rows.any():
         naive = pd.to_datetime(values[naive_rows], format=fmt, errors="coerce")
@@ -914,10 +925,15 @@ def _instants(rows: _Rows, values: pd.Series, column: str, fmt: str | None, time
             local = naive.dt.tz_convert("UTC")
         else:
             ok = naive.notna()
-            local = pd.Series(pd.NaT, index=naive.index, dtype=c.TIMESTAMP_DTYPE)
+            local = pd.Series(pd.NaT, index=naive.index, dtype=naive.dtype).dt.tz_localize("UTC")
             if ok.any():
-                local[ok] = localize_wall_clock(naive[ok], timezone, dst).astype(c.TIMESTAMP_DTYPE)
-        parsed[naive_rows] = local.astype(c.TIMESTAMP_DTYPE)
+                local[ok] = localize_wall_clock(naive[ok], timezone, dst)
+        outside[naive_rows] = far = beyond_nanoseconds(local)
+        parsed[naive_rows] = local.mask(far).astype(c.TIMESTAMP_DTYPE)
+    if outside.any():
+        i = _first(outside)
+        raise rows.error(i, column, f"{values.iloc[i]!r} is outside {SUPPORTED_YEARS} that a timestamp can hold "
+                                    f"(nanoseconds since 1970) ({int(outside.sum())} such rows)")
     bad = (parsed.isna() & values.notna()).to_numpy(bool)
     if bad.any():
         i = _first(bad)
@@ -959,6 +975,15 @@ def _derive_time(rows: _Rows, data: pd.DataFrame, rule: TimeRule) -> tuple[pd.Se
         )
     wraps = np.concatenate([[0], (np.diff(months) < 0).astype(np.int64)])
     years = start_year + np.cumsum(wraps)
+    outside = (years < FIRST_YEAR) | (years > LAST_YEAR)
+    if outside.any():
+        i = _first(outside)
+        raise rows.error(
+            i, rule.month,
+            f"time_rule (start {rule.start}) reaches the year {int(years[i])} at this row, after {int(wraps[: i + 1].sum())} "
+            f"year wraps (a month lower than the row before), outside {SUPPORTED_YEARS}; "
+            f"the rows must be in time order and start in time_rule.start",
+        )
 
     # the day of each row
     days = np.zeros(n, dtype=np.int64)

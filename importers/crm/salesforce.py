@@ -438,7 +438,8 @@ class _Salesforce:
                 is_date = raw.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)
                 at = pd.Series(pd.NaT, index=raw.index, dtype=UTC_DTYPE)
                 if is_date.any():
-                    at[is_date] = local_noon(raw[is_date], tz[is_date])
+                    at[is_date] = local_noon(raw[is_date], tz[is_date], where=f"{self.files['Opportunity']}, {field_name}",
+                                             row_labels=self.opps[ROW][is_date])
                 if (~is_date).any():
                     at[~is_date] = self.ts(self.opps[~is_date.to_numpy(bool)], field_name, "Opportunity")
                 keep = at.notna() & (at <= self.as_of)
@@ -713,7 +714,8 @@ class _Salesforce:
                 at[stamped] = parse_instants(raw[stamped], where=f"{self.files[obj]}, {field_name}",
                                              row_labels=source[ROW][stamped])
             if is_date.any():
-                at[is_date] = local_noon(raw[is_date], tz[is_date])
+                at[is_date] = local_noon(raw[is_date], tz[is_date], where=f"{self.files[obj]}, {field_name}",
+                                         row_labels=source[ROW][is_date])
             at[truthy] = acts[c.OCCURRED_AT][truthy]
             hit = at.notna().to_numpy(bool)
             out.append(pd.DataFrame({c.ACTIVITY_ID: acts[c.ACTIVITY_ID][hit], c.RESPONSE: response,

@@ -26,6 +26,22 @@ _OFFSET_RE = re.compile(OFFSET_PATTERN)
 _EPOCH_RE = re.compile(r"^-?\d{9,14}(?:\.\d+)?$")
 _DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ].*)?$")
 
+# The contract's timestamps are nanoseconds (``datetime64[ns, UTC]``): pandas parses later
+# and earlier instants (at microseconds) but cannot hold them, so they are refused by name.
+TS_MIN = pd.Timestamp.min.tz_localize("UTC")
+TS_MAX = pd.Timestamp.max.tz_localize("UTC")
+SUPPORTED_YEARS = "the supported years 1678..2261"
+FIRST_YEAR, LAST_YEAR = 1678, 2261
+
+
+def beyond_nanoseconds(parsed: pd.Series) -> np.ndarray:
+    """Rows of ``parsed`` (any datetime resolution, naive read as UTC) outside ``TS_MIN..TS_MAX``."""
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        lo, hi = TS_MIN, TS_MAX
+    else:
+        lo, hi = TS_MIN.tz_localize(None), TS_MAX.tz_localize(None)
+    return (parsed.notna() & ((parsed < lo) | (parsed > hi))).to_numpy(bool)
+
 
 @dataclass
 class DstNotes:
@@ -72,13 +88,15 @@ def parse_instants(
         dst: collects DST-ambiguous / skipped wall-clock times (naive values only).
 
     Raises:
-        CrmInputError: naming the file, column, rows and values that do not parse.
+        CrmInputError: naming the file, column, rows and values that do not parse, or that
+            fall outside the years 1678..2261 a nanosecond timestamp holds.
     """
     s = _blank(values)
-    out = pd.Series(pd.NaT, index=values.index, dtype=UTC_DTYPE)
+    # parsed at microseconds first, so that a year past 2261 is named rather than a crash
+    out = pd.Series(pd.NaT, index=values.index, dtype=_WIDE_DTYPE)
     present = s.notna()
     if not present.any():
-        return out
+        return out.astype(UTC_DTYPE)
     text = s[present].astype(str)
     epoch = text.str.match(_EPOCH_RE)
     if epoch.any():
@@ -105,21 +123,31 @@ def parse_instants(
     bad = present & out.isna()
     if bad.any():
         _raise_bad(values, bad, where, row_labels, "a date-time")
-    return out
+    outside = beyond_nanoseconds(out)
+    if outside.any():
+        _raise_bad(values, pd.Series(outside, index=values.index), where, row_labels,
+                   f"a date-time in {SUPPORTED_YEARS}")
+    return out.astype(UTC_DTYPE)
+
+
+# Microseconds hold years 1..9999, so a year past 2261 parses and is then refused by name.
+# CRM exports carry milliseconds at most: nothing is lost at this resolution.
+_WIDE_DTYPE = "datetime64[us, UTC]"
 
 
 def _to_datetime(text: pd.Series, *, utc: bool, lenient: bool, day_first: bool) -> pd.Series:
-    parsed = pd.to_datetime(text, format="ISO8601", utc=utc, errors="coerce")
+    parsed = _wide(pd.to_datetime(text, format="ISO8601", utc=utc, errors="coerce"), utc)
     if lenient and parsed.isna().any():
         missing = parsed.isna()
         again = pd.to_datetime(text[missing], format="mixed", dayfirst=day_first, utc=utc, errors="coerce")
-        parsed = parsed.astype(again.dtype) if len(again) else parsed
-        parsed.loc[missing] = again
-    if utc:
-        return parsed.astype(UTC_DTYPE)
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # pragma: no cover - defensive
-        return parsed.dt.tz_localize(None)
-    return parsed.astype("datetime64[ns]")
+        parsed.loc[missing] = _wide(again, utc)
+    return parsed
+
+
+def _wide(parsed: pd.Series, utc: bool) -> pd.Series:
+    if not utc and isinstance(parsed.dtype, pd.DatetimeTZDtype):  # pragma: no cover - defensive
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.astype(_WIDE_DTYPE if utc else "datetime64[us]")
 
 
 def localize_wall_clock(local: pd.Series, tz: str, dst: DstNotes | None) -> pd.Series:
@@ -154,7 +182,16 @@ def parse_dates(
     bad = s.notna() & check.isna()
     if bad.any():
         _raise_bad(values, bad, where, row_labels, "a date (YYYY-MM-DD)")
+    _check_date_years(values, out, where, row_labels)
     return out
+
+
+def _check_date_years(values: pd.Series, dates: pd.Series, where: str, row_labels: pd.Series | None) -> None:
+    """Refuse ``YYYY-MM-DD`` days whose year a nanosecond timestamp (their local noon) cannot hold."""
+    year = pd.to_numeric(dates.str.slice(0, 4), errors="coerce")
+    outside = dates.notna() & ((year < FIRST_YEAR) | (year > LAST_YEAR)).fillna(False)
+    if outside.any():
+        _raise_bad(values, outside, where, row_labels, f"a date in {SUPPORTED_YEARS}")
 
 
 def parse_bools(values: pd.Series, *, where: str, row_labels: pd.Series | None = None) -> pd.Series:
@@ -201,11 +238,17 @@ def local_dates(instants: pd.Series, zones: pd.Series) -> pd.Series:
     return out
 
 
-def local_noon(dates: pd.Series, zones: pd.Series) -> pd.Series:
+def local_noon(
+    dates: pd.Series, zones: pd.Series, *, where: str = "dates", row_labels: pd.Series | None = None
+) -> pd.Series:
     """12:00 local time on each day (``YYYY-MM-DD``) in its row's zone, as UTC.
 
     Noon is never inside a DST change, so the result is always well defined.
+
+    Raises:
+        CrmInputError: a day outside the years 1678..2261, named by ``where`` and ``row_labels``.
     """
+    _check_date_years(dates, dates.astype("string"), where, row_labels)
     out = pd.Series(pd.NaT, index=dates.index, dtype=UTC_DTYPE)
     present = dates.notna()
     for tz, idx in zones[present].groupby(zones[present], sort=False).groups.items():
