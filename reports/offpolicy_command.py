@@ -36,6 +36,9 @@ def evaluate_policy(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     min_matched: int = typer.Option(30, "--min-matched", help="Fewest states whose shown first entry is the new "
                                                               "ranker's first choice for a claimed value."),
+    min_events: int = typer.Option(10, "--min-events", help="Fewest advances (observed, or expected at the logged "
+                                                            "rate) among the explored states that showed the new "
+                                                            "ranker's choice where it differs from the logged one."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
 ) -> None:
     """Estimate off-policy (inverse propensity) how a new ranker would have done on the logged /rank states."""
@@ -57,8 +60,8 @@ def evaluate_policy(
         fail(f"evaluate-policy: give one new ranker, not {' and '.join(chosen)}")
     if bootstrap < 0:
         fail(f"evaluate-policy: --bootstrap {bootstrap}: must be 0 or more")
-    if min_matched < 1:
-        fail(f"evaluate-policy: --min-matched {min_matched}: must be at least 1")
+    if min_matched < 1 or min_events < 1:
+        fail(f"evaluate-policy: --min-matched {min_matched} / --min-events {min_events}: must be at least 1")
     if out is not None and out.suffix.lower() not in (".json", ".csv"):
         fail(f"evaluate-policy: --out {out}: the file name must end in .json or .csv")
     if not data.is_dir():
@@ -82,7 +85,8 @@ def evaluate_policy(
                                                     progress=lambda m: logger.info("%s", m))
         horizon = horizon_days if horizon_days is not None else bundle_horizon or DEFAULT_HORIZON_DAYS
         try:
-            result = evaluate_log(rank_log, dataset, str(data), ranker, top1, horizon, bootstrap, seed, min_matched)
+            result = evaluate_log(rank_log, dataset, str(data), ranker, top1, horizon, bootstrap, seed, min_matched,
+                                  min_events=min_events)
             if out is not None:
                 write_evaluation(result, out)
         except OffPolicyError as err:

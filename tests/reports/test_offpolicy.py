@@ -102,12 +102,14 @@ def test_rewards_are_advances_within_the_horizon_and_censored_at_the_data_end(wo
 def test_ips_and_snips_are_the_numbers_computed_by_hand(world):
     log_dir, dataset = world
     result = evaluate_log(read_rank_log(log_dir), dataset, "data", "by effect",
-                          lambda ds: top1_by_score(ds, "effect"), 14, bootstrap=200, min_matched=1)
+                          lambda ds: top1_by_score(ds, "effect"), 14, bootstrap=200, min_matched=1,
+                          min_events=1)
     e = result.estimate
     # matched: d1 (call shown with p .75), d2 and d4 (email shown with p .25); d3 showed call, new picks email
     w = np.array([1 / 0.75, 4.0, 0.0, 4.0])
     r = np.array([1.0, 1.0, 0.0, 0.0])
     assert (e.states, e.supported, e.unsupported, e.matched) == (4, 4, 0, 3)
+    assert (e.differs, e.explored_matches, e.rewarded_explored) == (3, 2, 1)
     assert e.ips.value == pytest.approx((w * r).sum() / 4)  # 1.3333
     assert e.snips.value == pytest.approx((w * r).sum() / w.sum())  # 0.5714
     assert e.logged.value == pytest.approx(0.5)
@@ -121,7 +123,7 @@ def test_estimate_leaves_out_states_the_logging_policy_could_never_show():
     # three candidates, the third outside the exploration pool (propensity 0)
     prop = [np.array([0.8, 0.2, 0.0])] * 4
     est = estimate("x", np.array([0, 1, 0, 0]), prop, np.array([1, 1, 2, 0]), np.array([0.0, 1.0, 1.0, 1.0]),
-                   bootstrap=0, min_matched=1)
+                   bootstrap=0, min_matched=1, min_events=1)
     assert (est.supported, est.unsupported, est.matched) == (3, 1, 2)
     assert est.ips.value == pytest.approx((1 / 0.2 * 1 + 1 / 0.8 * 1) / 3)
     assert est.logged.value == pytest.approx(2 / 3)
@@ -138,6 +140,11 @@ def test_no_value_is_claimed_without_exploration_or_with_too_few_matches(world, 
     e = evaluate_log(read_rank_log(world[0]), dataset, "data", "by effect",
                      lambda ds: top1_by_score(ds, "effect"), 14, min_matched=4).estimate
     assert e.verdict == VERDICT_NONE and "too few matched states" in e.reason and e.ips.value is None
+    # 3 matched, but where the rankers differ exploration showed the new choice twice, with one advance
+    e = evaluate_log(read_rank_log(world[0]), dataset, "data", "by effect",
+                     lambda ds: top1_by_score(ds, "effect"), 14, min_matched=1, min_events=2).estimate
+    assert e.verdict == VERDICT_NONE and "too few rewards where the rankers differ" in e.reason
+    assert "showed it in 2 of them with 1 advance(s)" in e.reason
 
 
 def test_verdict_reads_the_paired_interval_of_the_difference():
@@ -196,7 +203,7 @@ def test_a_missing_score_names_the_record(world):
 def test_outputs_json_and_csv(world, tmp_path):
     log_dir, dataset = world
     result = evaluate_log(read_rank_log(log_dir), dataset, "data", "by effect",
-                          lambda ds: top1_by_score(ds, "effect"), 14, bootstrap=50, min_matched=1)
+                          lambda ds: top1_by_score(ds, "effect"), 14, bootstrap=50, min_matched=1, min_events=1)
     write_evaluation(result, tmp_path / "o.json")
     doc = json.loads((tmp_path / "o.json").read_text(encoding="utf-8"))
     assert doc["estimate"]["matched"] == 3 and doc["rewards"]["censored"] == 1
@@ -214,7 +221,7 @@ def test_cli_prints_the_table_and_one_red_line_for_a_missing_log(world, tmp_path
     data = tmp_path / "data"
     runner = CliRunner()
     ok = runner.invoke(app, ["evaluate-policy", "--log", str(log_dir), "--data", str(data), "--by", "effect",
-                             "--min-matched", "1", "--bootstrap", "100", "--out", str(tmp_path / "e.json")])
+                             "--min-matched", "1", "--min-events", "1", "--bootstrap", "100", "--out", str(tmp_path / "e.json")])
     assert ok.exit_code == 0, ok.output
     assert "new ranker, IPS" in ok.output and "1.3333" in ok.output and "1 censored" in ok.output
     assert (tmp_path / "e.json").exists()
