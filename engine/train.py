@@ -8,8 +8,10 @@ training table on the cluster (:mod:`engine.features`) and sets
 ``lightgbm.dask`` has no early stopping. The trainer fits in chunks of ``patience`` rounds,
 each continuing the previous booster (``init_model``), scores the validation rows here after
 each chunk and stops as ``lightgbm.early_stopping`` would: when the best iteration is
-``patience`` rounds behind. LightGBM's Dask training opens one listening port per worker
-(LightGBM binds it on every interface; the workers of the default cluster talk over 127.0.0.1).
+``patience`` rounds behind. LightGBM's Dask training opens one listening port per worker while
+the workers link up at the start of each fit: its C++ code binds it on 0.0.0.0 whatever
+``machines`` says (not controllable from Python); the machine list of the default cluster is
+the workers' 127.0.0.1 addresses (docs/scale.md, tests/scale/test_lightgbm_ports.py).
 """
 
 from __future__ import annotations
