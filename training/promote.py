@@ -13,6 +13,10 @@ trained on, known from its manifest, or ``--data``), or the last
 
 ``force`` promotes anyway and records ``forced_promotion=true``, who and why, as tags on
 the model version and on its training run.
+
+The tags are written before the alias moves: the alias is the commit point, so a crash or a
+registry error part-way leaves ``champion`` on the previous version, never on a version whose
+tags do not record its promotion.
 """
 
 from __future__ import annotations
@@ -290,9 +294,28 @@ def _promote(decision: PromotionDecision, run_id: str | None, forced: bool, reas
         tags["forced_failed_checks"] = "; ".join(decision.reasons)[:4000]
         logger.warning("FORCED promotion of %s v%s by %s despite: %s", decision.name, decision.candidate_version,
                        user, "; ".join(decision.reasons))
-    tracking.set_alias(decision.name, tracking.CHAMPION, decision.candidate_version)
-    tracking.tag_version(decision.name, decision.candidate_version, tags)
-    tracking.tag_run(run_id, tags)
+    # the alias is the commit point: a service following it may load the version at once, so the
+    # version's record (who, when, forced or not) is written first; a failure before the alias
+    # moves leaves the champion where it was (a version tagged promoted_at without the alias is
+    # an interrupted promotion)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tracking.tag_version(decision.name, decision.candidate_version, tags)
+        tracking.tag_run(run_id, tags)
+    except (MlflowException, OSError) as err:
+        raise PromotionError(
+            f"the registry failed while recording the promotion of {decision.name} v{decision.candidate_version}, "
+            f"before the {tracking.CHAMPION} alias moved: it still points where it did; run promote again ({err})"
+        ) from None
+    try:
+        tracking.set_alias(decision.name, tracking.CHAMPION, decision.candidate_version)
+    except (MlflowException, OSError) as err:
+        raise PromotionError(
+            f"the registry failed while moving the {tracking.CHAMPION} alias to {decision.name} "
+            f"v{decision.candidate_version}: it still points where it did, though v{decision.candidate_version}'s "
+            f"tags record the promotion; run promote again ({err})"
+        ) from None
     decision.promoted = True
     decision.forced = forced
     logger.info("promoted %s v%s to %s (previous %s)", decision.name, decision.candidate_version, tracking.CHAMPION,

@@ -236,6 +236,7 @@ def recalibrate(
     """Refit the champion's calibration on the latest closed labels and register it as a challenger (promoted when the gate passes)."""
     from features.dataset import DatasetError
     from training.cli import _console, _load_train_config, _progress, _setup_logging, fail
+    from training.promote import PromotionError
     from training.env import configure_stores
     from training.report import dumps
 
@@ -248,7 +249,7 @@ def recalibrate(
     try:
         with status:
             res = run_recalibration(cfg, data, window, model, not no_promote, progress)
-    except (RecalibrationError, DatasetError, FileNotFoundError, ValueError) as err:
+    except (RecalibrationError, PromotionError, DatasetError, FileNotFoundError, ValueError) as err:
         fail(f"recalibrate: {err}")
     if as_json:
         typer.echo(dumps(res.to_dict()))
