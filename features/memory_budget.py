@@ -10,6 +10,7 @@ now (``MemAvailable``).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -55,14 +56,51 @@ def estimate_bytes(paths: Iterable[Path], command: str) -> int:
     return need
 
 
+# what to split and what to run on each part, by command
+_PARTS = {"import-flat": ("the file", "parts", "import-flat each to its own --out"),
+          "validate": ("the dataset", "datasets", "validate each")}
+
+
+def _gb(n: float) -> str:
+    gb = n / 2**30
+    return f"{gb:.1f} GB" if gb >= 1 else f"{gb:.2f} GB"
+
+
+def _size(n: int) -> str:
+    return _gb(n) if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
 def check_fits(paths: Iterable[Path], command: str) -> None:
-    """Raise :class:`InputTooLarge` when reading ``paths`` would need more than the memory budget."""
-    paths = [Path(p) for p in paths]
-    need = estimate_bytes(paths, command)
+    """Raise :class:`InputTooLarge` when reading ``paths`` would need more than the memory budget.
+
+    The message names the input (the file, or the dataset's directory with its largest file) and
+    its size, the estimated need against the budget and where the budget comes from, and how to
+    proceed: more memory, or the input split by time into at least the number of parts that each
+    fit. Nothing in the project reads an input larger than memory in pieces (``--engine dask``
+    included: its client reads the whole dataset before partitioning it), so the message says so
+    rather than pointing at a path that would fail the same way.
+    """
+    files = [Path(p) for p in paths if Path(p).is_file()]
+    need = estimate_bytes(files, command)
     budget = available_bytes()
-    if need > budget:
-        biggest = max((p for p in paths if p.is_file()), key=lambda p: p.stat().st_size)
-        raise InputTooLarge(
-            f"{biggest}: {biggest.stat().st_size / 2**30:.1f} GB; {command} would need about {need / 2**30:.1f} GB of "
-            f"memory and {budget / 2**30:.1f} GB is available ({MEMORY_ENV} sets the budget): split the file by time "
-            f"and {command} the parts")
+    if need <= budget:
+        return
+    sizes = {p: p.stat().st_size for p in files}
+    biggest = max(files, key=sizes.__getitem__)
+    if len(files) == 1:
+        what = f"{biggest}: {_size(sizes[biggest])}"
+    else:
+        what = (f"{biggest.parent}: {_size(sum(sizes.values()))} in {len(files)} files (the largest, {biggest.name}, "
+                f"{_size(sizes[biggest])})")
+    against = (f"the budget of {_gb(budget)} ({MEMORY_ENV})" if os.environ.get(MEMORY_ENV, "").strip() else
+               f"the {_gb(budget)} available now ({MEMORY_ENV} sets a budget)")
+    whole, parts, each = _PARTS.get(command, ("the input", "parts", f"{command} each"))
+    if budget > BASE_BYTES:
+        n = math.ceil((need - BASE_BYTES) / (budget - BASE_BYTES))
+        split = f", or split {whole} by time into at least {n} {parts} and {each}"
+    else:
+        split = f"; the budget is below the {_gb(BASE_BYTES)} the program itself needs"
+    raise InputTooLarge(
+        f"{what}; {command} would need about {_gb(need)} of memory, more than {against}. "
+        f"To proceed: run where about {_gb(need)} is free{split} (no command reads an input larger than memory "
+        f"in pieces, --engine dask included: its client reads the whole dataset first)")

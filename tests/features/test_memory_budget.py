@@ -1,0 +1,90 @@
+"""The refusal of an input too large for memory says what, how much, against which budget, and how to proceed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from features import memory_budget as mb
+
+
+def _file(path, n_bytes: int):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * n_bytes)
+    return path
+
+
+def _parts(message: str) -> int:
+    return int(re.search(r"into at least (\d+) ", message).group(1))
+
+
+def test_a_file_too_large_names_itself_its_size_the_need_and_the_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv(mb.MEMORY_ENV, "0.5")
+    src = _file(tmp_path / "calls.csv", 30 * 2**20)
+    with pytest.raises(mb.InputTooLarge) as err:
+        mb.check_fits([src], "import-flat")
+    msg = str(err.value)
+    need = mb.estimate_bytes([src], "import-flat")
+    assert msg.startswith(f"{src}: 30 MB; import-flat would need about {need / 2**30:.2f} GB of memory")
+    assert "more than the budget of 0.50 GB (ACTIVITY_SCORER_MEMORY_GB)" in msg
+    assert "import-flat each to its own --out" in msg
+    assert "--engine dask included: its client reads the whole dataset first" in msg
+
+
+@pytest.mark.parametrize("mb_size, budget_gb", [(30, 0.5), (30, 0.45), (200, 1.0), (900, 3.0)])
+def test_the_number_of_parts_is_the_fewest_that_each_fit(tmp_path, monkeypatch, mb_size, budget_gb):
+    monkeypatch.setenv(mb.MEMORY_ENV, str(budget_gb))
+    size = mb_size * 2**20
+    src = tmp_path / "calls.csv"
+    src.write_bytes(b"")  # sparse: only the size matters
+    with src.open("r+b") as fh:
+        fh.truncate(size)
+    with pytest.raises(mb.InputTooLarge) as err:
+        mb.check_fits([src], "import-flat")
+    k = _parts(str(err.value))
+    budget = budget_gb * 2**30
+    per_byte = mb.FACTORS["import-flat"][".csv"]
+    assert mb.BASE_BYTES + size / k * per_byte <= budget  # each of k parts fits
+    assert mb.BASE_BYTES + size / (k - 1) * per_byte > budget if k > 1 else True  # k - 1 would not
+
+
+def test_a_dataset_too_large_names_its_directory_and_largest_file_and_uses_the_memory_available(tmp_path,
+                                                                                                  monkeypatch):
+    monkeypatch.delenv(mb.MEMORY_ENV, raising=False)
+    monkeypatch.setattr(mb, "available_bytes", lambda: int(0.6 * 2**30))
+    data = tmp_path / "ds"
+    files = [_file(data / "activities.csv", 40 * 2**20), _file(data / "deals.csv", 2 * 2**20)]
+    with pytest.raises(mb.InputTooLarge) as err:
+        mb.check_fits(files, "validate")
+    msg = str(err.value)
+    assert msg.startswith(f"{data}: 42 MB in 2 files (the largest, activities.csv, 40 MB); validate would need")
+    assert "more than the 0.60 GB available now (ACTIVITY_SCORER_MEMORY_GB sets a budget)" in msg
+    assert "split the dataset by time into at least 2 datasets and validate each" in msg
+
+
+def test_a_budget_below_the_program_itself_says_so_instead_of_a_number_of_parts(tmp_path, monkeypatch):
+    monkeypatch.setenv(mb.MEMORY_ENV, "0.2")
+    with pytest.raises(mb.InputTooLarge) as err:
+        mb.check_fits([_file(tmp_path / "calls.csv", 1024)], "import-flat")
+    assert "the budget is below the 0.39 GB the program itself needs" in str(err.value)
+    assert "at least" not in str(err.value)
+
+
+def test_an_input_that_fits_passes_silently(tmp_path, monkeypatch):
+    monkeypatch.setenv(mb.MEMORY_ENV, "4")
+    mb.check_fits([_file(tmp_path / "calls.csv", 2**20)], "import-flat")
+
+
+def test_the_command_prints_the_whole_advice_on_one_line(tmp_path, monkeypatch):
+    from training.cli import app
+
+    monkeypatch.setenv(mb.MEMORY_ENV, "0.45")
+    src = _file(tmp_path / "calls.csv", 12 * 2**20)
+    result = CliRunner().invoke(app, ["import-flat", str(src), "--out", str(tmp_path / "out"), "--type", "call",
+                                      "--time-column", "t", "--outcome-column", "r", "--positive", "y"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"import-flat: {src}: 12 MB;")
+    assert "To proceed: run where about" in lines[0] and not (tmp_path / "out").exists()
