@@ -36,9 +36,9 @@ def evaluate_policy(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     min_matched: int = typer.Option(30, "--min-matched", help="Fewest states whose shown first entry is the new "
                                                               "ranker's first choice for a claimed value."),
-    min_events: int = typer.Option(10, "--min-events", help="Fewest advances (observed, or expected at the logged "
-                                                            "rate) among the explored states that showed the new "
-                                                            "ranker's choice where it differs from the logged one."),
+    min_events: int = typer.Option(10, "--min-events", help="Fewest advances expected (at the logged mean reward) "
+                                                            "among the explored states that showed the new ranker's "
+                                                            "choice where it differs from the logged ranker's."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
 ) -> None:
     """Estimate off-policy (inverse propensity) how a new ranker would have done on the logged /rank states."""

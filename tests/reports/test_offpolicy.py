@@ -122,11 +122,11 @@ def test_ips_and_snips_are_the_numbers_computed_by_hand(world):
 def test_estimate_leaves_out_states_the_logging_policy_could_never_show():
     # three candidates, the third outside the exploration pool (propensity 0)
     prop = [np.array([0.8, 0.2, 0.0])] * 4
-    est = estimate("x", np.array([0, 1, 0, 0]), prop, np.array([1, 1, 2, 0]), np.array([0.0, 1.0, 1.0, 1.0]),
+    est = estimate("x", np.array([0, 1, 0, 0]), prop, np.array([1, 1, 2, 0]), np.array([1.0, 1.0, 0.0, 1.0]),
                    bootstrap=0, min_matched=1, min_events=1)
     assert (est.supported, est.unsupported, est.matched) == (3, 1, 2)
     assert est.ips.value == pytest.approx((1 / 0.2 * 1 + 1 / 0.8 * 1) / 3)
-    assert est.logged.value == pytest.approx(2 / 3)
+    assert est.logged.value == pytest.approx(1.0)  # the unsupported state's 0 is left out
     assert est.verdict == VERDICT_NONE and "bootstrap" in est.reason
 
 
@@ -144,7 +144,7 @@ def test_no_value_is_claimed_without_exploration_or_with_too_few_matches(world, 
     e = evaluate_log(read_rank_log(world[0]), dataset, "data", "by effect",
                      lambda ds: top1_by_score(ds, "effect"), 14, min_matched=1, min_events=2).estimate
     assert e.verdict == VERDICT_NONE and "too few rewards where the rankers differ" in e.reason
-    assert "showed it in 2 of them with 1 advance(s)" in e.reason
+    assert "showed it in 2 of them, where 1.0 advance(s) are expected" in e.reason
 
 
 def test_verdict_reads_the_paired_interval_of_the_difference():
