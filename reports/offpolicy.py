@@ -622,6 +622,8 @@ def evaluate_log(log: RankLog, dataset, data_label: str, ranker: str | None,  # 
         if est.unsupported and est.verdict != VERDICT_NONE:
             notes.append(f"note: the values are over the {est.supported:,} supported states only; the "
                          f"{est.unsupported:,} others say nothing about the new ranker")
+    else:
+        notes.append("no new ranker given (--bundle, --model or --by): only the logging policy's value")
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
         means = np.concatenate([r[rng.integers(0, len(r), size=(min(BOOTSTRAP_CHUNK, bootstrap - k), len(r)))]
