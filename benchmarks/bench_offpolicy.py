@@ -17,9 +17,10 @@ What ``activity-scorer evaluate-policy`` promises, checked where the answer is k
    ``simulator.truth.true_outcome_probabilities``);
 4. evaluates two other rankers off-policy with the command's estimator
    (``reports.offpolicy.evaluate_log``, rewards passed in instead of read from the dataset): a
-   ``random`` ranker (seeded) and ``plan p_outcome`` (the logged ``p_outcome``: how ``/rank``
-   ordered before effects), and compares each with its true value (the mean true probability of
-   its first choice over the same supported states);
+   ``random`` ranker (seeded), ``plan p_outcome`` (the logged ``p_outcome``: how ``/rank``
+   ordered before effects) and the logging ranker without exploration (its own pick, the
+   candidate logged with the highest propensity), and compares each with its true value (the
+   mean true probability of its first choice over the same supported states);
 5. re-ranks ``--replay-states`` of the logged states with the same bundle without exploration,
    each state rebuilt from the dataset at its time (``reports.offpolicy.top1_by_scorer``: the
    command's ``--bundle`` route), which must pick the candidate the logging ranker preferred
@@ -194,10 +195,11 @@ def main() -> int:
              for d in ds0]
     seconds["rank and log"] = time.perf_counter() - t
     t = time.perf_counter()
-    fixed = {GATE: top1_by_score(ds0, "p_outcome"),
+    fixed = {"plan p_outcome": top1_by_score(ds0, "p_outcome"),
              "random": np.array([int(np.random.default_rng(3000 + k).integers(len(d.candidates)))
                                  for k, d in enumerate(ds0)]),
-             }
+             # what the service shows with exploration off: the logging ranker's own pick (highest propensity)
+             "logged ranker, no exploration": np.array([int(np.argmax(d.propensity)) for d in ds0])}
     replayed = top1_by_scorer(ds0[: args.replay_states], replay_scorer, gt.dataset)
     seconds["re-rank from the dataset"] = time.perf_counter() - t
     t = time.perf_counter()
