@@ -360,6 +360,27 @@ class EMFitter:
         self.final_rows = rows
         return Attribution(w, beta, soft, q, self.fit_mask, it, it_log), booster
 
+    def fit_known(self, labels: np.ndarray) -> tuple[Attribution, Any]:
+        """Fit q on known per-activity labels instead of attributed ones; no EM.
+
+        What a benchmark uses to measure the ceiling of credit assignment: with the simulator's
+        record of which activity triggered each advance as labels, every shortfall left is the
+        model's and the data's, not the attribution's. The delay distribution and the background
+        are then estimated for the fitted q as in EM.
+        """
+        labels = np.asarray(labels, dtype=np.float64)
+        if labels.shape != (len(self.act_t),) or not np.all(np.isfinite(labels)):
+            raise ValueError(f"known labels: expected {len(self.act_t)} finite values, got shape {labels.shape}")
+        rows = np.flatnonzero(self.fit_mask)
+        booster, q = self._m(labels, rows, self.s.num_boost_round, early=True)
+        w = np.full(self.L, 1.0 / self.L)
+        beta = 0.1 * len(self.ev_t) / self.exposure_days
+        for _ in range(self.s.delay_steps):
+            _, per_lag, bg = self.e_step(q, w, beta)
+            w, beta = self.m_delay(per_lag, q), bg / self.exposure_days
+        self.final_soft, self.final_rows = labels, rows
+        return Attribution(w, beta, labels, q, self.fit_mask, 0, []), booster
+
     def _m(self, soft: np.ndarray, rows: np.ndarray, rounds: int, early: bool):  # noqa: ANN202
         if self.s.design == "within_deal":
             return self._m_within(soft, rows, rounds, early)

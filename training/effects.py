@@ -42,6 +42,7 @@ class EffectInputs:
     end_t: float
     n_activities: int
     n_events: int
+    activity_ids: np.ndarray | None = None  # the rows' activity_id, in matrix order
 
 
 def _seconds(values: pd.Series) -> np.ndarray:
@@ -131,7 +132,8 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
         matrix[:, spec.execution_indices] = np.nan
     ev_d, ev_t = advance_events(dataset, deal_codes, until_s)
     exposure = _exposure_days(dataset, deal_codes, act_deal, act_t, until_s)
-    return EffectInputs(matrix, act_deal, act_rep, act_t, ev_d, ev_t, exposure, until_s, len(act_t), len(ev_t))
+    ids = sub[c.ACTIVITY_ID].astype("string").to_numpy() if c.ACTIVITY_ID in sub.columns else None
+    return EffectInputs(matrix, act_deal, act_rep, act_t, ev_d, ev_t, exposure, until_s, len(act_t), len(ev_t), ids)
 
 
 def _support_keys(spec: FeatureSpec) -> tuple[int, int, int, int]:
@@ -143,7 +145,8 @@ def _support_keys(spec: FeatureSpec) -> tuple[int, int, int, int]:
 
 def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: pd.Timestamp | None = None,  # noqa: ANN001
                      horizon_days: int = c.OUTCOME_HORIZON_DAYS,
-                     settings: EffectSettings | None = None) -> EffectModel:
+                     settings: EffectSettings | None = None,
+                     known_labels: pd.Series | None = None) -> EffectModel:
     """Attribution EM and bootstrap on the history before ``until``.
 
     Args:
@@ -153,16 +156,30 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
         until: only activities and advances before this instant (the bundle's test window start).
         horizon_days: the outcome horizon the effect is about.
         settings: fitting settings (one configuration for every dataset).
+        known_labels: per ``activity_id``, the number of advances each activity caused, when it is
+            known (a simulator's record): q is fitted on them instead of on the EM's attribution.
+            Benchmarks use it to measure what perfect credit assignment would give.
 
     Raises:
-        ValueError: too few activities or advances to attribute.
+        ValueError: too few activities or advances to attribute, or ``known_labels`` misses
+            activities of the history.
     """
     settings = settings or EffectSettings()
     t0 = time.perf_counter()
     x = effect_inputs(dataset, frame, spec, until)
     fitter = EMFitter(x.matrix, spec, x.act_deal, x.act_rep, x.act_t, x.ev_deal, x.ev_t, x.exposure_days,
                       x.end_t, settings)
-    attribution, booster = fitter.fit()
+    if known_labels is None:
+        attribution, booster = fitter.fit()
+    else:
+        labels = pd.Series(known_labels, dtype="float64")
+        labels.index = labels.index.astype("string")
+        values = labels.reindex(pd.Index(x.activity_ids, dtype="string")).to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.flatnonzero(~np.isfinite(values))
+        if len(missing):
+            raise ValueError(f"known_labels has no value for {len(missing)} activities of the history "
+                             f"(first: {x.activity_ids[missing[0]]!r})")
+        attribution, booster = fitter.fit_known(values)
     t_em = time.perf_counter() - t0
     boots = fitter.bootstrap(booster, booster.current_iteration())
     keys = _support_keys(spec)
@@ -180,6 +197,7 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
         "rep_offset_sd": float(np.sqrt(fitter.rep_off.variance)),
         "best_iteration": int(booster.current_iteration()),
         "until": None if until is None else pd.Timestamp(until).isoformat(),
+        "labels": "attributed (EM)" if known_labels is None else "known",
         "seconds_em": round(t_em, 2), "seconds": round(time.perf_counter() - t0, 2),
     }
     logger.info("effect model: %d activities, %d advances, %d EM iterations, %.0f%% of advances attributed to "

@@ -226,3 +226,24 @@ def test_within_deal_model_round_trips(tmp_path):
     assert np.allclose(again.predict(rows).effect, est.effect)
     assert np.allclose(again.predict(rows).low, est.low) and np.allclose(again.predict(rows).high, est.high)
     assert again.settings.design == "within_deal"
+
+
+def test_known_labels_fit_q_without_attribution():
+    """``fit_known`` (the benchmarks' perfect credit assignment) fits q on the given causes and learns the delay."""
+    rng = np.random.default_rng(5)
+    n, days = 20_000, 150
+    deal = rng.integers(0, 400, n)
+    t = rng.uniform(0, days * DAY_S, n)
+    types = rng.integers(0, 2, n).astype(np.float64)
+    caused = rng.random(n) < np.where(types == 1, 0.08, 0.02)
+    ev_t, ev_d = t[caused] + 1.5 * DAY_S, deal[caused]  # every advance recorded a day and a half later
+    keep = ev_t < days * DAY_S
+    matrix = np.column_stack([types, np.full(n, 2.0), np.zeros(n)])
+    fitter = EMFitter(matrix, _spec(), deal, deal % 7, t, ev_d[keep], ev_t[keep], 400.0 * days, days * DAY_S, FAST)
+    attribution, booster = fitter.fit_known(caused.astype(np.float64))
+    q = {k: float(1 / (1 + np.exp(-(fitter.intercept + booster.predict(np.array([[k, 2.0, 0.0]]), raw_score=True)[0]))))
+         for k in (0, 1)}
+    assert q[1] == pytest.approx(0.08, rel=0.25) and q[0] == pytest.approx(0.02, rel=0.4)
+    assert attribution.iterations == 0 and attribution.delay_pmf[1] > 0.8  # lag 1.5 days: the second day's bin
+    with pytest.raises(ValueError, match="expected 20000 finite values"):
+        fitter.fit_known(np.ones(3))
