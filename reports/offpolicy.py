@@ -53,7 +53,7 @@ DEFAULT_BOOTSTRAP = 1000
 DEFAULT_MIN_MATCHED = 30
 DEFAULT_MIN_EVENTS = 10
 LEVEL = 0.90  # bootstrap interval coverage
-BOOTSTRAP_CHUNK = 200  # resamples drawn at once (memory: chunk x states)
+BOOTSTRAP_CELLS = 4_000_000  # resampled indices held at once (chunk x states; 32 MB)
 PROPENSITY_TOLERANCE = 1e-6
 
 VERDICT_BETTER = "better"
@@ -399,6 +399,11 @@ class PolicyEstimate:
         return asdict(self)
 
 
+def _chunk(n: int) -> int:
+    """Bootstrap resamples drawn at once for ``n`` states (bounded memory)."""
+    return max(1, min(200, BOOTSTRAP_CELLS // max(n, 1)))
+
+
 def _percentiles(values: np.ndarray, level: float) -> tuple[float | None, float | None]:
     values = values[np.isfinite(values)]
     if not len(values):
@@ -497,7 +502,7 @@ def estimate(name: str, shown: np.ndarray, propensity: Sequence[np.ndarray], new
         rng = np.random.default_rng(seed)
         done = 0
         while done < bootstrap:
-            b = min(BOOTSTRAP_CHUNK, bootstrap - done)
+            b = min(_chunk(n), bootstrap - done)
             idx = rng.integers(0, n, size=(b, n))
             sw, swr, sr = w[idx].sum(axis=1), wr[idx].sum(axis=1), r[idx].sum(axis=1)
             lg, ip = sr / n, swr / n
@@ -626,8 +631,9 @@ def evaluate_log(log: RankLog, dataset, data_label: str, ranker: str | None,  # 
         notes.append("no new ranker given (--bundle, --model or --by): only the logging policy's value")
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
-        means = np.concatenate([r[rng.integers(0, len(r), size=(min(BOOTSTRAP_CHUNK, bootstrap - k), len(r)))]
-                                .mean(axis=1) for k in range(0, bootstrap, BOOTSTRAP_CHUNK)])
+        step = _chunk(len(r))
+        means = np.concatenate([r[rng.integers(0, len(r), size=(min(step, bootstrap - k), len(r)))]
+                                .mean(axis=1) for k in range(0, bootstrap, step)])
         logged_value = Interval(float(r.mean()), *_percentiles(means, LEVEL))
     else:
         logged_value = Interval(float(r.mean()))
