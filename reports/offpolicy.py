@@ -190,7 +190,10 @@ def _decision(rec: dict[str, Any], where: str) -> LoggedDecision:
     if prop[order[0]] <= 0:
         raise bad(f"the candidate shown first (candidates[{order[0]}]) has propensity 0")
     model = rec.get("model") or {}
-    name = f"{model.get('name')} v{model.get('version')}" if isinstance(model, dict) else str(model)
+    if isinstance(model, dict):
+        name = str(model.get("name") or "?") + (f" v{model['version']}" if model.get("version") is not None else "")
+    else:
+        name = str(model)
     deal_id = state.get("deal_id")
     return LoggedDecision(where, str(rec.get("state_id") or where), None if deal_id is None else str(deal_id),
                           None if state.get("rep_id") is None else str(state.get("rep_id")), at, cands, prop,
