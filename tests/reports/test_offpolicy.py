@@ -99,6 +99,16 @@ def test_rewards_are_advances_within_the_horizon_and_censored_at_the_data_end(wo
     assert rewards[2] == 1.0
 
 
+def test_unknown_deals_are_counted_and_a_log_without_any_reward_is_an_error(world, tmp_path):
+    _, dataset = world
+    log = read_rank_log(_log(tmp_path / "other", [("dX", T0, 0, (0.2, 0.1)), ("d5", END - DAY, 0, (0.2, 0.1))]))
+    rewards, stats = decision_rewards(log.decisions, dataset, 14)
+    assert np.isnan(rewards).all() and (stats.unknown_deal, stats.censored, stats.rewarded) == (1, 1, 0)
+    with pytest.raises(OffPolicyError, match=r"no logged decision has a reward yet: 1 censored .* 1 with a deal not in "
+                                             r"the dataset"):
+        evaluate_log(log, dataset, "data", None, None, 14)
+
+
 def test_ips_and_snips_are_the_numbers_computed_by_hand(world):
     log_dir, dataset = world
     result = evaluate_log(read_rank_log(log_dir), dataset, "data", "by effect",
