@@ -67,10 +67,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import numpy as np  # noqa: E402
 
-from features import contract as c  # noqa: E402
-
-logger = logging.getLogger("bench_offpolicy")
-
 GATE = "random"
 MIN_COVERAGE = 0.80  # of claimed nominal-90% intervals over the replications (nominal 90%; 200 draws: sd ~2%)
 MIN_CLAIMS = 20
