@@ -67,6 +67,7 @@ META_FILE = "effects.json"
 EFFECTS_FORMAT = "1.0"
 DAY_S = 86_400.0
 DESIGNS = ("pooled", "within_deal")
+INTERACTIONS = ("staged", "free")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,13 @@ class EffectSettings:
     # of a deal (its latent quality, its owner's skill) cancels; the context part is fitted after it.
     # "pooled": one model with deal and rep offsets under a Gaussian prior.
     design: str = "pooled"
+    # How the candidate's own columns may interact (pooled design). "staged": first each candidate
+    # column with the stage alone (a main-effect profile per column: type x stage, seniority x stage,
+    # cadence x stage...), then trees free to combine candidate columns on top of that, as many as
+    # held-out deals support (early stopping; none when they support none). "free": one model in
+    # which candidate columns interact from the first tree (more variance: every interaction is
+    # learned from the same few attributed advances as the main effects).
+    candidate_interactions: str = "staged"
     n_bootstrap: int = 16
     validation_share: float = 0.15  # of deals, for early stopping of the final fit
     overlap_min_count: int = 30
@@ -106,6 +114,9 @@ class EffectSettings:
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"design {self.design!r}: expected one of {', '.join(DESIGNS)}")
+        if self.candidate_interactions not in INTERACTIONS:
+            raise ValueError(f"candidate_interactions {self.candidate_interactions!r}: expected one of "
+                             f"{', '.join(INTERACTIONS)}")
         for name in ("max_lag_days", "em_iterations", "num_boost_round", "em_boost_round", "min_data_in_leaf"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)!r}: must be at least 1")
@@ -275,15 +286,16 @@ class EMFitter:
     def _init(self) -> np.ndarray:
         return self.intercept + self.deal_off() + self.rep_off()
 
-    def _params(self, seed: int) -> dict[str, Any]:
-        from models.ranking import interaction_groups
+    def _params(self, seed: int, main_effects: bool = False) -> dict[str, Any]:
+        from models.ranking import interaction_groups, main_effect_groups
 
         s = self.s
+        groups = main_effect_groups(self.spec) if main_effects else interaction_groups(self.spec)
         return {
             "objective": "cross_entropy", "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
             "min_data_in_leaf": s.min_data_in_leaf, "feature_fraction": s.feature_fraction,
             "lambda_l2": s.lambda_l2, "max_cat_to_onehot": s.max_cat_to_onehot,
-            "interaction_constraints": interaction_groups(self.spec), "num_threads": s.num_threads,
+            "interaction_constraints": groups, "num_threads": s.num_threads,
             "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
         }
 
@@ -477,7 +489,8 @@ class EMFitter:
         import lightgbm as lgb
 
         s = self.s
-        params = self._params(s.seed)
+        staged = s.candidate_interactions == "staged"
+        params = self._params(s.seed, main_effects=staged)
         mean = float(np.clip(soft[rows].mean(), 1e-6, 0.5))
         self.intercept = float(np.log(mean / (1 - mean)))
         base = np.zeros(len(soft))
@@ -512,6 +525,22 @@ class EMFitter:
             wmask[rows_fit] = 1.0
             self.deal_off.step(soft, _sigmoid(base + self._init()), wmask)
             self.rep_off.step(soft, _sigmoid(base + self._init()), wmask)
+        self.main_rounds = booster.current_iteration()
+        if staged and early:
+            # interactions between candidate columns, on top of the main effects: only as many
+            # trees as the held-out deals support
+            init = self._init() + base
+            dtrain = self._dataset(rows_fit, soft, init)
+            dvalid = self._dataset(valid_rows, soft, init, reference=dtrain)
+            extra = lgb.train(self._params(s.seed) | {"metric": "cross_entropy"}, dtrain, num_boost_round=rounds,
+                              valid_sets=[dvalid],
+                              callbacks=[lgb.early_stopping(s.early_stopping_rounds, verbose=False)])
+            best = extra.best_iteration or 0
+            self.interaction_rounds = int(best)
+            if best > 0:
+                extra = lgb.Booster(model_str=extra.model_to_string(num_iteration=best))
+                booster = _Parts([booster, extra])
+                base = booster.predict(self.m, raw_score=True)
         q = _sigmoid(base + self._init())
         return booster, q
 
@@ -535,14 +564,23 @@ class EMFitter:
                 shift = float(np.mean(cand.predict(self.m[rows], raw_score=True))) - self.g_shift
                 out.append(_Shifted(SumBooster(cand, booster.context), -shift))
             return out
+        staged = s.candidate_interactions == "staged"
+        parts = booster.boosters if isinstance(booster, _Parts) else [booster]
         for b in range(s.n_bootstrap):
             wdeal = rng.poisson(1.0, self.n_deals).astype(np.float64)
             weight = wdeal[self.act_deal]
             keep = rows[weight[rows] > 0]
             dtrain = self._dataset(keep, self.final_soft, init, weight=weight)
-            params = self._params(s.seed + 100 + b)
+            params = self._params(s.seed + 100 + b, main_effects=staged)
             params["bagging_seed"] = s.seed + 100 + b
-            out.append(lgb.train(params, dtrain, num_boost_round=max(10, n_rounds)))
+            main = lgb.train(params, dtrain, num_boost_round=max(10, parts[0].current_iteration()))
+            if len(parts) == 1:
+                out.append(main)
+                continue
+            # the interaction trees are refitted too, on top of this resample's main effects
+            dtrain = self._dataset(keep, self.final_soft, init + main.predict(self.m, raw_score=True), weight=weight)
+            extra = lgb.train(self._params(s.seed + 200 + b), dtrain, num_boost_round=parts[1].current_iteration())
+            out.append(_Parts([main, extra]))
         return out
 
 

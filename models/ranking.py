@@ -104,6 +104,19 @@ def interaction_groups(spec: FeatureSpec) -> list[list[int]]:
     return [sorted(a + stage), sorted(b + stage)]
 
 
+def main_effect_groups(spec: FeatureSpec) -> list[list[int]]:
+    """``interaction_constraints`` of main effects: each candidate column with the stage alone, and the context.
+
+    A tree then learns how one candidate column's effect changes with the stage (a type's, a
+    seniority's, a cadence's), never how two candidate columns combine.
+    """
+    cand = set(candidate_feature_names(spec))
+    stage = [i for i, n in enumerate(spec.names) if n in STAGE_FEATURES]
+    groups = [sorted([i] + stage) for i, n in enumerate(spec.names) if n in cand]
+    groups.append(sorted([i for i, n in enumerate(spec.names) if n not in cand and n not in STAGE_FEATURES] + stage))
+    return groups
+
+
 @dataclass
 class RankingModel:
     """A fitted ranking booster for one bundle's feature spec."""

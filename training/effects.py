@@ -196,6 +196,8 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
         "deal_offset_sd": float(np.sqrt(fitter.deal_off.variance)),
         "rep_offset_sd": float(np.sqrt(fitter.rep_off.variance)),
         "best_iteration": int(booster.current_iteration()),
+        "main_effect_rounds": getattr(fitter, "main_rounds", None),
+        "interaction_rounds": getattr(fitter, "interaction_rounds", None),
         "until": None if until is None else pd.Timestamp(until).isoformat(),
         "labels": "attributed (EM)" if known_labels is None else "known",
         "seconds_em": round(t_em, 2), "seconds": round(time.perf_counter() - t0, 2),
