@@ -4,9 +4,11 @@ The truth there reads only the stage, the type and the automated flag
 (``simulator.worlds.tiny_effect_table``), advances are recorded 0-2 days after their cause,
 and reps pick types uniformly. The effect model is fitted with the default settings. What it
 gets (40,000 activities, 60 states; ``benchmarks/bench_tiny_world.py``, docs/effects.md): the
-truth's best supported candidate first in 92% of states, 99.5% of the candidate pairs whose
-true log-odds differ by at least 1 in the right order. Not exact: a type's effect in one stage is shrunk toward its effect in
-the others (a meeting's stage-2 peak leaks into stages 3-5), which is what the misses are.
+truth's best supported candidate first in 59 of 60 states, 2,223 of the 2,225 candidate pairs
+whose true log-odds differ by at least 1 in the right order (96% of pairs 0.5 apart). Before
+main effects were fitted first (``candidate_interactions: staged``) it was 92% and 99.5%: a
+type's stage profile was shrunk toward its other stages. Not exact yet: one state's top-1
+and two pairs are still misordered.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def ranked_states(tiny_world_run):
 
 def test_the_truths_best_comes_first_in_nearly_every_state(ranked_states):
     hits = [int(np.argmax(np.where(ov, z, -np.inf)) == 0) for _, _, ov, z in ranked_states]
-    assert np.mean(hits) >= 0.85, f"top-1 right in {np.mean(hits):.0%} of {len(hits)} states"
+    assert np.mean(hits) >= 0.95, f"top-1 right in {np.mean(hits):.0%} of {len(hits)} states"
 
 
 def test_pairs_a_log_odds_apart_are_in_the_true_order(ranked_states):
@@ -78,7 +80,7 @@ def test_pairs_a_log_odds_apart_are_in_the_true_order(ranked_states):
                 if z[i] - z[j] >= 1.0:
                     total += 1
                     right += int(effect[i] > effect[j])
-    assert total > 1000 and right / total >= 0.98, f"{right}/{total}"
+    assert total > 1000 and right / total >= 0.995, f"{right}/{total}"
 
 
 def test_automation_never_ranks_above_the_same_touch_by_hand(ranked_states):
