@@ -29,7 +29,11 @@ a deal and a rep, which is the comparison a next-best-activity decision makes. T
 further constrained like the ranking model's (``models.ranking.interaction_groups``): the
 candidate's own columns (type, contact, settings, per-contact cadence) interact with each other
 and with the stage, never with the rest of the deal's context, so within one deal state the
-ranking is the candidate part of the score.
+ranking is the candidate part of the score. By default (``candidate_interactions: staged``) each
+candidate column is first fitted with the stage alone (``models.ranking.main_effect_groups``);
+trees combining candidate columns are added on top in the final fit only as far as held-out
+deals support them: the attributed advances are few, and interactions learned from the first
+tree spent them on noise.
 
 The effect of candidate ``a`` in a state is the change in the probability that the deal records
 an advance within the outcome horizon ``H`` if ``a`` is done now rather than nothing
