@@ -15,7 +15,7 @@ with the same truth as ``bench_rank_worlds.py``:
   features and the model could do with unlimited data.
 
     .venv/bin/python benchmarks/bench_effect_ceiling.py --world unseen --activities 200000 \\
-        [--states 300] [--work DIR] [--labels attributed known truth]
+        [--states 300] [--work DIR] [--config FILE] [--labels attributed known truth]
 
 Nothing here is a target: it prints figures to decide where work on the estimator pays.
 """
@@ -50,7 +50,7 @@ logger = logging.getLogger("bench_effect_ceiling")
 LABELS = {"attributed": None, "known": "triggered_advance", "truth": "p_outcome"}
 
 
-def refit(data: Path, bundle: Path, out: Path, column: str, cut: pd.Timestamp) -> float:
+def refit(data: Path, bundle: Path, out: Path, column: str, cut: pd.Timestamp, config: Path | None = None) -> float:
     """Copy ``bundle`` to ``out`` with its effect model refitted on the ground truth's ``column``."""
     from serving.model_store import load_bundle_dir
     from training.config import load_config
@@ -63,7 +63,7 @@ def refit(data: Path, bundle: Path, out: Path, column: str, cut: pd.Timestamp) -
     shutil.copytree(bundle, out)
     meta = json.loads((bundle / "effects" / "effects.json").read_text(encoding="utf-8"))
     until = pd.Timestamp(meta["metrics"]["until"])
-    cfg = load_config(None)
+    cfg = load_config(config)
     loaded = load_table(data, cfg, cut)
     truth = pd.read_parquet(data / "ground_truth.parquet", columns=["activity_id", column])
     labels = truth.set_index("activity_id")[column].astype("float64")
@@ -104,6 +104,7 @@ def main() -> int:
     parser.add_argument("--state-seed", type=int, default=1)
     parser.add_argument("--cut", type=float, default=worlds.DEFAULT_CUT)
     parser.add_argument("--work", type=Path, help="bench_rank_worlds.py's --work directory (reused)")
+    parser.add_argument("--config", type=Path, help="training config (YAML), as bench_rank_worlds.py's --config")
     parser.add_argument("--labels", nargs="+", choices=sorted(LABELS), default=list(LABELS))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -113,12 +114,12 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-effect-ceiling-"))
     directory = work / world
     data = directory / f"data-{args.activities}-s{args.seed}"
-    bundle = directory / f"bundle-{args.activities}-s{args.seed}"
+    bundle = directory / f"bundle-{args.activities}-s{args.seed}{'-' + args.config.stem if args.config else ''}"
     worlds.ensure_world_dataset(data, world, args.activities, args.seed)
     cut = worlds.history_cut(data, args.cut)
     if not (bundle / "manifest.json").exists():
         print(f"[{world}] training before {cut.date()} ...", flush=True)
-        worlds.train_world(data, bundle, cut)
+        worlds.train_world(data, bundle, cut, args.config)
     print(f"world {world}: {args.activities:,} activities, {args.states} held-out states")
     print(f"  {'labels':<12} {'/rank gap':>9} {'rho':>6} {'effect gap':>11} {'rho':>6} {'fit s':>6}")
     for name in args.labels:
@@ -126,7 +127,7 @@ def main() -> int:
         target, seconds = bundle, 0.0
         if column is not None:
             target = directory / f"ceiling-{name}-{args.activities}-s{args.seed}"
-            seconds = refit(data, bundle, target, column, cut)
+            seconds = refit(data, bundle, target, column, cut, args.config)
         m = rank(data, target, args.states, args.state_seed, cut)
         print(f"  {name:<12} {m['rank_gap']:9.0%} {m['rank_spearman']:6.2f} {m.get('effect_gap', float('nan')):11.0%} "
               f"{m.get('effect_spearman', float('nan')):6.2f} {seconds:6.0f}", flush=True)
