@@ -3,10 +3,11 @@
 For one simulated world (the layout of ``bench_rank_worlds.py --work``: ``<work>/<world>/data-N-sS``
 and ``bundle-N-sS``, simulated and trained here when missing), the effect model is fitted three
 ways on the same history, with the same settings, and each is ranked on the same held-out states
-with the same truth as ``bench_rank_worlds.py``:
+with the same truth as ``bench_rank_worlds.py`` (all three refitted here with the current code
+and the config's ``effects`` settings, without bootstrap refits):
 
-- ``attributed``: the shipped model (the EM attributes each recorded advance to the activities
-  before it): what ``/rank`` does;
+- ``attributed``: the EM attributes each recorded advance to the activities before it: what
+  ``train`` ships and ``/rank`` does;
 - ``known``: q fitted on the simulator's record of which activity triggered an advance
   (``triggered_advance``): perfect credit assignment, with the noise of real 0/1 outcomes. The
   gap between this row and ``attributed`` is what attribution loses; the gap between this row
@@ -50,8 +51,9 @@ logger = logging.getLogger("bench_effect_ceiling")
 LABELS = {"attributed": None, "known": "triggered_advance", "truth": "p_outcome"}
 
 
-def refit(data: Path, bundle: Path, out: Path, column: str, cut: pd.Timestamp, config: Path | None = None) -> float:
-    """Copy ``bundle`` to ``out`` with its effect model refitted on the ground truth's ``column``."""
+def refit(data: Path, bundle: Path, out: Path, column: str | None, cut: pd.Timestamp,
+          config: Path | None = None) -> float:
+    """Copy ``bundle`` to ``out`` with its effect model refitted: on the ground truth's ``column``, or attributed (None)."""
     from serving.model_store import load_bundle_dir
     from training.config import load_config
     from training.data import load_table
@@ -65,8 +67,10 @@ def refit(data: Path, bundle: Path, out: Path, column: str, cut: pd.Timestamp, c
     until = pd.Timestamp(meta["metrics"]["until"])
     cfg = load_config(config)
     loaded = load_table(data, cfg, cut)
-    truth = pd.read_parquet(data / "ground_truth.parquet", columns=["activity_id", column])
-    labels = truth.set_index("activity_id")[column].astype("float64")
+    labels = None
+    if column is not None:
+        truth = pd.read_parquet(data / "ground_truth.parquet", columns=["activity_id", column])
+        labels = truth.set_index("activity_id")[column].astype("float64")
     spec = load_bundle_dir(bundle).bundle.spec
     model = fit_effect_model(loaded.dataset, loaded.table.frame, spec, until=until,
                              horizon_days=cfg.horizons.outcome_days,
@@ -123,11 +127,8 @@ def main() -> int:
     print(f"world {world}: {args.activities:,} activities, {args.states} held-out states")
     print(f"  {'labels':<12} {'/rank gap':>9} {'rho':>6} {'effect gap':>11} {'rho':>6} {'fit s':>6}")
     for name in args.labels:
-        column = LABELS[name]
-        target, seconds = bundle, 0.0
-        if column is not None:
-            target = directory / f"ceiling-{name}-{args.activities}-s{args.seed}"
-            seconds = refit(data, bundle, target, column, cut, args.config)
+        target = directory / f"ceiling-{name}-{args.activities}-s{args.seed}"
+        seconds = refit(data, bundle, target, LABELS[name], cut, args.config)
         m = rank(data, target, args.states, args.state_seed, cut)
         print(f"  {name:<12} {m['rank_gap']:9.0%} {m['rank_spearman']:6.2f} {m.get('effect_gap', float('nan')):11.0%} "
               f"{m.get('effect_spearman', float('nan')):6.2f} {seconds:6.0f}", flush=True)
