@@ -43,6 +43,7 @@ class EffectInputs:
     n_activities: int
     n_events: int
     activity_ids: np.ndarray | None = None  # the rows' activity_id, in matrix order
+    deal_exposure_days: np.ndarray | None = None  # open days per deal code (sums to exposure_days)
 
 
 def _seconds(values: pd.Series) -> np.ndarray:
@@ -88,8 +89,8 @@ def advance_events(dataset, deal_codes: dict[str, int], until_s: float) -> tuple
 
 
 def _exposure_days(dataset, deal_codes: dict[str, int], act_deal: np.ndarray, act_t: np.ndarray,  # noqa: ANN001
-                   until_s: float) -> float:
-    """Open deal-days before ``until``: created (or first activity) to closed (or ``until``)."""
+                   until_s: float) -> np.ndarray:
+    """Open days per deal code before ``until``: created (or first activity) to closed (or ``until``)."""
     n = len(deal_codes)
     first = np.full(n, np.inf)
     np.minimum.at(first, act_deal, act_t)
@@ -108,8 +109,7 @@ def _exposure_days(dataset, deal_codes: dict[str, int], act_deal: np.ndarray, ac
             good = np.isfinite(closed)
             last[idx[good]] = np.minimum(until_s, closed[good])
     span = np.clip(last - first, 0, None)
-    span = span[np.isfinite(span)]
-    return float(span.sum() / DAY_S)
+    return np.where(np.isfinite(span), span, 0.0) / DAY_S
 
 
 def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Timestamp | None) -> EffectInputs:  # noqa: ANN001
@@ -131,9 +131,10 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
     if spec.execution_indices:
         matrix[:, spec.execution_indices] = np.nan
     ev_d, ev_t = advance_events(dataset, deal_codes, until_s)
-    exposure = _exposure_days(dataset, deal_codes, act_deal, act_t, until_s)
+    per_deal = _exposure_days(dataset, deal_codes, act_deal, act_t, until_s)
     ids = sub[c.ACTIVITY_ID].astype("string").to_numpy() if c.ACTIVITY_ID in sub.columns else None
-    return EffectInputs(matrix, act_deal, act_rep, act_t, ev_d, ev_t, exposure, until_s, len(act_t), len(ev_t), ids)
+    return EffectInputs(matrix, act_deal, act_rep, act_t, ev_d, ev_t, float(per_deal.sum()), until_s, len(act_t),
+                        len(ev_t), ids, per_deal)
 
 
 def _support_keys(spec: FeatureSpec) -> tuple[int, int, int, int]:
@@ -168,7 +169,7 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
     t0 = time.perf_counter()
     x = effect_inputs(dataset, frame, spec, until)
     fitter = EMFitter(x.matrix, spec, x.act_deal, x.act_rep, x.act_t, x.ev_deal, x.ev_t, x.exposure_days,
-                      x.end_t, settings)
+                      x.end_t, settings, deal_exposure_days=x.deal_exposure_days)
     if known_labels is None:
         attribution, booster = fitter.fit()
     else:
@@ -196,6 +197,7 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
         "deal_offset_sd": float(np.sqrt(fitter.deal_off.variance)),
         "rep_offset_sd": float(np.sqrt(fitter.rep_off.variance)),
         "best_iteration": int(booster.current_iteration()),
+        "heldout_loglik_per_advance": attribution.heldout_loglik,
         "main_effect_rounds": getattr(fitter, "main_rounds", None),
         "interaction_rounds": getattr(fitter, "interaction_rounds", None),
         "until": None if until is None else pd.Timestamp(until).isoformat(),
