@@ -18,6 +18,10 @@ and the config's ``effects`` settings, without bootstrap refits):
     .venv/bin/python benchmarks/bench_effect_ceiling.py --world unseen --activities 200000 \\
         [--states 300] [--work DIR] [--config FILE] [--labels attributed known truth]
 
+``loglik`` is each fit's log-likelihood per recorded advance on the deals held out of its final
+fit (``heldout_loglik_per_advance`` in ``effects.json``): the criterion a team without a truth can
+read on its own history; it should be highest where the order is best.
+
 Nothing here is a target: it prints figures to decide where work on the estimator pays.
 """
 
@@ -52,8 +56,11 @@ LABELS = {"attributed": None, "known": "triggered_advance", "truth": "p_outcome"
 
 
 def refit(data: Path, bundle: Path, out: Path, column: str | None, cut: pd.Timestamp,
-          config: Path | None = None) -> float:
-    """Copy ``bundle`` to ``out`` with its effect model refitted: on the ground truth's ``column``, or attributed (None)."""
+          config: Path | None = None) -> tuple[float, float | None]:
+    """Copy ``bundle`` to ``out`` with its effect model refitted: on the ground truth's ``column``, or attributed (None).
+
+    Returns the seconds it took and the held-out deals' log-likelihood per advance (no truth needed).
+    """
     from serving.model_store import load_bundle_dir
     from training.config import load_config
     from training.data import load_table
@@ -77,7 +84,7 @@ def refit(data: Path, bundle: Path, out: Path, column: str | None, cut: pd.Times
                              settings=replace(cfg.effects, n_bootstrap=0), known_labels=labels)
     shutil.rmtree(out / "effects")
     model.save(out)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, model.metrics.get("heldout_loglik_per_advance")
 
 
 def rank(data: Path, bundle: Path, states_n: int, state_seed: int, cut: pd.Timestamp) -> dict[str, float]:
@@ -125,13 +132,14 @@ def main() -> int:
         print(f"[{world}] training before {cut.date()} ...", flush=True)
         worlds.train_world(data, bundle, cut, args.config)
     print(f"world {world}: {args.activities:,} activities, {args.states} held-out states")
-    print(f"  {'labels':<12} {'/rank gap':>9} {'rho':>6} {'effect gap':>11} {'rho':>6} {'fit s':>6}")
+    print(f"  {'labels':<12} {'/rank gap':>9} {'rho':>6} {'effect gap':>11} {'rho':>6} {'fit s':>6} {'loglik':>8}")
     for name in args.labels:
         target = directory / f"ceiling-{name}-{args.activities}-s{args.seed}"
-        seconds = refit(data, bundle, target, LABELS[name], cut, args.config)
+        seconds, loglik = refit(data, bundle, target, LABELS[name], cut, args.config)
         m = rank(data, target, args.states, args.state_seed, cut)
         print(f"  {name:<12} {m['rank_gap']:9.0%} {m['rank_spearman']:6.2f} {m.get('effect_gap', float('nan')):11.0%} "
-              f"{m.get('effect_spearman', float('nan')):6.2f} {seconds:6.0f}", flush=True)
+              f"{m.get('effect_spearman', float('nan')):6.2f} {seconds:6.0f} "
+              f"{float('nan') if loglik is None else loglik:8.4f}", flush=True)
     return 0
 
 

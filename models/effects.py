@@ -434,7 +434,7 @@ class EMFitter:
             _, per_lag, bg = self.e_step(q, w, beta)
             w, beta = self.m_delay(per_lag, q), bg / self.exposure_days
         self.final_soft, self.final_rows = labels, rows
-        return Attribution(w, beta, labels, q, self.fit_mask, 0, []), booster
+        return Attribution(w, beta, labels, q, self.fit_mask, 0, [], self.heldout_loglik(q, w, beta)), booster
 
     def _m(self, soft: np.ndarray, rows: np.ndarray, rounds: int, early: bool):  # noqa: ANN202
         if self.s.design == "within_deal":
