@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_WORKERS = 2
 DEFAULT_MEMORY_LIMIT = "6GiB"  # per worker; beyond ~70% of it a worker spills to disk
 SPILL_DIR = "dask"  # inside the data home
+CLOSE_TIMEOUT_S = 60  # per attempt at closing a local cluster; a close that takes longer has hung
 
 
 def _stdout_to_stderr() -> None:
@@ -142,8 +143,33 @@ def _close_local(cluster) -> None:  # noqa: ANN001
 
     for attempt in (1, 2):
         try:
-            cluster.close()
+            cluster.close(timeout=CLOSE_TIMEOUT_S)
             return
         except (AssertionError, RuntimeError, OSError, TimeoutError) as err:
-            logger.warning("closing the local Dask cluster, attempt %d: %s", attempt, err)
+            logger.warning("closing the local Dask cluster, attempt %d: %s", attempt, err or type(err).__name__)
             time.sleep(1.0)
+    # seen in a test run: after a worker was killed, close() waited forever on the nanny's restart;
+    # the worker processes are ours, so they are ended rather than left to hang the command
+    _kill_workers(cluster)
+
+
+def _kill_workers(cluster) -> None:  # noqa: ANN001
+    """Kill the worker processes of a local cluster whose close did not finish (and their children)."""
+    import psutil
+
+    pids = []
+    for worker in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(worker, "pid", None)
+        if pid:
+            pids.append(int(pid))
+    killed = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [*proc.children(recursive=True), proc]:
+                p.kill()
+            killed.append(pid)
+        except psutil.Error:
+            continue
+    logger.warning("the local Dask cluster did not close in %d s twice; killed its worker processes %s",
+                   CLOSE_TIMEOUT_S, killed or "(none left)")

@@ -112,10 +112,39 @@ def test_a_failed_close_is_retried_and_never_hides_the_real_error(caplog):
     class Cluster:
         calls = 0
 
-        def close(self):
+        def close(self, timeout=None):
             Cluster.calls += 1
             if Cluster.calls == 1:
                 raise AssertionError("can only join a started process")
 
     _close_local(Cluster())
     assert Cluster.calls == 2 and "can only join a started process" in caplog.text
+
+
+def test_a_close_that_hangs_twice_kills_the_workers_instead_of_hanging(caplog, monkeypatch):
+    """Seen in a test run: after a task killed its worker, close() waited forever on the nanny."""
+    import subprocess
+    import sys
+
+    import engine.cluster as ec
+
+    monkeypatch.setattr(ec, "CLOSE_TIMEOUT_S", 0.01)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        class Nanny:
+            pid = child.pid
+
+        class Cluster:
+            workers = {"w0": Nanny()}
+            timeouts = []
+
+            def close(self, timeout=None):
+                Cluster.timeouts.append(timeout)
+                raise TimeoutError
+
+        ec._close_local(Cluster())
+        assert Cluster.timeouts == [0.01, 0.01]
+        assert child.wait(timeout=10) != 0
+        assert f"killed its worker processes [{child.pid}]" in caplog.text
+    finally:
+        child.kill()
