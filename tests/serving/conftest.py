@@ -52,6 +52,7 @@ def service_env(bundle: Path, home: Path, **settings: str) -> Iterator[None]:
         _PROMETHEUS_DIR.append(home / "prometheus")
     env = {
         "ACTIVITY_SCORER_BUNDLE": str(bundle),
+        "ACTIVITY_SCORER_HOME": str(home),  # the prediction log and stores: never the user's data home
         "BENTOML_HOME": str(home / "bentoml"),
         "PROMETHEUS_MULTIPROC_DIR": str(_PROMETHEUS_DIR[0]),
         **{f"ACTIVITY_SCORER_{k.upper()}": str(v) for k, v in settings.items()},

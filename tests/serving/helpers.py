@@ -149,7 +149,7 @@ class Server:
         self.log_path = self.home / f"server-{self.port}.log"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("ACTIVITY_SCORER_")}
         environ |= PRIVACY_ENV | {"BENTOML_HOME": str(self.home / "bentoml"), "ACTIVITY_SCORER_BUNDLE": str(bundle),
-                                  "OMP_NUM_THREADS": "1"}
+                                  "ACTIVITY_SCORER_HOME": str(self.home), "OMP_NUM_THREADS": "1"}
         environ |= env or {}
         bentoml_cli = Path(sys.executable).parent / "bentoml"
         cmd = [str(bentoml_cli), "serve", "serving.service:ActivityScorer", "--host", "127.0.0.1",
