@@ -192,19 +192,41 @@ def _get_ts(cols: Cols, name: str) -> np.ndarray:
     return v if v is not None else np.full(_n(cols), NO_TIME, dtype=np.int64)
 
 
+_SMALL_ARRAY = 4096  # up to this many values plain Python beats pandas' per-call cost (serving requests)
+
+
+def _factorize_small(values: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """``pd.factorize`` of a short array of str/None ids, with a dict (same codes: order of first
+    appearance, None -> -1); None when a value is neither (then pandas decides what is missing)."""
+    seen: dict[str, int] = {}
+    codes = []
+    for v in values.tolist():
+        if v is None:
+            codes.append(-1)
+        elif type(v) is str:
+            codes.append(seen.setdefault(v, len(seen)))
+        else:
+            return None
+    return np.array(codes, dtype=np.int64), len(seen)
+
+
 def _codes(*arrays: np.ndarray) -> tuple[list[np.ndarray], int]:
     """Factorize several id arrays jointly; None -> -1."""
     lengths = [len(a) for a in arrays]
     joined = np.concatenate(arrays) if arrays else np.array([], dtype=object)
     if len(joined) == 0:
         return [np.full(n, -1, dtype=np.int64) for n in lengths], 0
-    codes, uniques = pd.factorize(joined, use_na_sentinel=True)
-    codes = codes.astype(np.int64)
+    small = _factorize_small(joined) if len(joined) <= _SMALL_ARRAY and joined.dtype == object else None
+    if small is not None:
+        codes, n_uniques = small
+    else:
+        codes, uniques = pd.factorize(joined, use_na_sentinel=True)
+        codes, n_uniques = codes.astype(np.int64), len(uniques)
     out, i = [], 0
     for n in lengths:
         out.append(codes[i : i + n])
         i += n
-    return out, len(uniques)
+    return out, n_uniques
 
 
 def _lookup(codes: np.ndarray, key_codes: np.ndarray, values: np.ndarray, n_codes: int, fill: Any) -> np.ndarray:
@@ -570,7 +592,7 @@ def _custom_values(cf, tables, targets, a_deal, d_deal, n_deals, a_contact, c_co
     if raw is None:
         return np.full(len(targets), fill, dtype=np.float64 if cf.kind == s.NUMERIC else object)
     if cf.kind == s.NUMERIC:
-        raw = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(np.float64) if raw.dtype == object else raw.astype(np.float64)
+        raw = _to_float(raw) if raw.dtype == object else raw.astype(np.float64)
     else:
         raw = np.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in raw], dtype=object) if raw.dtype != object else raw
     if cf.table == c.ACTIVITIES:
@@ -582,6 +604,22 @@ def _custom_values(cf, tables, targets, a_deal, d_deal, n_deals, a_contact, c_co
         c.REPS: (rp_rep, a_rep, n_reps),
     }[cf.table]
     return _lookup(codes[targets], key, raw, n, fill)
+
+
+_EXACT_INT = 2**53  # ints below this convert to float64 exactly
+
+
+def _to_float(raw: np.ndarray) -> np.ndarray:
+    """An object array of custom values as float64, unparseable text -> NaN (``pd.to_numeric(errors="coerce")``).
+
+    Plain numbers and None (what a request's JSON holds) are converted without pandas; anything
+    else (text, bools, huge ints) goes through ``pd.to_numeric`` as a whole, so results are the same.
+    """
+    values = raw.tolist() if len(raw) <= _SMALL_ARRAY else None
+    if values is not None and all(v is None or type(v) is float or (type(v) is int and -_EXACT_INT < v < _EXACT_INT)
+                                  for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(np.float64)
 
 
 def _seniority_rank(values: np.ndarray) -> np.ndarray:

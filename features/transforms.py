@@ -18,6 +18,8 @@ import numpy as np
 MS_PER_DAY = 86_400_000
 # Combined keys must fit in int64: code * span + time.
 _MAX_KEY = np.iinfo(np.int64).max // 2
+# Queries up to this many rows (requests) keep their searches per index (see FactIndex._searched).
+_SMALL_QUERY = 4096
 
 
 class _Keyer:
@@ -107,22 +109,42 @@ class FactIndex:
         self._cum_p = {k: _cumsum0(w[order_p]) for k, w in self.weights.items()}
         self.lag = self.avail - self.pos
         self._late_cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self._query_cache: tuple[Query, dict[str, np.ndarray]] | None = None
+
+    # -- searches that depend only on the query ----------------------------------------
+    def _searched(self, q: Query, what: str) -> np.ndarray:
+        """Per query row: ``start_a`` / ``start_p`` (first fact of its entity in avail / pos order) or
+        ``end_a`` (first fact known at or after t). The same for every window and weight, so for a
+        small query (a request) they are kept for the last query asked; a large one is searched
+        again rather than held in memory."""
+        small = len(q) <= _SMALL_QUERY
+        if small and self._query_cache is not None and self._query_cache[0] is q:
+            cached = self._query_cache[1].get(what)
+            if cached is not None:
+                return cached
+        if what == "end_a":
+            out = q.search(self._ka, self.keyer.clip_key(q.qc, q.t), "left")
+        else:
+            keys = self._ka if what == "start_a" else self._kp
+            out = q.search(keys, self.keyer.key(q.qc, np.full(len(q), self.keyer.offset + 1, dtype=np.int64)), "left")
+        if small:
+            if self._query_cache is None or self._query_cache[0] is not q:
+                self._query_cache = (q, {})
+            self._query_cache[1][what] = out
+        return out
 
     # -- counts and sums ---------------------------------------------------------------
-    def _group_start(self, q: Query, keys: np.ndarray) -> np.ndarray:
-        return q.search(keys, self.keyer.key(q.qc, np.full(len(q), self.keyer.offset + 1, dtype=np.int64)), "left")
-
     def window_sum(self, q: Query, window_ms: int | None, weight: str | None = None) -> np.ndarray:
         """Sum of ``weight`` (or count) over facts with ``avail < t`` and ``pos >= t - window``."""
         out = np.zeros(len(q), dtype=np.float64)
         if self.n == 0 or not q.valid.any():
             return out
-        start = self._group_start(q, self._ka)
-        end = q.search(self._ka, self.keyer.clip_key(q.qc, q.t), "left")
+        start = self._searched(q, "start_a")
+        end = self._searched(q, "end_a")
         total = self._prefix(self._cum_a, weight, end) - self._prefix(self._cum_a, weight, start)
         if window_ms is not None:
             t0 = q.t - window_ms
-            pstart = self._group_start(q, self._kp)
+            pstart = self._searched(q, "start_p")
             pend = q.search(self._kp, self.keyer.clip_key(q.qc, t0), "left")
             old = self._prefix(self._cum_p, weight, pend) - self._prefix(self._cum_p, weight, pstart)
             # Facts that happened before t - window but became known only at or after t
@@ -168,7 +190,7 @@ class FactIndex:
     # -- last and running values -------------------------------------------------------
     def _last_known(self, q: Query) -> tuple[np.ndarray, np.ndarray]:
         """Index (in avail order) of the last fact known before t, and whether it exists."""
-        end = q.search(self._ka, self.keyer.clip_key(q.qc, q.t), "left")
+        end = self._searched(q, "end_a")
         i = np.maximum(end - 1, 0)
         ok = (end > 0) & q.valid & (self._code_a[i] == q.qc)
         return i, ok
