@@ -897,6 +897,8 @@ def _rows_to_cols(table: str, rows: list[dict[str, Any]], prefix: str, extra_col
 
 
 def _concat_cols(parts: list[Cols]) -> Cols:
+    if len(parts) == 1:  # one item's rows (a request of one item): already fresh arrays of their own
+        return parts[0]
     names: list[str] = []
     for p in parts:
         for k in p:

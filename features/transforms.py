@@ -101,13 +101,18 @@ class FactIndex:
         self._order_a = order_a
         self._code_a = self.code[order_a]
         self._cum_a = {k: _cumsum0(w[order_a]) for k, w in self.weights.items()}
-        # Order by (code, pos): "happened before t - window".
-        self._kp = keyer.key(self.code, self.pos)
-        order_p = np.argsort(self._kp, kind="stable")
-        self._kp = self._kp[order_p]
-        self._order_p = order_p
-        self._cum_p = {k: _cumsum0(w[order_p]) for k, w in self.weights.items()}
         self.lag = self.avail - self.pos
+        self._max_lag = int(self.lag.max()) if self.n else 0
+        # Order by (code, pos): "happened before t - window". Every fact known when it happened
+        # (no lag): the same keys, so the same (stable) order as by avail.
+        if self._max_lag == 0:
+            self._kp, self._order_p, self._cum_p = self._ka, self._order_a, self._cum_a
+        else:
+            self._kp = keyer.key(self.code, self.pos)
+            order_p = np.argsort(self._kp, kind="stable")
+            self._kp = self._kp[order_p]
+            self._order_p = order_p
+            self._cum_p = {k: _cumsum0(w[order_p]) for k, w in self.weights.items()}
         self._late_cache: dict[int, tuple[np.ndarray, ...]] = {}
         self._query_cache: tuple[Query, dict[str, np.ndarray]] | None = None
 
@@ -149,7 +154,9 @@ class FactIndex:
             old = self._prefix(self._cum_p, weight, pend) - self._prefix(self._cum_p, weight, pstart)
             # Facts that happened before t - window but became known only at or after t
             # are in `old` but not in `total`: take them back out (they need lag > window).
-            old -= self._late_correction(q.qc, q.t, t0, window_ms, weight)
+            late = self._late_correction(q.qc, q.t, t0, window_ms, weight)
+            if late is not None:
+                old -= late
             total = total - old
         out[q.valid] = total[q.valid]
         return out
@@ -159,8 +166,11 @@ class FactIndex:
             return idx.astype(np.float64)
         return cums[weight][idx]
 
-    def _late_correction(self, qc, q_t, t0, window_ms: int, weight: str | None) -> np.ndarray:
-        """Per query: weight of facts with pos < t0 and avail >= t (only facts with lag > window)."""
+    def _late_correction(self, qc, q_t, t0, window_ms: int, weight: str | None) -> np.ndarray | None:
+        """Per query: weight of facts with pos < t0 and avail >= t (only facts with lag > window);
+        None when no fact has such a lag."""
+        if self._max_lag <= window_ms:
+            return None
         late = self._late_cache.get(window_ms)
         if late is None:
             idx = np.flatnonzero(self.lag > window_ms)

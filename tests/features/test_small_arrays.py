@@ -67,3 +67,24 @@ def test_fact_index_answers_the_same_query_repeatedly_and_a_new_one_afresh():
                 assert np.array_equal(idx.window_sum(q, window, weight), fresh(q_code, q_t, window, weight))
         last = FactIndex(code, pos, avail, {"w": w}, keyer=keyer).last_pos(Query(q_code, q_t))
         assert np.array_equal(idx.last_pos(q), last)
+
+
+@pytest.mark.parametrize("lagged", [False, True])
+def test_window_sums_equal_a_naive_count_with_and_without_late_facts(lagged):
+    rng = np.random.default_rng(11)
+    n = 80
+    code = rng.integers(-1, 3, size=n)
+    pos = rng.integers(0, 100_000, size=n)
+    avail = pos + (rng.integers(0, 40_000, size=n) * (rng.random(n) < 0.4) if lagged else 0)
+    w = rng.random(n)
+    keyer = make_keyer([pos, avail], 4, 50_000)
+    idx = FactIndex(code, pos, avail if lagged else None, {"w": w}, keyer=keyer)
+    q_code, q_t = rng.integers(-1, 3, size=25), rng.integers(0, 150_000, size=25)
+    q = Query(q_code, q_t)
+    for window in (None, 5_000, 30_000):
+        got = idx.window_sum(q, window, "w")
+        for i in range(len(q_code)):
+            hit = (code == q_code[i]) & (avail < q_t[i]) & (q_code[i] >= 0)
+            if window is not None:
+                hit &= pos >= q_t[i] - window
+            assert got[i] == pytest.approx(w[hit].sum(), abs=1e-12)
