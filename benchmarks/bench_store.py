@@ -7,11 +7,15 @@
 2. A small bundle is trained on the small dataset (the training library, few trees), and two
    ``bentoml serve`` processes start on free 127.0.0.1 ports, one per store.
 3. ``/score`` by id, one item, ``explain``: ``--requests`` sequential requests to each server,
-   interleaved (large, small, large, ...) so both see the same machine; each request names a
-   random stored activity (``{"activity": {"activity_id": ..., "type": ...}}``), whose deal,
-   contact, account and history the service reads from the store. Targets on the large store:
-   p50 <= 5 ms, p99 <= 20 ms; and p50 large / p50 small within 20%. Baseline, in the same
-   loop: the same activities scored with their history in the request (no store read).
+   interleaved (small, large, baseline, small, ...) so all see the same machine; each request
+   names a random stored activity (``{"activity": {"activity_id": ..., "type": ...}}``), whose
+   deal, contact, account and history the service reads from the store. Targets on the large
+   store: p50 <= 5 ms, p99 <= 20 ms; and p50 large / p50 small within 20%. Baseline, in the same
+   loop: the same activities scored with their history in the request (no store read), on a
+   third server of the same configuration (each server answers one request in three: none is
+   kept warmer than another). Each server's CPU time per request (its processes' user + system
+   time over the loop) is printed too: unlike latency, it hardly depends on what else runs on
+   the machine.
 4. ``POST /events``: ``--connections`` (16) keep-alive connections for ``--events-seconds``,
    each posting ``--batch`` new activity rows per request to the large store's server; rows
    acknowledged per second. Target >= 2,000 rows/s. Bounded: it stops by itself.
@@ -127,13 +131,35 @@ def history_bodies(data: Path, ids: list[tuple[str, str]]) -> list[bytes]:
     return out
 
 
-def interleaved(ports: dict[str, int], bodies: dict[str, list[bytes]], n: int) -> dict[str, np.ndarray]:
-    """Sequential requests, one of each kind in turn (each kind on its own keep-alive connection)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (0 for one that is gone)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def interleaved(ports: dict[str, int], bodies: dict[str, list[bytes]], n: int,
+                pids: dict[str, list[int]] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Sequential requests, one of each kind in turn (each kind on its own keep-alive connection).
+
+    Returns the latencies (ms) per kind and, for kinds given in ``pids`` (the processes of the
+    server that answers only that kind), the server's CPU milliseconds per measured request.
+    """
     conns = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for k, p in ports.items()}
     hdrs = {"Content-Type": "application/json"}
     lat: dict[str, list[float]] = {k: [] for k in ports}
     errors = {k: 0 for k in ports}
+    cpu0: dict[str, float] = {}
     for i in range(n + 50):
+        if i == 50:
+            cpu0 = {k: cpu_seconds(p) for k, p in (pids or {}).items()}
         for k, conn in conns.items():
             t = time.perf_counter()
             conn.request("POST", "/score", bodies[k][i % len(bodies[k])], hdrs)
@@ -144,12 +170,13 @@ def interleaved(ports: dict[str, int], bodies: dict[str, list[bytes]], n: int) -
                 errors[k] += 1
             if i >= 50:
                 lat[k].append(dt)
+    cpu = {k: (cpu_seconds(p) - cpu0[k]) * 1e3 / n for k, p in (pids or {}).items()}
     for conn in conns.values():
         conn.close()
     for k, e in errors.items():
         if e:
             print(f"!! {k}: {e} failed requests")
-    return {k: np.array(v) * 1e3 for k, v in lat.items()}
+    return {k: np.array(v) * 1e3 for k, v in lat.items()}, cpu
 
 
 def events_load(port: int, connections: int, seconds: float, batch: int, deals: list[str]) -> dict:
@@ -224,8 +251,9 @@ def main() -> int:
 
     print("== 2. bundle and servers")
     bundle = train(data["small"], work / "bundle")
-    servers = {k: Server(bundle, work / f"home-{k}", env={"ACTIVITY_SCORER_STORE": f"sqlite:///{work / f'store-{k}.db'}"})
-               for k in data}
+    stores = {"small": "small", "large": "large", "baseline": "large"}  # the baseline reads no store
+    servers = {k: Server(bundle, work / f"home-{k}", env={"ACTIVITY_SCORER_STORE": f"sqlite:///{work / f'store-{v}.db'}"})
+               for k, v in stores.items()}
     try:
         for s in servers.values():
             s.wait_ready(180)
@@ -234,13 +262,16 @@ def main() -> int:
         bodies = {k: id_bodies(v) for k, v in ids.items()}
         n_base = min(args.requests, 500)
         bodies["baseline"] = history_bodies(data["large"], ids["large"][:n_base])
-        ports = {k: s.port for k, s in servers.items()} | {"baseline": servers["large"].port}
-        lat = interleaved(ports, bodies, args.requests)
+        ports = {k: s.port for k, s in servers.items()}
+        print(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores shared with other work)")
+        lat, cpu = interleaved(ports, bodies, args.requests, {k: s.pids() for k, s in servers.items()})
         names = {"small": f"by id, small store ({loads['small']['n']:,} activities)",
                  "large": f"by id, large store ({loads['large']['n']:,} activities)",
                  "baseline": f"same activities of the large dataset, history in the request ({n_base} distinct)"}
         for k, ms in lat.items():
-            print(f"  {names[k]}: n={len(ms)} p50 {pct(ms, 50):.2f} ms  p99 {pct(ms, 99):.2f} ms  max {ms.max():.1f} ms")
+            print(f"  {names[k]}: n={len(ms)} p50 {pct(ms, 50):.2f} ms  p99 {pct(ms, 99):.2f} ms  max {ms.max():.1f} ms; "
+                  f"server CPU {cpu[k]:.2f} ms per request")
+        print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         p50l, p99l, p50s = pct(lat["large"], 50), pct(lat["large"], 99), pct(lat["small"], 50)
         ratio = p50l / p50s
         print(f"  p50 large / small = {ratio:.3f} (target within 0.8-1.2)")
