@@ -236,6 +236,8 @@ def summarize(world: str, states: list[State], ranked_by: str) -> WorldResult:
         t1 = float(np.mean(top1))
         rows[name] = {"top1": t1, "gap_closed": closed(t1), "spearman": float(np.nanmean(rho)),
                       "automated_top1": float(np.mean(auto))}
+        if name in ("/rank", "effect"):
+            rows[name] |= _state_intervals(states, np.array(top1), np.array(rho))
     actual = float(np.mean([s.actual for s in states]))
     rows["actual choice"] = {"top1": actual, "gap_closed": closed(actual)}
     rows["random"] = {"top1": random, "gap_closed": 0.0}
@@ -249,6 +251,24 @@ def summarize(world: str, states: list[State], ranked_by: str) -> WorldResult:
     }
     return WorldResult(world, len(states), ranked_by, rows, best, random, actual,
                        rows["best"]["automated_top1"], targets)
+
+
+def _state_intervals(states: list[State], top1: np.ndarray, rho: np.ndarray, reps: int = 2000,
+                     seed: int = 0) -> dict[str, tuple[float, float]]:
+    """90% intervals of the gap closed and of Spearman over resamples of the held-out states.
+
+    What the sample of states alone leaves uncertain (not the training history's randomness): a
+    figure whose interval straddles a target is not a clear miss or a clear pass.
+    """
+    rng = np.random.default_rng(seed)
+    best = np.array([s.truth.max() for s in states])
+    random = np.array([s.truth.mean() for s in states])
+    idx = rng.integers(0, len(states), size=(reps, len(states)))
+    b, r, t = best[idx].mean(axis=1), random[idx].mean(axis=1), top1[idx].mean(axis=1)
+    gap = np.where(b > r, (t - r) / np.where(b > r, b - r, 1.0), np.nan)
+    rhos = np.nanmean(rho[idx], axis=1)
+    return {"gap_closed_90": (float(np.nanquantile(gap, 0.05)), float(np.nanquantile(gap, 0.95))),
+            "spearman_90": (float(np.nanquantile(rhos, 0.05)), float(np.nanquantile(rhos, 0.95)))}
 
 
 def run_world(world: str, args, work: Path) -> WorldResult:
@@ -293,21 +313,31 @@ def report(r: WorldResult) -> str:
         label = f"/rank ({r.ranked_by})" if name == "/rank" else name
         rho = f"{m['spearman']:9.3f}" if "spearman" in m else " " * 9
         auto = f"{m['automated_top1']:16.0%}" if "automated_top1" in m else " " * 16
-        lines.append(f"  {label:<16} {m['top1']:8.4f} {m['gap_closed']:11.0%} {rho} {auto}")
+        ci = ""
+        if "gap_closed_90" in m:
+            (g0, g1), (r0, r1) = m["gap_closed_90"], m["spearman_90"]
+            ci = f"   90% over states: gap {g0:.0%}-{g1:.0%}, Spearman {r0:.2f}-{r1:.2f}"
+        lines.append(f"  {label:<16} {m['top1']:8.4f} {m['gap_closed']:11.0%} {rho} {auto}{ci}")
     lines.append("  targets (/rank): " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in r.targets.items())
                  + "   (" + ", ".join(f"{k} {v:.0f}s" for k, v in r.seconds.items()) + ")")
     return "\n".join(lines)
 
 
+def _span(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f"{interval[0]:.0%}-{interval[1]:.0%}"
+
+
 def summary_table(results: list[WorldResult]) -> str:
     head = (f"{'world':<24} {'ranked_by':<10} {'best':>6} {'random':>6} {'/rank':>6} {'gap':>6} {'rho':>6} "
-            f"{'type avg':>8} {'observed':>8} {'rank model gap':>14} {'auto top-1':>10} {'truth auto':>10}  targets")
+            f"{'gap 90%':>9} {'type avg':>8} {'observed':>8} {'rank model gap':>14} {'auto top-1':>10} "
+            f"{'truth auto':>10}  targets")
     lines = [head]
     for r in results:
         s = r.rows["/rank"]
         rm = r.rows.get("ranking model", {}).get("gap_closed", float("nan"))
         lines.append(f"{r.world:<24} {r.ranked_by:<10} {r.best:6.3f} {r.random:6.3f} {s['top1']:6.3f} "
-                     f"{s['gap_closed']:6.0%} {s['spearman']:6.2f} {r.rows['type average']['top1']:8.3f} "
+                     f"{s['gap_closed']:6.0%} {s['spearman']:6.2f} {_span(s.get('gap_closed_90')):>9} "
+                     f"{r.rows['type average']['top1']:8.3f} "
                      f"{r.rows['observed rate']['top1']:8.3f} "
                      f"{rm:14.0%} {s['automated_top1']:10.0%} {r.truth_best_automated:10.0%}  "
                      f"{'met' if all(r.targets.values()) else 'FAILED'}")
