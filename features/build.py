@@ -331,8 +331,8 @@ def _compute(
         idx = touch_idx[who] = FactIndex(codes[t_idx], t[t_idx], avail[t_idx], {"auto": automated[t_idx]},
                                          keyer=keyer)
         qc = queries[who]
-        for w in s.WINDOWS_DAYS:
-            feats[f"touches_{who}_{w}d"] = idx.window_sum(qc, w * MS_PER_DAY)
+        for w, sums in zip(s.WINDOWS_DAYS, idx.window_sums(qc, [w * MS_PER_DAY for w in s.WINDOWS_DAYS]), strict=True):
+            feats[f"touches_{who}_{w}d"] = sums
         n30 = feats[f"touches_{who}_30d"]
         auto30 = idx.window_sum(qc, 30 * MS_PER_DAY, "auto")
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -349,8 +349,8 @@ def _compute(
         qc = queries[who]
         m = np.flatnonzero(meaningful)
         out_idx = FactIndex(codes[r_act[m]], r_t[m], r_known[m], keyer=keyer)
-        for w in (7, 30, 90):
-            feats[f"outputs_{who}_{w}d"] = out_idx.window_sum(qc, w * MS_PER_DAY)
+        for w, sums in zip((7, 30, 90), out_idx.window_sums(qc, [w * MS_PER_DAY for w in (7, 30, 90)]), strict=True):
+            feats[f"outputs_{who}_{w}d"] = sums
         g = np.flatnonzero(negative)
         neg_idx = FactIndex(codes[r_act[g]], r_t[g], r_known[g], keyer=keyer)
         feats[f"negatives_{who}_30d"] = neg_idx.window_sum(qc, 30 * MS_PER_DAY)

@@ -88,3 +88,22 @@ def test_window_sums_equal_a_naive_count_with_and_without_late_facts(lagged):
             if window is not None:
                 hit &= pos >= q_t[i] - window
             assert got[i] == pytest.approx(w[hit].sum(), abs=1e-12)
+
+
+@pytest.mark.parametrize("n_queries", [1, 9, 2000])  # 2000 x 3 windows: answered window by window
+def test_several_windows_at_once_equal_one_window_at_a_time(n_queries):
+    rng = np.random.default_rng(n_queries)
+    n = 300
+    code = rng.integers(-1, 6, size=n)
+    pos = rng.integers(0, 1_000_000, size=n)
+    avail = pos + rng.integers(0, 400_000, size=n) * (rng.random(n) < 0.3)
+    w = rng.random(n)
+    keyer = make_keyer([pos, avail], 7, 500_000)
+    idx = FactIndex(code, pos, avail, {"w": w}, keyer=keyer)
+    q = Query(rng.integers(-1, 6, size=n_queries), rng.integers(0, 1_500_000, size=n_queries))
+    windows = [10_000, 100_000, 300_000]
+    for weight in (None, "w"):
+        together = idx.window_sums(q, windows, weight)
+        for window, got in zip(windows, together, strict=True):
+            alone = FactIndex(code, pos, avail, {"w": w}, keyer=keyer).window_sum(q, window, weight)
+            assert got.dtype == alone.dtype and np.array_equal(got, alone)
