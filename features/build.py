@@ -343,8 +343,8 @@ def _compute(
     resp = _get_str(R, c.RESPONSE)
     r_ok = (r_act >= 0) & (r_t != NO_TIME)
     r_known = np.where(r_ok, np.maximum(r_t, avail[np.maximum(r_act, 0)]), NO_TIME)
-    meaningful = r_ok & np.isin(resp, list(c.MEANINGFUL_RESPONSES))
-    negative = r_ok & np.isin(resp, list(c.NEGATIVE_RESPONSES))
+    meaningful = r_ok & _is_in(resp, c.MEANINGFUL_RESPONSES)
+    negative = r_ok & _is_in(resp, c.NEGATIVE_RESPONSES)
     for who, codes in (("contact", a_contact), ("deal", a_deal)):
         qc = queries[who]
         m = np.flatnonzero(meaningful)
@@ -604,6 +604,13 @@ def _custom_values(cf, tables, targets, a_deal, d_deal, n_deals, a_contact, c_co
         c.REPS: (rp_rep, a_rep, n_reps),
     }[cf.table]
     return _lookup(codes[targets], key, raw, n, fill)
+
+
+def _is_in(values: np.ndarray, names: Any) -> np.ndarray:
+    """``np.isin(values, list(names))`` for response names (str or None); a set lookup for small arrays."""
+    if len(values) <= _SMALL_ARRAY and values.dtype == object:
+        return np.fromiter((v in names for v in values.tolist()), dtype=bool, count=len(values))
+    return np.isin(values, list(names))
 
 
 _EXACT_INT = 2**53  # ints below this convert to float64 exactly

@@ -107,3 +107,13 @@ def test_several_windows_at_once_equal_one_window_at_a_time(n_queries):
         for window, got in zip(windows, together, strict=True):
             alone = FactIndex(code, pos, avail, {"w": w}, keyer=keyer).window_sum(q, window, weight)
             assert got.dtype == alone.dtype and np.array_equal(got, alone)
+
+
+def test_response_name_lookup_equals_numpy_isin():
+    from features import contract as c
+
+    values = np.array(["replied", None, "negative_reply", "", "connected", "bounced", float("nan"), "unsubscribed"],
+                      dtype=object)
+    for names in (c.MEANINGFUL_RESPONSES, c.NEGATIVE_RESPONSES):
+        assert np.array_equal(build._is_in(values, names), np.isin(values, list(names)))
+    assert build._is_in(np.array([], dtype=object), c.MEANINGFUL_RESPONSES).dtype == bool
