@@ -45,13 +45,17 @@ def test_numeric_custom_values_equal_pandas_to_numeric(values):
     assert np.array_equal(got, want, equal_nan=True)
 
 
+def _facts(rng: np.random.Generator, n: int, codes: int, span: int, max_lag: int, late_share: float):
+    """Random facts: code (-1 = none), position, availability (a share logged late), a weight."""
+    code = rng.integers(-1, codes, size=n)
+    pos = rng.integers(0, span, size=n)
+    avail = pos + rng.integers(0, max_lag, size=n) * (rng.random(n) < late_share)
+    return code, pos, avail, rng.random(n)
+
+
 def test_fact_index_answers_the_same_query_repeatedly_and_a_new_one_afresh():
     rng = np.random.default_rng(3)
-    n = 60
-    code = rng.integers(-1, 4, size=n)
-    pos = rng.integers(0, 100_000, size=n)
-    avail = pos + rng.integers(0, 30_000, size=n) * (rng.random(n) < 0.3)
-    w = rng.random(n)
+    code, pos, avail, w = _facts(rng, 60, 4, 100_000, 30_000, 0.3)
     keyer = make_keyer([pos, avail], 5, 50_000)
 
     def fresh(q_code, q_t, window, weight):
@@ -93,11 +97,7 @@ def test_window_sums_equal_a_naive_count_with_and_without_late_facts(lagged):
 @pytest.mark.parametrize("n_queries", [1, 9, 2000])  # 2000 x 3 windows: answered window by window
 def test_several_windows_at_once_equal_one_window_at_a_time(n_queries):
     rng = np.random.default_rng(n_queries)
-    n = 300
-    code = rng.integers(-1, 6, size=n)
-    pos = rng.integers(0, 1_000_000, size=n)
-    avail = pos + rng.integers(0, 400_000, size=n) * (rng.random(n) < 0.3)
-    w = rng.random(n)
+    code, pos, avail, w = _facts(rng, 300, 6, 1_000_000, 400_000, 0.3)
     keyer = make_keyer([pos, avail], 7, 500_000)
     idx = FactIndex(code, pos, avail, {"w": w}, keyer=keyer)
     q = Query(rng.integers(-1, 6, size=n_queries), rng.integers(0, 1_500_000, size=n_queries))
