@@ -141,47 +141,44 @@ class FactIndex:
     # -- counts and sums ---------------------------------------------------------------
     def window_sum(self, q: Query, window_ms: int | None, weight: str | None = None) -> np.ndarray:
         """Sum of ``weight`` (or count) over facts with ``avail < t`` and ``pos >= t - window``."""
-        out = np.zeros(len(q), dtype=np.float64)
-        if self.n == 0 or not q.valid.any():
-            return out
-        start = self._searched(q, "start_a")
-        end = self._searched(q, "end_a")
-        total = self._prefix(self._cum_a, weight, end) - self._prefix(self._cum_a, weight, start)
-        if window_ms is not None:
-            t0 = q.t - window_ms
-            pstart = self._searched(q, "start_p")
-            pend = q.search(self._kp, self.keyer.clip_key(q.qc, t0), "left")
-            old = self._prefix(self._cum_p, weight, pend) - self._prefix(self._cum_p, weight, pstart)
-            # Facts that happened before t - window but became known only at or after t
-            # are in `old` but not in `total`: take them back out (they need lag > window).
-            late = self._late_correction(q.qc, q.t, t0, window_ms, weight)
-            if late is not None:
-                old -= late
-            total = total - old
-        out[q.valid] = total[q.valid]
-        return out
+        return self._sums(q, [window_ms], weight)[0]
 
-    def window_sums(self, q: Query, windows_ms: list[int], weight: str | None = None) -> list[np.ndarray]:
+    def window_sums(self, q: Query, windows_ms: list[int | None], weight: str | None = None) -> list[np.ndarray]:
         """:meth:`window_sum` for several windows, the same numbers. A small query (a request) is
         answered for all windows with one search; a large one window by window (memory)."""
-        if self.n == 0 or len(q) * len(windows_ms) > _SMALL_QUERY or not q.valid.any():
-            return [self.window_sum(q, w, weight) for w in windows_ms]
+        if len(q) * len(windows_ms) > _SMALL_QUERY:
+            return [self._sums(q, [w], weight)[0] for w in windows_ms]
+        return self._sums(q, windows_ms, weight)
+
+    def _sums(self, q: Query, windows_ms: list[int | None], weight: str | None) -> list[np.ndarray]:
+        """One array per window (None: no window); the windows' searches are done together."""
+        if self.n == 0 or not q.valid.any():
+            return [np.zeros(len(q), dtype=np.float64) for _ in windows_ms]
         start = self._searched(q, "start_a")
         end = self._searched(q, "end_a")
         total = self._prefix(self._cum_a, weight, end) - self._prefix(self._cum_a, weight, start)
-        windows = np.asarray(windows_ms, dtype=np.int64)
-        t0 = q.t[None, :] - windows[:, None]  # one row per window
-        pstart = self._searched(q, "start_p")
-        pend = np.searchsorted(self._kp, self.keyer.clip_key(q.qc[None, :], t0), "left")
-        old = self._prefix(self._cum_p, weight, pend) - self._prefix(self._cum_p, weight, pstart)[None, :]
-        out = []
-        for i, window_ms in enumerate(windows_ms):
-            late = self._late_correction(q.qc, q.t, t0[i], window_ms, weight)
-            if late is not None:
-                old[i] -= late
-            sums = np.zeros(len(q), dtype=np.float64)
-            sums[q.valid] = (total - old[i])[q.valid]
-            out.append(sums)
+        timed = [w for w in windows_ms if w is not None]
+        if timed:
+            t0 = q.t[None, :] - np.asarray(timed, dtype=np.int64)[:, None]  # one row per window
+            pstart = self._searched(q, "start_p")
+            needles = self.keyer.clip_key(q.qc[None, :], t0)
+            if len(timed) == 1:  # any size: the query's own order makes a large search fast
+                pend = q.search(self._kp, needles[0], "left")[None, :]
+            else:
+                pend = np.searchsorted(self._kp, needles, "left")
+            old = self._prefix(self._cum_p, weight, pend) - self._prefix(self._cum_p, weight, pstart)[None, :]
+        out, row = [], 0
+        for window_ms in windows_ms:
+            sums = total
+            if window_ms is not None:
+                # Facts that happened before t - window but became known only at or after t are in
+                # `old` but not in `total`: take them back out (they need lag > window).
+                late = self._late_correction(q.qc, q.t, t0[row], window_ms, weight)
+                sums = total - (old[row] if late is None else old[row] - late)
+                row += 1
+            res = np.zeros(len(q), dtype=np.float64)
+            res[q.valid] = sums[q.valid]
+            out.append(res)
         return out
 
     def _prefix(self, cums: dict[str, np.ndarray], weight: str | None, idx: np.ndarray) -> np.ndarray:
