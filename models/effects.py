@@ -538,15 +538,7 @@ class EMFitter:
         self.intercept = float(np.log(mean / (1 - mean)))
         base = np.zeros(len(soft))
         booster = None
-        valid_rows = None
-        if early:
-            rng = np.random.default_rng(s.seed)
-            deals = np.unique(self.act_deal[rows])
-            held = set(rng.choice(deals, size=max(1, int(len(deals) * s.validation_share)), replace=False).tolist())
-            is_valid = np.isin(self.act_deal[rows], list(held))
-            valid_rows, rows_fit = rows[is_valid], rows[~is_valid]
-        else:
-            rows_fit = rows
+        rows_fit, valid_rows = self._split(rows, early)  # the held-out deals heldout_loglik reads too
         blocks = max(1, s.offset_steps)
         per_block = max(10, rounds // blocks)
         for b in range(blocks):
