@@ -81,7 +81,8 @@ def refit(data: Path, bundle: Path, out: Path, column: str | None, cut: pd.Times
     spec = load_bundle_dir(bundle).bundle.spec
     model = fit_effect_model(loaded.dataset, loaded.table.frame, spec, until=until,
                              horizon_days=cfg.horizons.outcome_days,
-                             settings=replace(cfg.effects, n_bootstrap=0), known_labels=labels)
+                             settings=replace(cfg.effects, n_bootstrap=0), known_labels=labels,
+                             threads=cfg.lightgbm.num_threads)
     shutil.rmtree(out / "effects")
     model.save(out)
     return time.perf_counter() - t, model.metrics.get("heldout_loglik_per_advance")

@@ -93,6 +93,11 @@ def run_size(data: Path, home: Path) -> dict:
         "features_s": doc["seconds"].get("features"),
         "training_s": doc["seconds"].get("training"),
         "mlflow_s": doc["seconds"].get("mlflow"),
+        "ranking_s": doc["seconds"].get("ranking", 0.0),
+        "effects_s": doc["seconds"].get("effects", 0.0),
+        # inside training: the evaluation's boosters, and their refit for deployment
+        "fit_s": sum(v for k, v in doc["seconds"].items() if k.startswith("training.fit_")),
+        "refit_s": sum(v for k, v in doc["seconds"].items() if k.startswith("training.refit_")),
         "auc": out["auc"],
         "oracle": out.get("oracle"),
         "n_oracle": out.get("n_oracle"),
@@ -133,7 +138,8 @@ def main() -> int:
                 results[n, seed] = run_size(data, Path(home))
             r = results[n, seed]
             print(f"  {n:>9,} seed {seed}: {r['seconds']:6.1f}s (features {r['features_s']:.1f}s, training "
-                  f"{r['training_s']:.1f}s, MLflow {r['mlflow_s']:.1f}s), peak {r['peak_mb']:,.0f} MB; outcome/full "
+                  f"{r['training_s']:.1f}s [evaluation fits {r['fit_s']:.1f}s, refit {r['refit_s']:.1f}s], ranking model "
+                  f"{r['ranking_s']:.1f}s, effect model {r['effects_s']:.1f}s, MLflow {r['mlflow_s']:.1f}s), peak {r['peak_mb']:,.0f} MB; outcome/full "
                   f"AUC {r['auc']:.4f} (plan {r['plan_auc']:.4f}); {r['oracle']} oracle {r['oracle_auc']:.4f} on "
                   f"{r['n_oracle']:,} test rows (model {r['auc_oracle_rows']:.4f} there: gap {r['oracle_gap']:+.4f}, "
                   f"plan {r['plan_oracle_gap']:+.4f}); realized-schedule oracle "

@@ -266,7 +266,7 @@ def fit_product(train_ds, settings=None) -> ProductFit:  # noqa: ANN001
     spec = FeatureSpec.fit(feats, table.frame, cfg.categories.max_levels, cfg.categories.min_count)
     try:
         model = fit_effect_model(train_ds, table.frame, spec, until=UNTIL, horizon_days=cfg.horizons.outcome_days,
-                                 settings=settings)
+                                 settings=settings, threads=cfg.lightgbm.num_threads)
     except ValueError as err:
         raise HillstromError(f"the effect model cannot be fitted on the training half: {err}") from None
     return ProductFit(model, spec, time.perf_counter() - t0)

@@ -147,7 +147,7 @@ def _support_keys(spec: FeatureSpec) -> tuple[int, int, int, int]:
 def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: pd.Timestamp | None = None,  # noqa: ANN001
                      horizon_days: int = c.OUTCOME_HORIZON_DAYS,
                      settings: EffectSettings | None = None,
-                     known_labels: pd.Series | None = None) -> EffectModel:
+                     known_labels: pd.Series | None = None, threads: int = 1) -> EffectModel:
     """Attribution EM and bootstrap on the history before ``until``.
 
     Args:
@@ -160,6 +160,8 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
         known_labels: per ``activity_id``, the number of advances each activity caused, when it is
             known (a simulator's record): q is fitted on them instead of on the EM's attribution.
             Benchmarks use it to measure what perfect credit assignment would give.
+        threads: LightGBM threads when ``settings.num_threads`` is 0 (automatic); one thread on
+            small histories (``models.effects.EFFECT_SMALL_ROWS``).
 
     Raises:
         ValueError: too few activities or advances to attribute, or ``known_labels`` misses
@@ -169,7 +171,7 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
     t0 = time.perf_counter()
     x = effect_inputs(dataset, frame, spec, until)
     fitter = EMFitter(x.matrix, spec, x.act_deal, x.act_rep, x.act_t, x.ev_deal, x.ev_t, x.exposure_days,
-                      x.end_t, settings, deal_exposure_days=x.deal_exposure_days)
+                      x.end_t, settings, deal_exposure_days=x.deal_exposure_days, threads=threads)
     if known_labels is None:
         attribution, booster = fitter.fit()
     else:

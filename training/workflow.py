@@ -124,7 +124,8 @@ def _add_effect_model(dataset, frame, result, bundle_dir: Path, cfg) -> None:  #
 
     try:
         effects = fit_effect_model(dataset, frame, result.bundle.spec, until=result.split.test_start,
-                                   horizon_days=cfg.horizons.outcome_days, settings=cfg.effects)
+                                   horizon_days=cfg.horizons.outcome_days, settings=cfg.effects,
+                                   threads=cfg.lightgbm.num_threads)
     except ValueError as err:
         logger.warning("no effect model: %s; /rank will not report effects", err)
         return

@@ -282,3 +282,42 @@ def test_known_labels_fit_q_without_attribution():
     assert attribution.iterations == 0 and attribution.delay_pmf[1] > 0.8  # lag 1.5 days: the second day's bin
     with pytest.raises(ValueError, match="expected 20000 finite values"):
         fitter.fit_known(np.ones(3))
+
+
+class _FreshDatasets(EMFitter):
+    """The fitter with every dataset binned anew (what ``_dataset`` did before it reused them)."""
+
+    def _dataset(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        self._datasets.clear()
+        return super()._dataset(*args, **kwargs)
+
+
+def test_reused_datasets_fit_the_same_model_as_fresh_ones():
+    rng = np.random.default_rng(5)
+    matrix, deal, rep, t, ev_d, ev_t, exposure, end = _history(rng, n_deals=150, q={0: 0.01, 1: 0.04},
+                                                               delay=np.array([0.3, 0.4, 0.3]), days=120)
+    fits = []
+    for cls in (EMFitter, _FreshDatasets):
+        fitter = cls(matrix, _spec(), deal, rep, t, ev_d, ev_t, exposure, end, FAST)
+        attribution, booster = fitter.fit(log_every=False)
+        fits.append((attribution, booster.predict(matrix, raw_score=True), fitter))
+    (a_reused, raw_reused, reused), (a_fresh, raw_fresh, _) = fits
+    assert len(reused._datasets) >= 1  # the EM's row set was binned once and kept
+    np.testing.assert_array_equal(raw_reused, raw_fresh)
+    np.testing.assert_array_equal(a_reused.soft_labels, a_fresh.soft_labels)
+    assert a_reused.iterations == a_fresh.iterations
+
+
+def test_threads_follow_the_caller_above_the_small_history_size():
+    small = EMFitter(np.zeros((10, 3)), _spec(), np.zeros(10, np.int64), np.zeros(10, np.int64),
+                     np.arange(10.0), np.zeros(0, np.int64), np.zeros(0), 10.0, 10.0, FAST, threads=2)
+    assert small._params(0)["num_threads"] == 1  # a tiny history: one thread, whatever was asked
+    n = 60_000
+    big = EMFitter(np.zeros((n, 3)), _spec(), np.zeros(n, np.int64), np.zeros(n, np.int64), np.arange(float(n)),
+                   np.zeros(0, np.int64), np.zeros(0), 10.0, float(n), FAST, threads=2)
+    assert big._params(0)["num_threads"] == 2
+    pinned = EMFitter(np.zeros((n, 3)), _spec(), np.zeros(n, np.int64), np.zeros(n, np.int64), np.arange(float(n)),
+                      np.zeros(0, np.int64), np.zeros(0), 10.0, float(n), EffectSettings(num_threads=1), threads=2)
+    assert pinned._params(0)["num_threads"] == 1  # an explicit setting wins
+    with pytest.raises(ValueError, match="num_threads"):
+        EffectSettings(num_threads=-1)
