@@ -44,6 +44,8 @@ class EffectInputs:
     n_events: int
     activity_ids: np.ndarray | None = None  # the rows' activity_id, in matrix order
     deal_exposure_days: np.ndarray | None = None  # open days per deal code (sums to exposure_days)
+    n_eligible: int = 0  # activities before the cut with a deal, before the sample of deals (max_activities)
+    support: dict[str, int] | None = None  # support counts of the whole history when the rows are a sample
 
 
 def _seconds(values: pd.Series) -> np.ndarray:
@@ -112,14 +114,43 @@ def _exposure_days(dataset, deal_codes: dict[str, int], act_deal: np.ndarray, ac
     return np.where(np.isfinite(span), span, 0.0) / DAY_S
 
 
-def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Timestamp | None) -> EffectInputs:  # noqa: ANN001
-    """The EM's arrays: activities with a deal, before ``until``, as plan rows; advances; exposure."""
+def sample_deals(deal_ids: pd.Series, keep: np.ndarray, max_activities: int, seed: int) -> np.ndarray:
+    """``keep`` narrowed to a random sample of whole deals holding at most ``max_activities`` rows.
+
+    Deals are drawn in a seeded random order and taken while they fit the budget, so every deal
+    keeps all its activities (the attribution needs each deal's whole history) and time, reps and
+    stages are sampled evenly. ``max_activities`` 0, or a history within it: ``keep`` unchanged.
+    """
+    if max_activities <= 0 or int(keep.sum()) <= max_activities:
+        return keep
+    codes, uniq = pd.factorize(deal_ids.where(pd.Series(keep, index=deal_ids.index)))
+    sizes = np.bincount(codes[codes >= 0], minlength=len(uniq))
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    taken = order[np.cumsum(sizes[order]) <= max_activities]
+    chosen = np.zeros(len(uniq), dtype=bool)
+    chosen[taken] = True
+    return keep & (codes >= 0) & chosen[np.maximum(codes, 0)]
+
+
+def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Timestamp | None,  # noqa: ANN001
+                  max_activities: int = 0, seed: int = 0) -> EffectInputs:
+    """The EM's arrays: activities with a deal, before ``until``, as plan rows; advances; exposure.
+
+    ``max_activities`` > 0 bounds the rows by a random sample of whole deals (``sample_deals``);
+    the advances and exposure are those of the sampled deals.
+    """
     t_all = _seconds(frame[c.OCCURRED_AT])
     until_s = float(pd.Timestamp(until).timestamp()) if until is not None else float(np.nanmax(t_all)) + 1.0
     deal_ids = frame[c.DEAL_ID].astype("string")
     keep = deal_ids.notna().to_numpy() & (t_all < until_s)
     if s.LEAK_FLAG in frame.columns:
         keep &= ~frame[s.LEAK_FLAG].to_numpy(dtype=bool, na_value=False)
+    eligible = int(keep.sum())
+    support = None
+    sampled = sample_deals(deal_ids, keep, max_activities, seed)
+    if int(sampled.sum()) < eligible:  # overlap is about what the whole history saw, not the sample
+        support = support_table(spec.encode(frame.loc[keep]), _support_keys(spec))
+    keep = sampled
     sub = frame.loc[keep]
     uniq = pd.unique(sub[c.DEAL_ID].astype("string"))
     deal_codes = {str(d): i for i, d in enumerate(uniq)}
@@ -134,7 +165,7 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
     per_deal = _exposure_days(dataset, deal_codes, act_deal, act_t, until_s)
     ids = sub[c.ACTIVITY_ID].astype("string").to_numpy() if c.ACTIVITY_ID in sub.columns else None
     return EffectInputs(matrix, act_deal, act_rep, act_t, ev_d, ev_t, float(per_deal.sum()), until_s, len(act_t),
-                        len(ev_t), ids, per_deal)
+                        len(ev_t), ids, per_deal, eligible, support)
 
 
 def _support_keys(spec: FeatureSpec) -> tuple[int, int, int, int]:
@@ -169,7 +200,11 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
     """
     settings = settings or EffectSettings()
     t0 = time.perf_counter()
-    x = effect_inputs(dataset, frame, spec, until)
+    x = effect_inputs(dataset, frame, spec, until, settings.max_activities, settings.seed)
+    eligible = x.n_eligible
+    if x.n_activities < eligible:
+        logger.info("effects: fitted on a random sample of whole deals, %d of %d activities (effects.max_activities "
+                    "%d)", x.n_activities, eligible, settings.max_activities)
     fitter = EMFitter(x.matrix, spec, x.act_deal, x.act_rep, x.act_t, x.ev_deal, x.ev_t, x.exposure_days,
                       x.end_t, settings, deal_exposure_days=x.deal_exposure_days, threads=threads)
     if known_labels is None:
@@ -186,10 +221,11 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
     t_em = time.perf_counter() - t0
     boots = fitter.bootstrap(booster, booster.current_iteration())
     keys = _support_keys(spec)
-    support = support_table(x.matrix, keys)
+    support = x.support if x.support is not None else support_table(x.matrix, keys)
     pmf = attribution.delay_pmf
     metrics = {
-        "activities": x.n_activities, "advances": x.n_events,
+        "activities": x.n_activities, "advances": x.n_events, "activities_eligible": eligible,
+        "max_activities": settings.max_activities,
         "activities_with_complete_window": int(fitter.fit_mask.sum()),
         "em_iterations": attribution.iterations, "em_log": attribution.log,
         "background_per_deal_day": attribution.background_per_day,
