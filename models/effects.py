@@ -280,7 +280,9 @@ class EMFitter:
                  act_t: np.ndarray, ev_deal: np.ndarray, ev_t: np.ndarray, exposure_days: float, end_t: float,
                  settings: EffectSettings, deal_exposure_days: np.ndarray | None = None, threads: int = 1) -> None:
         self.m = matrix
-        self.threads = max(1, int(threads)) if len(act_t) >= EFFECT_SMALL_ROWS else 1
+        from models.ranking import lightgbm_threads
+
+        self.threads = lightgbm_threads(settings.num_threads, threads, len(act_t), EFFECT_SMALL_ROWS)
         self._datasets: dict[tuple[int, int, int], Any] = {}  # binned datasets by row set (_dataset)
         self.deal_exposure = None if deal_exposure_days is None else np.asarray(deal_exposure_days, dtype=np.float64)
         self.spec = spec
@@ -322,7 +324,7 @@ class EMFitter:
             "objective": "cross_entropy", "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
             "min_data_in_leaf": s.min_data_in_leaf, "feature_fraction": s.feature_fraction,
             "lambda_l2": s.lambda_l2, "max_cat_to_onehot": s.max_cat_to_onehot,
-            "interaction_constraints": groups, "num_threads": s.num_threads or self.threads,
+            "interaction_constraints": groups, "num_threads": self.threads,
             "seed": seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
         }
 

@@ -76,8 +76,10 @@ class RankingSettings:
     early_stopping_rounds: int = 30
     validation_share: float = 0.15  # the latest rows before ``until``: early stopping
     seed: int = 7
-    num_threads: int = 1  # one thread fits 45k rows in about a second; with two, OpenMP threads spinning
-    #                       on a busy 2-core machine took the same fit from 0.6 s to 90 s once
+    # 0: the caller's choice (``fit_ranking_model(threads=...)``, training's lightgbm.num_threads) from
+    # RANKING_SMALL_ROWS training rows on, one thread below: one thread fits 45k rows in about a second;
+    # with two, OpenMP threads spinning on a busy 2-core machine took the same fit from 0.6 s to 90 s once
+    num_threads: int = 0
 
 
 def candidate_feature_names(spec: FeatureSpec) -> list[str]:
@@ -175,8 +177,23 @@ def load_ranking(bundle_dir: Path, spec: FeatureSpec) -> RankingModel | None:
     return RankingModel(booster, names, settings, meta.get("metrics") or {})
 
 
+RANKING_SMALL_ROWS = 50_000
+
+
+def lightgbm_threads(setting: int, caller: int, rows: int, small_rows: int) -> int:
+    """LightGBM threads for a fit: ``setting`` when set (> 0), else the caller's count from ``small_rows`` rows on.
+
+    Below ``small_rows`` one thread: threads cost more than they save there, and OpenMP threads
+    spinning on a busy 2-core machine once took a 0.6 s fit to 90 s.
+    """
+    if setting > 0:
+        return int(setting)
+    return max(1, int(caller)) if rows >= small_rows else 1
+
+
 def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str | None = None,
-                      settings: RankingSettings | None = None, timezone: str = "UTC") -> RankingModel:
+                      settings: RankingSettings | None = None, timezone: str = "UTC",
+                      threads: int = 1) -> RankingModel:
     """Fit the ranking model on a dataset, with the bundle's feature spec.
 
     Args:
@@ -186,6 +203,8 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
             (pass the bundle's ``test_start`` to keep its test window unseen); default: all.
         settings: fitting settings.
         timezone: for the hour and weekday features (the bundle's).
+        threads: LightGBM threads when ``settings.num_threads`` is 0, from ``RANKING_SMALL_ROWS``
+            training rows on (one thread below).
 
     Raises:
         ValueError: too few labelled rows or positives to fit.
@@ -224,7 +243,8 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
         "num_leaves": settings.num_leaves, "min_data_in_leaf": settings.min_data_in_leaf,
         "feature_fraction": settings.feature_fraction, "bagging_fraction": settings.bagging_fraction,
         "bagging_freq": 1, "lambda_l2": settings.lambda_l2, "max_cat_to_onehot": settings.max_cat_to_onehot,
-        "interaction_constraints": interaction_groups(spec), "num_threads": settings.num_threads,
+        "interaction_constraints": interaction_groups(spec),
+        "num_threads": lightgbm_threads(settings.num_threads, threads, len(train), RANKING_SMALL_ROWS),
         "seed": settings.seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
     }
     names = [f"f{i}" for i in range(len(spec))]

@@ -107,7 +107,7 @@ def _add_ranking_model(dataset, result, bundle_dir: Path, cfg) -> None:  # noqa:
 
     try:
         ranking = fit_ranking_model(dataset, result.bundle.spec, until=result.split.test_start,
-                                    timezone=cfg.timezone)
+                                    timezone=cfg.timezone, threads=cfg.lightgbm.num_threads)
     except ValueError as err:
         logger.warning("no ranking model: %s; /rank will order candidates by p_outcome", err)
         return

@@ -19,6 +19,7 @@ from models.ranking import (
     candidate_feature_names,
     fit_ranking_model,
     interaction_groups,
+    lightgbm_threads,
     load_ranking,
 )
 from serving.model_store import ModelLoadError, load_bundle_dir
@@ -149,3 +150,11 @@ def test_proposed_wait_and_automated_candidates_look_like_crm_rows(ranked_model,
     assert automated and all(a[c.SEQUENCE_STEP] == 1 and a[c.PERSONALIZATION] == 0.1 for a in automated)
     assert all(r.activity[c.DIRECTION] == "outbound" for r in ranked if r.activity[c.TYPE] != "none")
 
+
+
+def test_threads_follow_the_caller_only_on_large_fits():
+    assert lightgbm_threads(0, 2, 60_000, 50_000) == 2
+    assert lightgbm_threads(0, 2, 49_999, 50_000) == 1  # small: one thread whatever the caller runs
+    assert lightgbm_threads(0, 0, 60_000, 50_000) == 1
+    assert lightgbm_threads(3, 2, 10, 50_000) == 3  # an explicit setting wins
+    assert RankingSettings().num_threads == 0  # automatic by default
