@@ -18,8 +18,9 @@ model version, exploration propensities); the reader keeps unknown keys.
 
 **What a record holds.** Ids (activity, deal, contact, account, rep), the activity type and
 time, the model name and version, the outputs, and ``input_hash``: the SHA-256 of the item's
-canonical JSON (sorted keys), so a later replay can prove which inputs were scored without the
-log holding them. No names, e-mail addresses, free text or custom fields: nothing about a
+canonical JSON (sorted keys; for an item completed from the history store, of the item with what
+the store supplied), so a later replay can prove which inputs were scored without the log
+holding them. No names, e-mail addresses, free text or custom fields: nothing about a
 person beyond the ids the CRM already uses.
 
 **Durability.** Every record is one ``os.write`` of one line to a file opened with
@@ -285,13 +286,18 @@ def score_record(request: Any, response: Any) -> dict[str, Any]:
     """
     req = request.model_dump(mode="json", exclude_none=True) if hasattr(request, "model_dump") else dict(request)
     res = response.model_dump(mode="json", exclude_none=True) if hasattr(response, "model_dump") else dict(response)
+    # an item completed from the history store holds what was read (deal, contact, account, history)
+    # beside its fields: that is what was scored, so that is what the hash covers
+    given = list(request.items or []) if hasattr(request, "model_dump") else []
     items = []
-    for item, result in zip(req.get("items", []), res.get("results", []), strict=False):
+    for k, (item, result) in enumerate(zip(req.get("items", []), res.get("results", []), strict=False)):
+        plain = getattr(given[k], "_plain", None) if k < len(given) else None
         act = item.get("activity") or {}
         row = _ids(act, ID_FIELDS) | _ids(act, ("type", "occurred_at"))
-        if "account_id" not in row and item.get("account"):
-            row |= _ids(item["account"], ("account_id",))
-        row["input_hash"] = input_hash(item)
+        account = item.get("account") or (plain or {}).get("account")
+        if "account_id" not in row and account:
+            row |= _ids(account, ("account_id",))
+        row["input_hash"] = input_hash(plain if plain is not None else item)
         row |= {k: result.get(k) for k in OUTPUT_FIELDS}
         if result.get("activity_id") is not None:
             row["activity_id"] = result["activity_id"]

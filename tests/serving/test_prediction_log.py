@@ -134,6 +134,29 @@ def test_score_record_holds_ids_outputs_and_a_hash_not_the_inputs():
     assert input_hash(item) != input_hash(item | {"explain": True})
 
 
+def test_an_item_read_from_the_store_is_hashed_with_what_the_store_gave():
+    """By id, the scored inputs are the stored deal, account and history: the hash must see them."""
+    from serving.schemas import ScoreRequest
+    from serving.store_access import _StoredItem
+
+    def plain(history_rows):
+        return {"activity": {"type": "email", "deal_id": "d-9", "contact_id": "c-4",
+                             "occurred_at": 1772463840000},
+                "account": {"account_id": "acc-2", "industry": "logistics"},
+                "history": {"activities": history_rows}}
+
+    answer = {"model": {"name": "activity-outcome", "version": "4"},
+              "results": [{"p_outcome": 0.2, "p_output": 0.4, "p_negative": 0.01}]}
+    earlier = [{"activity_id": "a-0", "deal_id": "d-9", "type": "call", "occurred_at": 1772377440000}]
+    rows = []
+    for history in ([], earlier):
+        item = _StoredItem.of(plain(history), None)
+        rows.append(score_record(ScoreRequest.model_construct(items=[item], explain=False), answer)["items"][0])
+    assert rows[0]["input_hash"] == input_hash(plain([])) and rows[1]["input_hash"] == input_hash(plain(earlier))
+    assert rows[0]["input_hash"] != rows[1]["input_hash"]  # the same request, another stored history
+    assert rows[0]["account_id"] == "acc-2" and rows[0]["deal_id"] == "d-9"  # the account came from the store
+
+
 @pytest.mark.slow
 def test_the_service_logs_every_score_answer(bundle_dir, serving_home, score_item, tmp_path):
     from tests.serving.conftest import app_client
