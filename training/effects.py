@@ -149,7 +149,7 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
     support = None
     sampled = sample_deals(deal_ids, keep, max_activities, seed)
     if int(sampled.sum()) < eligible:  # overlap is about what the whole history saw, not the sample
-        support = support_table(spec.encode(frame.loc[keep]), _support_keys(spec))
+        support = _whole_history_support(spec, frame.loc[keep])
     keep = sampled
     sub = frame.loc[keep]
     uniq = pd.unique(sub[c.DEAL_ID].astype("string"))
@@ -166,6 +166,18 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
     ids = sub[c.ACTIVITY_ID].astype("string").to_numpy() if c.ACTIVITY_ID in sub.columns else None
     return EffectInputs(matrix, act_deal, act_rep, act_t, ev_d, ev_t, float(per_deal.sum()), until_s, len(act_t),
                         len(ev_t), ids, per_deal, eligible, support)
+
+
+def _whole_history_support(spec: FeatureSpec, rows: pd.DataFrame) -> dict[str, int]:
+    """``support_table`` of ``rows``, encoding only its four key columns (not the whole matrix).
+
+    Gives exactly ``support_table(spec.encode(rows), _support_keys(spec))``.
+    """
+    keys = _support_keys(spec)
+    present = [k for k in keys if k >= 0]
+    narrow = FeatureSpec([spec.features[k] for k in present])
+    position = {k: i for i, k in enumerate(present)}
+    return support_table(narrow.encode(rows), tuple(position.get(k, -1) for k in keys))
 
 
 def _support_keys(spec: FeatureSpec) -> tuple[int, int, int, int]:

@@ -10,7 +10,7 @@ from features import contract as c
 from models.bundle import FeatureSpec
 from models.effects import EffectSettings, support_table
 from training.config import load_config
-from training.effects import _support_keys, effect_inputs, sample_deals
+from training.effects import _support_keys, _whole_history_support, effect_inputs, sample_deals
 from training.train import model_features
 
 
@@ -70,3 +70,13 @@ def test_effect_inputs_on_a_sample_read_only_the_sampled_deals(small_world):
     assert full.support is None
     with pytest.raises(ValueError, match="max_activities"):
         EffectSettings(max_activities=-1)
+
+
+def test_whole_history_support_encodes_only_the_key_columns_and_counts_the_same(small_world):
+    _, frame, spec = small_world
+    assert _whole_history_support(spec, frame) == support_table(spec.encode(frame), _support_keys(spec))
+    # a spec without seniority: the per-seniority counts are absent, the rest unchanged
+    narrow = FeatureSpec([f for f in spec.features if f.name != c.SENIORITY])
+    counts = _whole_history_support(narrow, frame)
+    assert counts == support_table(narrow.encode(frame), _support_keys(narrow))
+    assert counts and set(counts) < set(_whole_history_support(spec, frame))
