@@ -114,6 +114,7 @@ def add_ranking(dataset, bundle: Path, settings=None) -> Path:
 
 
 from serving.batch_rank import RequestBuilder  # noqa: E402  (one request builder for the benchmarks and `rank`)
+from simulator.truth import N_OPEN_STAGES  # noqa: E402
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -181,6 +182,35 @@ def sample_states(gt, start: pd.Timestamp, n: int, seed: int) -> list[tuple[str,
             continue
         out.append((str(row[c.ACTIVITY_ID]), deal, at, None if pd.isna(row[c.CONTACT_ID]) else str(row[c.CONTACT_ID])))
         if len(out) == n:
+            break
+    return out
+
+
+def sample_states_by_stage(gt, start: pd.Timestamp, per_stage: int,
+                           seed: int) -> list[tuple[str, str, pd.Timestamp, str | None, int]]:
+    """``per_stage`` states of open deals at or after ``start`` in every open stage, sampled with ``seed``.
+
+    Like :func:`sample_states` plus the state's stage, but stratified: late stages are rare in a
+    random sample (deals spend most of their activities early), so a random sample says little
+    about them. A stage with fewer states than ``per_stage`` gives what it has.
+    """
+    acts = gt.dataset[c.ACTIVITIES]
+    pool = acts[(acts[c.OCCURRED_AT] >= start).to_numpy(bool) & acts[c.DEAL_ID].notna().to_numpy(bool)]
+    got: dict[int, int] = {}
+    out = []
+    for i in np.random.default_rng(seed).permutation(len(pool)):
+        row = pool.iloc[int(i)]
+        deal, at = str(row[c.DEAL_ID]), row[c.OCCURRED_AT]
+        try:
+            state = gt.state(deal, at)
+        except ValueError:
+            continue
+        if not state.is_open or got.get(state.stage_order, 0) >= per_stage:
+            continue
+        got[state.stage_order] = got.get(state.stage_order, 0) + 1
+        out.append((str(row[c.ACTIVITY_ID]), deal, at, None if pd.isna(row[c.CONTACT_ID]) else str(row[c.CONTACT_ID]),
+                    state.stage_order))
+        if len(got) == N_OPEN_STAGES and min(got.values()) >= per_stage:
             break
     return out
 

@@ -106,7 +106,7 @@ def client(bundle_dir, serving_home):
         yield c
 
 
-TINY_ACTIVITIES = 40_000  # the tiny world's size for the effect tests (docs/effects.md: what it measures)
+TINY_ACTIVITIES = 160_000  # the tiny world's size for the effect tests: its late stages resolve exactly (docs/effects.md)
 
 
 @pytest.fixture(scope="session")
