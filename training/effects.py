@@ -149,7 +149,7 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
     support = None
     sampled = sample_deals(deal_ids, keep, max_activities, seed)
     if int(sampled.sum()) < eligible:  # overlap is about what the whole history saw, not the sample
-        support = _whole_history_support(spec, frame.loc[keep])
+        support = _whole_history_support(spec, frame, keep)
     keep = sampled
     sub = frame.loc[keep]
     uniq = pd.unique(sub[c.DEAL_ID].astype("string"))
@@ -168,15 +168,17 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
                         len(ev_t), ids, per_deal, eligible, support)
 
 
-def _whole_history_support(spec: FeatureSpec, rows: pd.DataFrame) -> dict[str, int]:
-    """``support_table`` of ``rows``, encoding only its four key columns (not the whole matrix).
+def _whole_history_support(spec: FeatureSpec, frame: pd.DataFrame, keep: np.ndarray | None = None) -> dict[str, int]:
+    """``support_table`` of the ``keep`` rows of ``frame``, copying and encoding only the four key columns.
 
-    Gives exactly ``support_table(spec.encode(rows), _support_keys(spec))``.
+    Gives exactly ``support_table(spec.encode(frame[keep]), _support_keys(spec))``.
     """
     keys = _support_keys(spec)
     present = [k for k in keys if k >= 0]
     narrow = FeatureSpec([spec.features[k] for k in present])
     position = {k: i for i, k in enumerate(present)}
+    columns = [spec.names[k] for k in present]
+    rows = frame.loc[keep, columns] if keep is not None else frame[columns]
     return support_table(narrow.encode(rows), tuple(position.get(k, -1) for k in keys))
 
 

@@ -80,3 +80,6 @@ def test_whole_history_support_encodes_only_the_key_columns_and_counts_the_same(
     counts = _whole_history_support(narrow, frame)
     assert counts == support_table(narrow.encode(frame), _support_keys(narrow))
     assert counts and set(counts) < set(_whole_history_support(spec, frame))
+    keep = np.zeros(len(frame), dtype=bool)
+    keep[::3] = True  # the rows asked for, not the whole frame
+    assert _whole_history_support(spec, frame, keep) == support_table(spec.encode(frame[keep]), _support_keys(spec))
