@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features import contract as c
-from features.dataset import _as_string, csv_text_frame, write_dataset
+from features.dataset import csv_text_frame, write_dataset
 from importers.crm.times import DstNotes
 from importers.flat import (
     _MONTHS,
@@ -240,10 +240,26 @@ class _TableSink:
 # --------------------------------------------------------------------------- compact state
 
 
+_MIX = (np.uint64(0x100000001B3), np.uint64(0x9E3779B97F4A7C15))  # odd multipliers: each step is a bijection
+_NA_HASH = (np.uint64(0x5BD1E9955BD1E995), np.uint64(0xC2B2AE3D27D4EB4F))
+
+
 def _row_hashes(frame: pd.DataFrame | pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    return tuple(  # type: ignore[return-value]
-        pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy() for key in _HASH_KEYS
-    )
+    """Two independent 64-bit hashes of each row's values (equal rows, equal hashes; 128 bits against collisions).
+
+    Each column is factorized once and only its distinct values are hashed (SipHash, two keys),
+    so the second hash costs little more than the first.
+    """
+    columns = [frame] if isinstance(frame, pd.Series) else [frame[col] for col in frame.columns]
+    out = [np.zeros(len(frame), dtype=np.uint64), np.zeros(len(frame), dtype=np.uint64)]
+    for values in columns:
+        codes, uniques = pd.factorize(values)
+        distinct = np.asarray(uniques, dtype=object)
+        for k in (0, 1):
+            hashed = pd.util.hash_array(distinct, hash_key=_HASH_KEYS[k], categorize=False)
+            per_row = np.append(hashed, _NA_HASH[k])[codes]  # code -1 (missing) takes the last entry
+            out[k] = (out[k] ^ per_row) * _MIX[k]
+    return out[0], out[1]
 
 
 def _repeats(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,34 +342,12 @@ class _Counts:
     monotonic: bool = True
 
 
-def _custom_evidence(values: pd.Series) -> tuple[int, bool, bool]:
-    """Non-empty values, all of them numbers, all of them true/false (what :func:`infer_custom` asks)."""
-    s = _as_string(values)
-    n_values = int(s.notna().sum())
-    if not n_values:
-        return 0, True, True
-    numeric = int(pd.to_numeric(s, errors="coerce").notna().sum()) == n_values
-    tf = int(s.str.lower().isin(["true", "false"]).sum()) == n_values
-    return n_values, numeric, tf
-
-
 def _custom_kind(n_values: int, numeric: bool, tf: bool) -> str:
     if n_values and numeric:
         return _NUMBER
     if n_values and tf:
         return _TRUE_FALSE
     return _TEXT
-
-
-def _custom_typed(values: pd.Series, kind: str) -> pd.Series:
-    """A custom field as :func:`features.dataset.infer_custom` types it, the type decided beforehand."""
-    s = _as_string(values)
-    if kind == _NUMBER:
-        return pd.to_numeric(s, errors="coerce").astype("float64")
-    if kind == _TRUE_FALSE:
-        low = s.str.lower()
-        return (low == "true").astype("float64").where(s.notna())
-    return s
 
 
 # --------------------------------------------------------------------------- the pass
@@ -526,16 +520,7 @@ class _Pass:
             activities[target] = _contract_column(rows, data[col], col, target, timezone=m.timezone,
                                                   dst=self.dst_columns[col])
         for col in self.custom:
-            ev = self.evidence[col]
-            n_values, numeric, tf = _custom_evidence(data[col])
-            ev[0] += n_values
-            ev[1] = ev[1] and numeric
-            ev[2] = ev[2] and tf
-            if col not in self.used:
-                self.used[col] = _custom_kind(*ev)
-            if self.forced is None and _custom_kind(*ev) != self.used[col]:
-                self.retype = True
-            activities[col] = _custom_typed(data[col], self.used[col])
+            activities[col] = self.custom_field(col, data[col])
         for name, values in activities.items():
             if name in (c.ACTIVITY_ID, c.OCCURRED_AT, c.TYPE, c.DEAL_ID, c.REP_ID, c.CONTACT_ID, c.ACCOUNT_ID):
                 continue
@@ -602,6 +587,37 @@ class _Pass:
             self.sink(c.OUTCOMES).write(outcomes)
             if responses is not None:
                 self.sink(c.RESPONSES).write(responses)
+
+    def custom_field(self, col: str, values: pd.Series) -> pd.Series:
+        """A custom field of one chunk, typed as :func:`features.dataset.infer_custom` types the whole column.
+
+        The chunk's values add to what the file so far says (non-empty values, all numbers,
+        all true/false); a question already answered no is not asked again (``to_numeric`` is
+        the cost). The type the column was first written with is kept; when the file so far
+        says otherwise, :attr:`retype` asks for a second pass.
+        """
+        ev = self.evidence[col]
+        s = values  # stripped, empty and declared-missing cells <NA>: what infer_custom's _as_string gives
+        n_values = int(s.notna().sum())
+        numeric = low = None
+        if n_values and ev[1]:
+            numeric = pd.to_numeric(s, errors="coerce")
+            ev[1] = int(numeric.notna().sum()) == n_values
+        if n_values and ev[2]:
+            low = s.str.lower()
+            ev[2] = int(low.isin(["true", "false"]).sum()) == n_values
+        ev[0] += n_values
+        if col not in self.used:
+            self.used[col] = _custom_kind(*ev)
+        if self.forced is None and _custom_kind(*ev) != self.used[col]:
+            self.retype = True
+        kind = self.used[col]
+        if kind == _NUMBER:
+            return (pd.to_numeric(s, errors="coerce") if numeric is None else numeric).astype("float64")
+        if kind == _TRUE_FALSE:
+            low = s.str.lower() if low is None else low
+            return (low == "true").astype("float64").where(s.notna())
+        return s.astype("string")
 
     # ---- the end
 
