@@ -1517,8 +1517,14 @@ def import_flat(
     try:
         try:
             staged, report = stream_convert(source, mapping, staging, fmt=fmt, chunk_rows=chunk_rows)
-        except NotStreamable as why:
-            logger.info("import-flat %s: %s; reading the file whole to name the problem", source, why)
+        except (NotStreamable, Exception) as why:
+            if isinstance(why, MemoryError):
+                raise
+            if isinstance(why, NotStreamable):
+                logger.info("import-flat %s: %s; reading the file whole to name the problem", source, why)
+            else:  # a defect of the streaming pass must not cost the user the import
+                logger.warning("import-flat %s: the streaming pass failed (%s: %s); converting the file in memory",
+                               source, type(why).__name__, why)
             for p in staging.iterdir():
                 p.unlink()
             flat = read_flat(source, delimiter=mapping.delimiter, encoding=mapping.encoding)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -303,6 +302,7 @@ class _FirstRows:
         self.order = order  # sort the parts by these columns before keeping the first row per key
         self.parts: list[pd.DataFrame] = []
         self.n_part_rows = 0
+        self.n_reduced = 0  # rows after the last merge: merge again when the parts hold twice that
 
     def add(self, frame: pd.DataFrame) -> None:
         """``frame``: rows in file order (key not missing), with the key, the values and ``order`` columns."""
@@ -310,9 +310,9 @@ class _FirstRows:
             return
         self.parts.append(self._compact(frame, with_flags=False))
         self.n_part_rows += len(self.parts[-1])
-        if self.n_part_rows > _REDUCE_ROWS and len(self.parts) > 1:
+        if self.n_part_rows > max(_REDUCE_ROWS, 2 * self.n_reduced) and len(self.parts) > 1:
             self.parts = [self._compact(pd.concat(self.parts, ignore_index=True), with_flags=True)]
-            self.n_part_rows = len(self.parts[0])
+            self.n_part_rows = self.n_reduced = len(self.parts[0])
 
     def _compact(self, frame: pd.DataFrame, with_flags: bool) -> pd.DataFrame:
         sort = frame.sort_values(self.order, kind="stable") if self.order else frame
@@ -360,6 +360,19 @@ class _Counts:
     time_max: pd.Timestamp | None = None
     last_time: pd.Timestamp | None = None
     monotonic: bool = True
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """``pd.to_numeric(values, errors="coerce").astype("float64")``, parsing each distinct value once.
+
+    The parse is per value, so parsing the distinct values and spreading them back gives the
+    same numbers; a column with few distinct values (most are) costs a factorize, not a parse.
+    """
+    codes, uniques = pd.factorize(values)
+    if 2 * len(uniques) > len(values):
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    parsed = pd.to_numeric(pd.Series(uniques), errors="coerce").astype("float64").to_numpy()
+    return pd.Series(np.append(parsed, np.nan)[codes], index=values.index, dtype="float64")
 
 
 def _custom_kind(n_values: int, numeric: bool, tf: bool) -> str:
@@ -619,7 +632,7 @@ class _Pass:
         n_values = int(s.notna().sum())
         numeric = low = None
         if n_values and ev[1]:
-            numeric = pd.to_numeric(s, errors="coerce")
+            numeric = _numbers(s)
             ev[1] = int(numeric.notna().sum()) == n_values
         if n_values and ev[2]:
             low = s.str.lower()
@@ -631,7 +644,7 @@ class _Pass:
             self.retype = True
         kind = self.used[col]
         if kind == _NUMBER:
-            return (pd.to_numeric(s, errors="coerce") if numeric is None else numeric).astype("float64")
+            return _numbers(s) if numeric is None else numeric
         if kind == _TRUE_FALSE:
             low = s.str.lower() if low is None else low
             return (low == "true").astype("float64").where(s.notna())
@@ -811,7 +824,7 @@ def finish_output(staged: list[Path], out: Path, overwrite: bool) -> list[Path]:
     moved = []
     for path in staged:
         target = out / path.name
-        os.replace(path, target)
+        shutil.move(path, target)  # a rename: the staging directory is beside out
         moved.append(target)
     return moved
 
