@@ -35,8 +35,8 @@ def random_file(path: Path, n: int, seed: int, *, ids: bool = True, late_text: b
     for i in rng.choice(n, n // 20 if offsets else 0, replace=False):
         when[i] = when[i] + "+02:00"  # some carry their offset (out of time order)
     months, dows, m, d = [], [], 4, 0
-    for _ in range(n):  # in order, wrapping over the year; runs of one weekday
-        if rng.random() < 0.04:
+    for i in range(n):  # in order from May, wrapping over the year; runs of one weekday
+        if i and rng.random() < 0.04:
             m = (m + int(rng.integers(1, 3))) % 12
             d = 0
         elif rng.random() < 0.15:
@@ -122,7 +122,7 @@ def _assert_same_dataset(ref, new, ref_out: Path, new_out: Path, fmt: str) -> No
         q = new_out / p.name
         if p.suffix == ".parquet":
             pd.testing.assert_frame_equal(pd.read_parquet(q), pd.read_parquet(p), check_exact=True)
-            assert pq.read_schema(q).equals(pq.read_schema(p)), p.name
+            assert pq.read_schema(q).equals(pq.read_schema(p), check_metadata=True), p.name  # pandas dtypes too
         else:
             assert q.read_bytes() == p.read_bytes(), p.name
     x, y = load_dataset(ref_out), load_dataset(new_out)
@@ -236,3 +236,67 @@ def test_non_empty_output_is_refused_after_the_file_and_left_as_it_was(tmp_path)
     report = import_flat(src, out, mapping_from_dict(CRM), chunk_rows=40, overwrite=True)
     assert (out / "activities.parquet").exists() and (out / "keep.txt").exists()
     assert report.rows_read == 120
+
+
+def test_a_defect_of_the_streaming_pass_costs_memory_not_the_import(tmp_path, monkeypatch, caplog):
+    import importers.flat_stream as stream
+
+    src = random_file(tmp_path / "flat.csv", 150, 14, late_text=False)
+    m = mapping_from_dict(CRM)
+    ref = import_flat(src, tmp_path / "ref", m, stream=False)
+
+    def broken(self, raw, lines):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(stream._Pass, "chunk", broken)
+    new = import_flat(src, tmp_path / "new", m, chunk_rows=40)
+    assert "the streaming pass failed (RuntimeError: a bug)" in caplog.text
+    _assert_same_dataset(ref, new, tmp_path / "ref", tmp_path / "new", "parquet")
+
+
+@pytest.mark.parametrize(("mapping", "options", "most"), [(CRM, {"late_text": False}, 40), (TIME_RULE, {"ids": False, "late_text": False}, None)])
+def test_the_streaming_pass_holds_a_chunk_of_rows_not_the_file(tmp_path, monkeypatch, mapping, options, most):
+    """Rows reach the conversion a chunk at a time; with a time rule a chunk ends with its month."""
+    import importers.flat_stream as stream
+
+    src = random_file(tmp_path / "flat.csv", 400, 15, **options)
+    seen: list[pd.DataFrame] = []
+    chunk = stream._Pass.chunk
+
+    def spy(self, raw, lines):
+        seen.append(raw)
+        return chunk(self, raw, lines)
+
+    monkeypatch.setattr(stream._Pass, "chunk", spy)
+    import_flat(src, tmp_path / "out", mapping_from_dict(mapping), chunk_rows=40)
+    assert sum(len(raw) for raw in seen) == 400  # one pass (no type changes down the file)
+    if most is not None:
+        assert max(len(raw) for raw in seen) == most
+    else:  # whole months: each chunk is at most 40 rows plus the month it ends in
+        months = [raw["month"] for raw in seen]
+        for a, b in zip(months, months[1:], strict=False):
+            assert a.iloc[-1] != b.iloc[0]
+        longest_month = max(pd.Series(np.cumsum(s.to_numpy(object)[1:] != s.to_numpy(object)[:-1])).value_counts().max()
+                            for s in months if len(s) > 1)
+        assert max(len(raw) for raw in seen) <= 40 + longest_month
+
+
+def test_command_import_flat_streams(tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    src = random_file(tmp_path / "flat.csv", 120, 16, late_text=False)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(yaml.safe_dump(CRM), encoding="utf-8")
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("the command read the file whole")
+
+    monkeypatch.setattr(flat_mod, "read_flat", no_fallback)
+    out = tmp_path / "ds"
+    result = CliRunner().invoke(app, ["import-flat", str(src), "--mapping", str(mapping), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "rows: 120 read, 120 written, 0 dropped" in result.output
+    assert len(load_dataset(out)["activities"]) == 120
