@@ -555,6 +555,7 @@ class FlatFile:
     """A flat table as read: every cell a stripped string (``<NA>`` for an empty cell).
 
     ``lines[i]`` is the file line where data row ``i + 1`` starts (the header is line 1).
+    ``row_offset``: the rows of the file before ``data`` (a chunk of a streamed file).
     """
 
     path: Path
@@ -563,10 +564,11 @@ class FlatFile:
     lines: np.ndarray
     delimiter: str
     sha256: str
+    row_offset: int = 0
 
     def where(self, i: int) -> str:
         """Human position of 0-based data row ``i``: ``data row 5 (line 6)``."""
-        return f"data row {i + 1} (line {int(self.lines[i])})"
+        return f"data row {self.row_offset + i + 1} (line {int(self.lines[i])})"
 
     def missing_column_error(self, column: str, key: str) -> FlatImportError:
         close = difflib.get_close_matches(column, self.header, n=1)
@@ -1474,6 +1476,19 @@ def prepare_output(out: Path, overwrite: bool) -> None:
             p.unlink()
 
 
+def _fits_in_memory(source: Path, why: Exception | str) -> None:
+    """Before reading a file whole to word its problem: refuse one too large for memory, with what streaming saw."""
+    from features.memory_budget import InputTooLarge, check_fits
+
+    try:
+        check_fits([source], "import-flat")
+    except InputTooLarge as err:
+        raise FlatImportError(
+            f"{why} (found reading the file in parts; the in-memory import, which names the file's first problem "
+            f"and counts every row, cannot run: {err})"
+        ) from None
+
+
 def import_flat(
     source: Path | str,
     out: Path | str,
@@ -1527,6 +1542,8 @@ def import_flat(
                                source, type(why).__name__, why)
             for p in staging.iterdir():
                 p.unlink()
+            _fits_in_memory(Path(source), why if isinstance(why, NotStreamable) else
+                            f"{source}: the streaming import failed ({type(why).__name__}: {why})")
             flat = read_flat(source, delimiter=mapping.delimiter, encoding=mapping.encoding)
             conversion = convert_flat(flat, mapping)
             del flat

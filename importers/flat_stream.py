@@ -84,8 +84,12 @@ _HASH_KEYS = ("0123456789123456", "activity-scorer1")  # two independent 64-bit 
 _NUMBER, _TRUE_FALSE, _TEXT = "number", "true/false", "text"
 
 
-class NotStreamable(Exception):  # noqa: N818 - a signal, not an error shown to anyone
-    """The streaming pass found a problem; the in-memory path words the error (or converts)."""
+class NotStreamable(Exception):  # noqa: N818 - a signal first, a message only when the file cannot be read whole
+    """The streaming pass found a problem; the in-memory path words the error (or converts).
+
+    The message says what the streaming pass saw (its first problem, counted in the rows read
+    so far); it is shown only when the file is too large for the in-memory path.
+    """
 
 
 # --------------------------------------------------------------------------- reading
@@ -122,9 +126,9 @@ def _open_source(path: Path, delimiter: str | None, encoding: str) -> _Source:
                 header = [h.strip() for h in record]
                 break
     except (OSError, UnicodeDecodeError, csv.Error, FlatImportError) as err:
-        raise NotStreamable(str(err)) from err
+        raise NotStreamable(f"{path}: {err}") from err
     if header is None or any(not h for h in header) or len(set(header)) != len(header):
-        raise NotStreamable("header")
+        raise NotStreamable(f"{path}: the header is missing, has an empty name or repeats a name")
     return _Source(Path(path), encoding, delimiter, header, digest.hexdigest())
 
 
@@ -159,7 +163,8 @@ def _chunks(src: _Source, chunk_rows: int):
                     header_seen = True
                     continue
                 if len(record) != n_cols:
-                    raise NotStreamable("ragged row")
+                    raise NotStreamable(f"{src.path}: data row {n_rows + 1} (line {start}) has {len(record)} fields, "
+                                        f"the header has {n_cols}; is the delimiter {src.delimiter!r} right?")
                 rows.append(record)
                 lines.append(start)
                 n_rows += 1
@@ -167,9 +172,9 @@ def _chunks(src: _Source, chunk_rows: int):
                     yield frame(), np.asarray(lines, dtype=np.int64)
                     rows, lines = [], []
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise NotStreamable(str(err)) from err
+        raise NotStreamable(f"{src.path}: after data row {n_rows}: {err}") from err
     if not n_rows:
-        raise NotStreamable("no data rows")
+        raise NotStreamable(f"{src.path}: the file has a header but no data rows")
     if rows:
         yield frame(), np.asarray(lines, dtype=np.int64)
 
@@ -463,7 +468,8 @@ class _Pass:
     def chunk(self, raw: pd.DataFrame, lines: np.ndarray) -> None:
         m, cnt = self.m, self.counts
         offset = cnt.rows_read
-        flat = FlatFile(self.src.path, self.src.header, raw, lines, self.src.delimiter, self.src.sha256)
+        flat = FlatFile(self.src.path, self.src.header, raw, lines, self.src.delimiter, self.src.sha256,
+                        row_offset=offset)
         for parts, h in zip(self.row_hashes, _row_hashes(raw), strict=True):
             parts.append(h)
         full, declared = _apply_missing(flat, m)
@@ -479,7 +485,10 @@ class _Pass:
         no_outcome = np.isnan(outcome)
         if no_outcome.any():
             if m.outcome_missing == "error":
-                raise NotStreamable("outcome missing")
+                raise all_rows.error(
+                    int(np.flatnonzero(no_outcome)[0]), m.outcome_column,
+                    "the outcome is missing; set outcome_missing to 'negative' or 'drop'",
+                )
             cnt.no_outcome += int(no_outcome.sum())
             if m.outcome_missing == "negative":
                 outcome = np.nan_to_num(outcome, nan=0.0)
@@ -510,7 +519,8 @@ class _Pass:
         else:
             activity_id = data[m.id_column].astype("string")
             if activity_id.isna().any():
-                raise NotStreamable("empty id")
+                raise rows.error(int(np.flatnonzero(activity_id.isna().to_numpy(bool))[0]), m.id_column,
+                                 "the id is empty")
             for parts, h in zip(self.id_hashes, _row_hashes(activity_id), strict=True):
                 parts.append(h)
 
@@ -656,14 +666,19 @@ class _Pass:
         """Check what needs the whole file, write the entity tables; returns written table names, meta, report."""
         m, cnt = self.m, self.counts
         if set(m.positive) - self.positive_seen:
-            raise NotStreamable("positive value never occurs")
+            missing = sorted(set(m.positive) - self.positive_seen)[0]
+            raise NotStreamable(f"{self.src.path}: positive value {missing!r} never occurs in column "
+                                f"{m.outcome_column!r}")
         if m.output_column is not None and set(m.output_positive) - self.output_seen:
-            raise NotStreamable("output value never occurs")
+            missing = sorted(set(m.output_positive) - self.output_seen)[0]
+            raise NotStreamable(f"{self.src.path}: output_positive value {missing!r} never occurs in column "
+                                f"{m.output_column!r}")
         if not cnt.rows_written:
-            raise NotStreamable("no rows left")
+            raise NotStreamable(f"{self.src.path}: no rows left after dropping the rows without an outcome")
         if self.id_hashes[0]:
             if len(_repeats(*self.id_hashes)[0]):
-                raise NotStreamable("repeated id")
+                raise NotStreamable(f"{self.src.path}: column {m.id_column!r}: an id appears more than once; "
+                                    f"ids must be unique (leave id_column out to use row numbers)")
         later, first = _repeats(*self.row_hashes)
         n_dup = len(later)
         dup_examples = [(int(a) + 1, int(b) + 1) for a, b in zip(first[:3], later[:3], strict=True)]

@@ -300,3 +300,16 @@ def test_command_import_flat_streams(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "rows: 120 read, 120 written, 0 dropped" in result.output
     assert len(load_dataset(out)["activities"]) == 120
+
+
+def test_a_bad_file_too_large_to_read_whole_gets_what_streaming_saw(tmp_path, monkeypatch):
+    """The in-memory path words errors; a file too large for it gets the streaming pass's first problem."""
+    src = _mutate(random_file(tmp_path / "flat.csv", 400, 17), 350, "when", "not a time")
+    monkeypatch.setenv("ACTIVITY_SCORER_MEMORY_GB", "0.01")
+    with pytest.raises(FlatImportError) as err:
+        import_flat(src, tmp_path / "out", mapping_from_dict(CRM), chunk_rows=40)
+    msg = str(err.value)
+    assert "data row 349 (line 350), column 'when': cannot parse 'not a time' as ISO 8601" in msg
+    assert "the in-memory import, which names the file's first problem and counts every row, cannot run" in msg
+    assert "ACTIVITY_SCORER_MEMORY_GB" in msg
+    assert not (tmp_path / "out").exists()
