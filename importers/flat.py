@@ -1526,7 +1526,13 @@ def import_flat(
         logger.info("wrote dataset %s (%d files)", out, len(files))
         return conversion.report
 
-    from importers.flat_stream import NotStreamable, finish_output, remove_staging, staging_directory, stream_convert
+    from importers.flat_stream import (
+        NotStreamable,
+        finish_output,
+        remove_staging,
+        staging_directory,
+        stream_convert,
+    )
 
     staging = staging_directory(out)
     try:

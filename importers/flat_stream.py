@@ -84,7 +84,7 @@ _HASH_KEYS = ("0123456789123456", "activity-scorer1")  # two independent 64-bit 
 _NUMBER, _TRUE_FALSE, _TEXT = "number", "true/false", "text"
 
 
-class NotStreamable(Exception):  # noqa: N818 - a signal first, a message only when the file cannot be read whole
+class NotStreamable(Exception):  # a signal first, a message only when the file cannot be read whole
     """The streaming pass found a problem; the in-memory path words the error (or converts).
 
     The message says what the streaming pass saw (its first problem, counted in the rows read
@@ -528,9 +528,9 @@ class _Pass:
             occurred = occurred_all[keep].reset_index(drop=True)
         else:
             occurred = _parse_time_column(rows, data, m, self.dst_time)
-        if cnt.monotonic:
-            if not occurred.is_monotonic_increasing or (cnt.last_time is not None and occurred.iloc[0] < cnt.last_time):
-                cnt.monotonic = False
+        if cnt.monotonic and (not occurred.is_monotonic_increasing
+                              or (cnt.last_time is not None and occurred.iloc[0] < cnt.last_time)):
+            cnt.monotonic = False
         cnt.last_time = occurred.iloc[-1]
         lo, hi = occurred.min(), occurred.max()
         cnt.time_min = lo if cnt.time_min is None else min(cnt.time_min, lo)
@@ -665,20 +665,19 @@ class _Pass:
     def finish(self) -> tuple[list[str], dict, FlatImportReport]:
         """Check what needs the whole file, write the entity tables; returns written table names, meta, report."""
         m, cnt = self.m, self.counts
-        if set(m.positive) - self.positive_seen:
-            missing = sorted(set(m.positive) - self.positive_seen)[0]
+        missing = next((v for v in m.positive if v not in self.positive_seen), None)
+        if missing is not None:
             raise NotStreamable(f"{self.src.path}: positive value {missing!r} never occurs in column "
                                 f"{m.outcome_column!r}")
-        if m.output_column is not None and set(m.output_positive) - self.output_seen:
-            missing = sorted(set(m.output_positive) - self.output_seen)[0]
+        missing = next((v for v in m.output_positive if v not in self.output_seen), None)
+        if m.output_column is not None and missing is not None:
             raise NotStreamable(f"{self.src.path}: output_positive value {missing!r} never occurs in column "
                                 f"{m.output_column!r}")
         if not cnt.rows_written:
             raise NotStreamable(f"{self.src.path}: no rows left after dropping the rows without an outcome")
-        if self.id_hashes[0]:
-            if len(_repeats(*self.id_hashes)[0]):
-                raise NotStreamable(f"{self.src.path}: column {m.id_column!r}: an id appears more than once; "
-                                    f"ids must be unique (leave id_column out to use row numbers)")
+        if self.id_hashes[0] and len(_repeats(*self.id_hashes)[0]):
+            raise NotStreamable(f"{self.src.path}: column {m.id_column!r}: an id appears more than once; "
+                                f"ids must be unique (leave id_column out to use row numbers)")
         later, first = _repeats(*self.row_hashes)
         n_dup = len(later)
         dup_examples = [(int(a) + 1, int(b) + 1) for a, b in zip(first[:3], later[:3], strict=True)]

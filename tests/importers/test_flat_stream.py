@@ -9,6 +9,7 @@ must be equal; a streamed import must not fall back to the reference path.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,7 @@ def random_file(path: Path, n: int, seed: int, *, ids: bool = True, late_text: b
               "region", "employees", "score", "flag", "note", "late", "empty", "month", "dow", "deal"]
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(",".join(header) + "\n")
-        for r in rows:
-            f.write(",".join(f'"{v}"' if "," in v else v for v in r) + "\n")
+        f.writelines(",".join(f'"{v}"' if "," in v else v for v in r) + "\n" for r in rows)
     return path
 
 
@@ -274,7 +274,7 @@ def test_the_streaming_pass_holds_a_chunk_of_rows_not_the_file(tmp_path, monkeyp
         assert max(len(raw) for raw in seen) == most
     else:  # whole months: each chunk is at most 40 rows plus the month it ends in
         months = [raw["month"] for raw in seen]
-        for a, b in zip(months, months[1:], strict=False):
+        for a, b in itertools.pairwise(months):
             assert a.iloc[-1] != b.iloc[0]
         longest_month = max(pd.Series(np.cumsum(s.to_numpy(object)[1:] != s.to_numpy(object)[:-1])).value_counts().max()
                             for s in months if len(s) > 1)
