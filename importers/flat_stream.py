@@ -82,6 +82,8 @@ STREAM_CHUNK_ROWS = 100_000  # file rows converted at a time (a time rule's mont
 _REDUCE_ROWS = 1_000_000  # merge an entity accumulator once its parts hold this many rows
 _HASH_KEYS = ("0123456789123456", "activity-scorer1")  # two independent 64-bit row hashes
 _NUMBER, _TRUE_FALSE, _TEXT = "number", "true/false", "text"
+_INTERNAL = "\x00"  # prefix of the accumulators' own columns (no file column starts with a NUL)
+_POS = f"{_INTERNAL}pos"
 
 
 class NotStreamable(Exception):  # a signal first, a message only when the file cannot be read whole
@@ -127,7 +129,8 @@ def _open_source(path: Path, delimiter: str | None, encoding: str) -> _Source:
                 break
     except (OSError, UnicodeDecodeError, csv.Error, FlatImportError) as err:
         raise NotStreamable(f"{path}: {err}") from err
-    if header is None or any(not h for h in header) or len(set(header)) != len(header):
+    if (header is None or any(not h or h.startswith(_INTERNAL) for h in header)
+            or len(set(header)) != len(header)):
         raise NotStreamable(f"{path}: the header is missing, has an empty name or repeats a name")
     return _Source(Path(path), encoding, delimiter, header, digest.hexdigest())
 
@@ -327,13 +330,13 @@ class _FirstRows:
         groups = frame.groupby(self.key, sort=False)
         out = first.set_index(self.key, drop=False)
         for col in self.tracked:
-            nn = f"__nn_{col}" if with_flags else col
+            nn = f"{_INTERNAL}nn {col}" if with_flags else col
             first_nn = groups[nn].first()
             varies = groups[nn].nunique(dropna=True) > 1
             if with_flags:
-                varies = varies | groups[f"__var_{col}"].any()
-            out[f"__nn_{col}"] = first_nn.reindex(out.index)
-            out[f"__var_{col}"] = varies.reindex(out.index).to_numpy(bool)
+                varies = varies | groups[f"{_INTERNAL}var {col}"].any()
+            out[f"{_INTERNAL}nn {col}"] = first_nn.reindex(out.index)
+            out[f"{_INTERNAL}var {col}"] = varies.reindex(out.index).to_numpy(bool)
         return out.reset_index(drop=True)
 
     def result(self) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -346,8 +349,8 @@ class _FirstRows:
         self.parts = []
         if self.order:
             whole = whole.sort_values(self.order, kind="stable")
-        n_vary = {col: int(whole[f"__var_{col}"].sum()) for col in self.tracked}
-        keep = [col for col in whole.columns if not col.startswith("__")]
+        n_vary = {col: int(whole[f"{_INTERNAL}var {col}"].sum()) for col in self.tracked}
+        keep = [col for col in whole.columns if not col.startswith(_INTERNAL)]
         return whole[keep].reset_index(drop=True), n_vary
 
 
@@ -416,7 +419,7 @@ class _Pass:
         self.sinks: dict[str, _TableSink] = {}
         self.own_deals = m.deal_column is None and m.contact_column is None  # one deal per row: no merging
         deal_cols = [c.ACCOUNT_ID] if m.account_column is not None and not self.own_deals else []
-        self.deals = _FirstRows(c.DEAL_ID, deal_cols, order=[c.CREATED_AT, "__pos"])
+        self.deals = _FirstRows(c.DEAL_ID, deal_cols, order=[c.CREATED_AT, _POS])
         self.deal_account_tracked = bool(deal_cols)
         self.contacts = self.accounts = self.reps = None
         if m.contact_column is not None:
@@ -601,7 +604,7 @@ class _Pass:
             if not self.retype:
                 self.deal_sink().write(deals)
         else:
-            deals["__pos"] = np.arange(first_written, first_written + n, dtype=np.int64)
+            deals[_POS] = np.arange(first_written, first_written + n, dtype=np.int64)
             self.deals.add(deals)
 
         # contacts, accounts, reps
@@ -706,7 +709,7 @@ class _Pass:
             if self.deal_account_tracked and n_vary[c.ACCOUNT_ID]:
                 warnings.append(f"{n_vary[c.ACCOUNT_ID]} deals have activities on more than one account; "
                                 f"the earliest is kept")
-            tables[c.DEALS] = deals.drop(columns="__pos", errors="ignore")
+            tables[c.DEALS] = deals.drop(columns=_POS, errors="ignore")
             n_deals = len(deals)
         written.append(c.DEALS)
 
