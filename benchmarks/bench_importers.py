@@ -8,11 +8,17 @@
    ``hubspot._replies``, beside the per-row rule it replaced on the first 300 incoming emails
    of the same data (same answers required; its full-size time is extrapolated from those and
    said to be).
+3. ``--flat-rows N ...``: ``activity-scorer import-flat`` (streaming) on the bank marketing
+   file's rows repeated to N rows, and the in-memory path (``import_flat(stream=False)``) on the
+   same file where its peak stays under 7 GB (else its recorded figure is printed); both write
+   the same dataset and report (checked).
 
     .venv/bin/python benchmarks/bench_importers.py [--sizes 100000 1000000] [--keep DIR]
+    .venv/bin/python benchmarks/bench_importers.py --sizes --skip-replies --flat-rows 1000000 5000000
 
-Target: the largest export converts in at most 10 minutes on this 2-core machine; replies equal.
-Exit 1 when a target fails.
+Target: the largest export converts in at most 10 minutes on this 2-core machine; replies equal;
+import-flat's peak at the largest size at most 1.3x the smallest's and under 2 GB, its time at
+5M no worse than the in-memory path's recorded 104 s. Exit 1 when a target fails.
 """
 
 from __future__ import annotations
@@ -121,10 +127,22 @@ SHARED = Path(os.environ.get("ACTIVITY_SCORER_SHARED") or ROOT / ".." / "shared"
 BANK = SHARED / "data" / "bank_marketing" / "bank-additional-full.csv"
 
 
-def flat_size(n: int, work: Path, env: dict[str, str]) -> dict:
-    """``import-flat`` (the bank marketing mapping, with a time column) on the bank file's rows repeated to ``n``."""
-    from bench_dask import PeakSampler
+# the in-memory import (read_flat + convert_flat, today's import_flat(stream=False)) as measured
+# before the streaming import (docs/scale.md, "Importers at scale"): 5M rows, 104.0 s, 6.53 GB
+RECORDED_OLD_FLAT = {5_000_000: (104.0, 6.53), 1_000_000: (19.9, 1.46)}
+OLD_FLAT_MAX_GB = 7.0  # the in-memory path is not run where its peak would be larger (estimated from a smaller run)
+FLAT_GROWTH_TARGET = 1.3  # peak at the largest size / peak at the smallest, at most
+FLAT_PEAK_TARGET_GB = 2.0
 
+_OLD_FLAT = r"""
+import json, sys
+from importers.flat import import_flat, load_mapping
+report = import_flat(sys.argv[1], sys.argv[2], load_mapping(sys.argv[3]), overwrite=True, stream=False)
+open(sys.argv[4], "w").write(json.dumps(report.to_dict()))
+"""
+
+
+def _flat_inputs(n: int, work: Path) -> tuple[Path, Path]:
     # the bank mapping infers years from month order (repeated rows would run past year 2262):
     # here each row gets an explicit time instead, a minute apart, and the mapping reads it
     # (edited as text: a YAML round trip would turn the mapping's yes/no values into booleans)
@@ -150,18 +168,99 @@ def flat_size(n: int, work: Path, env: dict[str, str]) -> dict:
             f.write(header + ';"when"\n')
             for i in range(n):
                 f.write(f"{body[i % len(body)]};{(start + timedelta(minutes=i)).isoformat()}\n")
-    out = work / f"flat-out-{n}"
+    return src, mapping_path
+
+
+def flat_size(n: int, work: Path, env: dict[str, str], old: bool = False) -> dict:
+    """``import-flat`` (the bank marketing mapping, with a time column) on the bank file's rows repeated to ``n``.
+
+    ``old``: the in-memory path instead (``import_flat(stream=False)`` as a library call), the baseline.
+    """
+    from bench_dask import PeakSampler
+
+    src, mapping_path = _flat_inputs(n, work)
+    tag = "old" if old else "new"
+    out, report = work / f"flat-out-{tag}-{n}", work / f"flat-report-{tag}-{n}.json"
+    if old:
+        cmd = [sys.executable, "-c", _OLD_FLAT, str(src), str(out), str(mapping_path), str(report)]
+    else:
+        cmd = CLI + ["import-flat", str(src), "--mapping", str(mapping_path), "--out", str(out), "--overwrite",
+                     "--report", str(report)]
     t = time.perf_counter()
-    with open(work / f"flat-{n}.log", "wb") as err:
-        proc = subprocess.Popen(CLI + ["import-flat", str(src), "--mapping", str(mapping_path), "--out", str(out),
-                                       "--overwrite"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    with open(work / f"flat-{tag}-{n}.log", "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
         sampler = PeakSampler(proc.pid)
         proc.wait()
         mem = sampler.stop()
     if proc.returncode != 0:
-        raise SystemExit(f"FAILED: import-flat at {n:,} rows (exit {proc.returncode}); see {work / f'flat-{n}.log'}")
+        raise SystemExit(f"FAILED: import-flat ({tag}) at {n:,} rows (exit {proc.returncode}); "
+                         f"see {work / f'flat-{tag}-{n}.log'}")
     return {"rows": n, "file_mb": src.stat().st_size / 1e6, "seconds": time.perf_counter() - t,
-            "peak_gb": mem["peak_total_gb"]}
+            "peak_gb": mem["peak_total_gb"], "out": out, "report": report}
+
+
+def same_flat_output(a: dict, b: dict) -> bool:
+    """The two imports wrote the same tables (read back) and the same report (but for the output paths)."""
+    import pandas as pd
+
+    ra, rb = (json.loads(r["report"].read_text()) for r in (a, b))
+    if [Path(p).name for p in ra.pop("files")] != [Path(p).name for p in rb.pop("files")] or ra != rb:
+        return False
+    names = sorted(p.name for p in a["out"].iterdir())
+    if names != sorted(p.name for p in b["out"].iterdir()):
+        return False
+    for name in names:
+        pa_, pb_ = a["out"] / name, b["out"] / name
+        if name.endswith(".parquet"):
+            try:
+                pd.testing.assert_frame_equal(pd.read_parquet(pa_), pd.read_parquet(pb_), check_exact=True)
+            except AssertionError:
+                return False
+        elif pa_.read_bytes() != pb_.read_bytes():
+            return False
+    return True
+
+
+def flat_sizes(sizes: list[int], work: Path, env: dict[str, str]) -> list[str]:
+    """The streaming import at each size, the in-memory one where affordable; prints both, returns failures."""
+    new = [flat_size(n, work, env) for n in sizes]
+    for r in new:
+        print(f"import-flat (streaming)  {r['rows']:>10,} rows ({r['file_mb']:.0f} MB): {r['seconds']:.1f} s, "
+              f"peak {r['peak_gb']:.2f} GB", flush=True)
+    failures = []
+    old_gb_per_row = None
+    for r in new:
+        n = r["rows"]
+        estimate = None if old_gb_per_row is None else old_gb_per_row * n
+        if estimate is not None and estimate > OLD_FLAT_MAX_GB:
+            rec = RECORDED_OLD_FLAT.get(n)
+            said = f"recorded {rec[0]:.1f} s, peak {rec[1]:.2f} GB (docs/scale.md)" if rec else "no recorded figure"
+            print(f"import-flat (in memory)  {n:>10,} rows: not run (about {estimate:.1f} GB > {OLD_FLAT_MAX_GB:.0f} GB); "
+                  f"{said}", flush=True)
+            continue
+        o = flat_size(n, work, env, old=True)
+        old_gb_per_row = o["peak_gb"] / n
+        same = same_flat_output(r, o)
+        print(f"import-flat (in memory)  {n:>10,} rows: {o['seconds']:.1f} s, peak {o['peak_gb']:.2f} GB; "
+              f"same dataset and report as streaming: {same}", flush=True)
+        if not same:
+            failures.append(f"import-flat streaming differs from the in-memory path at {n:,} rows")
+    if len(new) > 1:
+        a, b = new[0], new[-1]
+        growth = b["peak_gb"] / a["peak_gb"]
+        ok = growth <= FLAT_GROWTH_TARGET and b["peak_gb"] < FLAT_PEAK_TARGET_GB
+        print(f"import-flat memory: x{b['rows'] / a['rows']:.0f} rows, peak x{growth:.2f} "
+              f"(target <= x{FLAT_GROWTH_TARGET}, and < {FLAT_PEAK_TARGET_GB:.0f} GB) {'met' if ok else 'MISSED'}")
+        if not ok:
+            failures.append("import-flat memory")
+        rec = RECORDED_OLD_FLAT.get(b["rows"])
+        if rec:
+            ok = b["seconds"] <= rec[0]
+            print(f"import-flat time at {b['rows']:,}: {b['seconds']:.1f} s (target <= the in-memory path's recorded "
+                  f"{rec[0]:.1f} s) {'met' if ok else 'MISSED'}")
+            if not ok:
+                failures.append("import-flat time")
+    return failures
 
 
 def main() -> int:
@@ -170,17 +269,16 @@ def main() -> int:
     ap.add_argument("--keep", type=Path)
     ap.add_argument("--skip-replies", action="store_true")
     ap.add_argument("--flat-rows", type=int, nargs="*", default=[],
-                    help="also time import-flat on the bank marketing file's rows repeated to these sizes "
-                         "(reads ../shared/data; no bounded-memory target: the reader holds the whole file)")
+                    help="also time import-flat (streaming) on the bank marketing file's rows repeated to these "
+                         "sizes, beside the in-memory path where its peak stays under 7 GB (reads ../shared/data); "
+                         "target: peak at the largest <= 1.3x the smallest's and < 2 GB, time <= the recorded 104 s at 5M")
     args = ap.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-importers-"))
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     failures = []
     if args.flat_rows:
-        flats = [flat_size(n, work, env) for n in args.flat_rows]
-        for r in flats:
-            print(f"import-flat {r['rows']:>10,} rows ({r['file_mb']:.0f} MB): {r['seconds']:.1f} s, peak {r['peak_gb']:.2f} GB")
+        failures += flat_sizes(args.flat_rows, work, env)
     results = [convert_size(n, work, env) for n in args.sizes]
     if results:
         print(f"{'activities':>10} {'imported':>9} {'export MB':>9} {'write export s':>14} {'import s':>9} {'peak GB':>8}")

@@ -288,23 +288,32 @@ def write_dataset(
         if fmt == "parquet":
             frame.to_parquet(path, index=False)
         else:
-            out = frame.copy()
-            for col in out.columns:
-                if isinstance(out[col].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[col]):
-                    ts = out[col]
-                    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S")
-                    frac = ts.dt.microsecond.to_numpy()
-                    text = text.where(~(frac > 0), ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f"))
-                    out[col] = (text + "Z").where(ts.notna(), None)
-                elif pd.api.types.is_bool_dtype(out[col]):
-                    out[col] = out[col].map({True: "true", False: "false"}, na_action="ignore")
-            out.to_csv(path, index=False, lineterminator="\n")
+            csv_text_frame(frame).to_csv(path, index=False, lineterminator="\n")
         written.append(path)
     if meta:
         p = directory / c.DATASET_META_FILE
         p.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(p)
     return written
+
+
+def csv_text_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as :func:`write_dataset` puts it in CSV: timestamps ISO 8601 UTC, booleans true/false.
+
+    Row by row (no value depends on another row), so a table written in parts, each part
+    through this and appended, is the file written at once.
+    """
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[col]):
+            ts = out[col]
+            text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S")
+            frac = ts.dt.microsecond.to_numpy()
+            text = text.where(~(frac > 0), ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f"))
+            out[col] = (text + "Z").where(ts.notna(), None)
+        elif pd.api.types.is_bool_dtype(out[col]):
+            out[col] = out[col].map({True: "true", False: "false"}, na_action="ignore")
+    return out
 
 
 def load_dataset(directory: Path, *, late_log_days: float | None = None, now: pd.Timestamp | None = None) -> Dataset:
@@ -354,6 +363,7 @@ __all__ = [
     "ValidationReport",
     "coerce_column",
     "coerce_table",
+    "csv_text_frame",
     "empty_table",
     "infer_custom",
     "load_dataset",

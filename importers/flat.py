@@ -555,6 +555,7 @@ class FlatFile:
     """A flat table as read: every cell a stripped string (``<NA>`` for an empty cell).
 
     ``lines[i]`` is the file line where data row ``i + 1`` starts (the header is line 1).
+    ``row_offset``: the rows of the file before ``data`` (a chunk of a streamed file).
     """
 
     path: Path
@@ -563,10 +564,11 @@ class FlatFile:
     lines: np.ndarray
     delimiter: str
     sha256: str
+    row_offset: int = 0
 
     def where(self, i: int) -> str:
         """Human position of 0-based data row ``i``: ``data row 5 (line 6)``."""
-        return f"data row {i + 1} (line {int(self.lines[i])})"
+        return f"data row {self.row_offset + i + 1} (line {int(self.lines[i])})"
 
     def missing_column_error(self, column: str, key: str) -> FlatImportError:
         close = difflib.get_close_matches(column, self.header, n=1)
@@ -865,15 +867,21 @@ def _binary_column(
     positive: tuple[str, ...],
     negative: tuple[str, ...],
     key: str,
+    check_positive: bool = True,
 ) -> np.ndarray:
-    """1.0 / 0.0 / NaN (missing) per row; every positive value must occur in the column."""
-    seen = set(values.dropna().unique())
-    for v in positive:
-        if v not in seen:
-            raise FlatImportError(
-                f"{rows.flat.path}: {key} value {v!r} never occurs in column {column!r}; its values are: "
-                f"{_value_counts_text(values)}"
-            )
+    """1.0 / 0.0 / NaN (missing) per row; every positive value must occur in the column.
+
+    ``check_positive=False`` leaves that whole-column check to the caller (the streaming
+    import sees the column a chunk at a time).
+    """
+    if check_positive:
+        seen = set(values.dropna().unique())
+        for v in positive:
+            if v not in seen:
+                raise FlatImportError(
+                    f"{rows.flat.path}: {key} value {v!r} never occurs in column {column!r}; its values are: "
+                    f"{_value_counts_text(values)}"
+                )
     if negative:
         allowed = set(positive) | set(negative)
         other = (values.notna() & ~values.isin(allowed)).fillna(False).to_numpy(bool)
@@ -951,8 +959,37 @@ def _dst_note(dst: DstNotes, timezone: str) -> list[str]:
             f"e.g. {', '.join(dst.examples[:3])}"]
 
 
-def _derive_time(rows: _Rows, data: pd.DataFrame, rule: TimeRule) -> tuple[pd.Series, list[str]]:
-    """Apply a :class:`TimeRule` (see its docstring) to every row; returns timestamps and report notes."""
+@dataclass
+class _TimeRuleState:
+    """What a :class:`TimeRule` carries from one part of the file to the next (the streaming import).
+
+    A part must start at the first row of a month (the day and time of a row depend on the
+    whole month it is in); the year and the counts for the report run on.
+    """
+
+    rows_done: int = 0
+    year: int = 0
+    prev_month: int | None = None
+    first: tuple[int, int] | None = None
+    last: tuple[int, int] | None = None
+    n_wraps: int = 0
+    n_months: int = 0
+    n_dates: int = 0
+    n_runs: int = 0
+    n_honoured: int = 0
+    rows_not_honoured: int = 0
+
+
+def _derive_time(
+    rows: _Rows, data: pd.DataFrame, rule: TimeRule, state: _TimeRuleState | None = None
+) -> tuple[pd.Series, list[str]]:
+    """Apply a :class:`TimeRule` (see its docstring) to every row; returns timestamps and report notes.
+
+    With ``state`` the rows are one part of the file, whole months, following the parts the
+    state has seen; the notes then describe every part so far.
+    """
+    if state is None:
+        state = _TimeRuleState()
     n = len(data)
     month_raw = data[rule.month].reset_index(drop=True)
     month = month_raw.str.lower().map(_MONTHS)
@@ -968,19 +1005,22 @@ def _derive_time(rows: _Rows, data: pd.DataFrame, rule: TimeRule) -> tuple[pd.Se
             i = _first(wd.isna())
             raise rows.error(i, rule.day_of_week, f"{wd_raw.iloc[i]!r} is not a day of the week (mon..sun or monday..sunday)")
         weekdays = wd.to_numpy(dtype=np.int64)
-    start_year = int(rule.start[:4])
-    if "-" in rule.start and int(rule.start.split("-")[1]) != months[0]:
-        raise rows.error(
-            0, rule.month, f"the first row is in month {months[0]}, but time_rule.start is {rule.start}"
-        )
-    wraps = np.concatenate([[0], (np.diff(months) < 0).astype(np.int64)])
-    years = start_year + np.cumsum(wraps)
+    if state.rows_done == 0:
+        state.year = int(rule.start[:4])
+        if "-" in rule.start and int(rule.start.split("-")[1]) != months[0]:
+            raise rows.error(
+                0, rule.month, f"the first row is in month {months[0]}, but time_rule.start is {rule.start}"
+            )
+    first_wrap = int(state.prev_month is not None and months[0] < state.prev_month)
+    wraps = np.concatenate([[first_wrap], (np.diff(months) < 0).astype(np.int64)])
+    years = state.year + np.cumsum(wraps)
     outside = (years < FIRST_YEAR) | (years > LAST_YEAR)
     if outside.any():
         i = _first(outside)
         raise rows.error(
             i, rule.month,
-            f"time_rule (start {rule.start}) reaches the year {int(years[i])} at this row, after {int(wraps[: i + 1].sum())} "
+            f"time_rule (start {rule.start}) reaches the year {int(years[i])} at this row, "
+            f"after {state.n_wraps + int(wraps[: i + 1].sum())} "
             f"year wraps (a month lower than the row before), outside {SUPPORTED_YEARS}; "
             f"the rows must be in time order and start in time_rule.start",
         )
@@ -1026,23 +1066,43 @@ def _derive_time(rows: _Rows, data: pd.DataFrame, rule: TimeRule) -> tuple[pd.Se
     occurred = pd.Series(pd.DatetimeIndex(dates + seconds.astype("timedelta64[s]")).tz_localize("UTC"))
     occurred = occurred.astype(c.TIMESTAMP_DTYPE)
 
+    if state.first is None:
+        state.first = (int(years[0]), int(months[0]))
+    state.last = (int(years[-1]), int(months[-1]))
+    state.rows_done += n
+    state.year = int(years[-1])
+    state.prev_month = int(months[-1])
+    state.n_wraps += int(wraps.sum())
+    state.n_months += len(month_starts)
+    state.n_dates += len(date_starts)
+    state.n_runs += n_runs
+    state.n_honoured += n_honoured
+    state.rows_not_honoured += rows_not_honoured
+    return occurred, _time_rule_notes(rule, state)
+
+
+def _time_rule_notes(rule: TimeRule, state: _TimeRuleState) -> list[str]:
+    """The report's notes on a time rule, from the state after the last row."""
+    assert state.first is not None and state.last is not None
+    (y0, m0), (y1, m1) = state.first, state.last
     notes = [
         f"derived from {rule.month!r}" + (f" and {rule.day_of_week!r}" if rule.day_of_week else "")
-        + f", starting {rule.start}: {years[0]}-{months[0]:02d} .. {years[-1]}-{months[-1]:02d}, "
-        f"{int(wraps.sum())} year wraps, {len(month_starts)} months, {len(date_starts)} dates",
+        + f", starting {rule.start}: {y0}-{m0:02d} .. {y1}-{m1:02d}, "
+        f"{state.n_wraps} year wraps, {state.n_months} months, {state.n_dates} dates",
     ]
-    if weekdays is not None:
+    if rule.day_of_week is not None:
         notes.append(
-            f"{n_runs} runs of one day_of_week, each a date: {n_honoured} on their weekday, "
-            f"{n_runs - n_honoured} could not be ({rows_not_honoured} rows)"
+            f"{state.n_runs} runs of one day_of_week, each a date: {state.n_honoured} on their weekday, "
+            f"{state.n_runs - state.n_honoured} could not be ({state.rows_not_honoured} rows)"
         )
     else:
         notes.append("no day_of_week: the rows of each month are spread evenly over its days")
+    h0, h1 = rule.hours
     if h0 == h1:
         notes.append(f"every row of a date is at {h0:02d}:00 UTC (no time of day is invented)")
     else:
         notes.append(f"the rows of a date are spread evenly over {h0:02d}:00-{h1:02d}:00 UTC in file order")
-    return occurred, notes
+    return notes
 
 
 def _dates_fast(years: np.ndarray, months: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -1144,12 +1204,25 @@ def _entity_fields(
         if c.TABLES[table].kind(col) is not None:
             _contract_column(rows, data[col], col, col, table, m.timezone)  # check every row, naming the bad one
     frame = _entity_table(data, key_column, key_name, fields, extra, warnings)
+    return _type_entity_fields(rows.flat, frame, table, fields, declared, m, reports)
+
+
+def _type_entity_fields(
+    flat: FlatFile,
+    frame: pd.DataFrame,
+    table: str,
+    fields: tuple[str, ...],
+    declared: dict[str, int],
+    m: FlatMapping,
+    reports: list[FieldReport],
+) -> pd.DataFrame:
+    """Type the fields of a de-duplicated contacts or accounts frame (one row per key) and report them."""
     for col in fields:
         kind = c.TABLES[table].kind(col)
         if kind is None:
             frame[col] = infer_custom(frame[col])
         else:
-            frame[col] = _contract_column(_Rows(rows.flat, np.arange(len(frame))), frame[col], col, col, table,
+            frame[col] = _contract_column(_Rows(flat, np.arange(len(frame))), frame[col], col, col, table,
                                           m.timezone)
         reports.append(_field_report(col, table, col, frame[col], declared, m))
     return frame
@@ -1403,14 +1476,36 @@ def prepare_output(out: Path, overwrite: bool) -> None:
             p.unlink()
 
 
+def _fits_in_memory(source: Path, why: Exception | str) -> None:
+    """Before reading a file whole to word its problem: refuse one too large for memory, with what streaming saw."""
+    from features.memory_budget import InputTooLarge, check_fits
+
+    try:
+        check_fits([source], "import-flat")
+    except InputTooLarge as err:
+        raise FlatImportError(
+            f"{why} (found reading the file in parts; the in-memory import, which names the file's first problem "
+            f"and counts every row, cannot run: {err})"
+        ) from None
+
+
 def import_flat(
     source: Path | str,
     out: Path | str,
     mapping: FlatMapping,
     fmt: str = "parquet",
     overwrite: bool = False,
+    *,
+    stream: bool = True,
+    chunk_rows: int | None = None,
 ) -> FlatImportReport:
     """Read ``source``, convert it under ``mapping`` and write the dataset to ``out``.
+
+    The file is converted a chunk of rows at a time (:mod:`importers.flat_stream`), in memory
+    that does not grow with it, into a temporary directory beside ``out`` that is moved in
+    when complete. When the file or the mapping has a problem, the file is read whole
+    (:func:`read_flat`, :func:`convert_flat`) to name it, exactly as that path always did.
+    ``stream=False`` is that in-memory path for every file (the reference).
 
     Returns:
         The report; its ``files`` lists what was written.
@@ -1421,13 +1516,51 @@ def import_flat(
     """
     if fmt not in ("parquet", "csv"):
         raise FlatImportError(f"format must be 'parquet' or 'csv', not {fmt!r}")
-    flat = read_flat(source, delimiter=mapping.delimiter, encoding=mapping.encoding)
-    conversion = convert_flat(flat, mapping)
-    prepare_output(Path(out), overwrite)
-    files = write_dataset(conversion.tables, Path(out), fmt=fmt, meta=conversion.meta)
-    conversion.report.files = [str(p) for p in files]
+    out = Path(out)
+    if not stream:
+        flat = read_flat(source, delimiter=mapping.delimiter, encoding=mapping.encoding)
+        conversion = convert_flat(flat, mapping)
+        prepare_output(out, overwrite)
+        files = write_dataset(conversion.tables, out, fmt=fmt, meta=conversion.meta)
+        conversion.report.files = [str(p) for p in files]
+        logger.info("wrote dataset %s (%d files)", out, len(files))
+        return conversion.report
+
+    from importers.flat_stream import (
+        NotStreamable,
+        finish_output,
+        remove_staging,
+        staging_directory,
+        stream_convert,
+    )
+
+    staging = staging_directory(out)
+    try:
+        try:
+            staged, report = stream_convert(source, mapping, staging, fmt=fmt, chunk_rows=chunk_rows)
+        except (NotStreamable, Exception) as why:
+            if isinstance(why, MemoryError):
+                raise
+            if isinstance(why, NotStreamable):
+                logger.info("import-flat %s: %s; reading the file whole to name the problem", source, why)
+            else:  # a defect of the streaming pass must not cost the user the import
+                logger.warning("import-flat %s: the streaming pass failed (%s: %s); converting the file in memory",
+                               source, type(why).__name__, why)
+            for p in staging.iterdir():
+                p.unlink()
+            _fits_in_memory(Path(source), why if isinstance(why, NotStreamable) else
+                            f"{source}: the streaming import failed ({type(why).__name__}: {why})")
+            flat = read_flat(source, delimiter=mapping.delimiter, encoding=mapping.encoding)
+            conversion = convert_flat(flat, mapping)
+            del flat
+            staged = write_dataset(conversion.tables, staging, fmt=fmt, meta=conversion.meta)
+            report = conversion.report
+        files = finish_output(staged, out, overwrite)
+    finally:
+        remove_staging(staging)
+    report.files = [str(p) for p in files]
     logger.info("wrote dataset %s (%d files)", out, len(files))
-    return conversion.report
+    return report
 
 
 __all__ = [
