@@ -102,5 +102,11 @@ def check_fits(paths: Iterable[Path], command: str) -> None:
         split = f"; the budget is below the {_gb(BASE_BYTES)} the program itself needs"
     raise InputTooLarge(
         f"{what}; {command} would need about {_gb(need)} of memory, more than {against}. "
-        f"To proceed: run where about {_gb(need)} is free{split} (no command reads an input larger than memory "
-        f"in pieces, --engine dask included: its client reads the whole dataset first)")
+        f"To proceed: run where about {_gb(need)} is free{split}" + _NOT_IN_PIECES.get(command, ""))
+
+
+_NOT_IN_PIECES = {  # why splitting is the way on, per command
+    "validate": " (validate reads the whole dataset; --engine dask's client does too)",
+    "import-flat": " (import-flat streams a good file in bounded memory, but reads a file with a problem whole "
+                   "to name its first problem and count every row)",
+}

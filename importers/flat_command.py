@@ -88,12 +88,8 @@ def import_flat(
     assert path is not None
     if not path.is_file():
         fail(f"{path}: no such file")
-    from features.memory_budget import InputTooLarge, check_fits
-
-    try:  # a file too large for memory: one red line, not the out-of-memory killer
-        check_fits([path], "import-flat")
-    except InputTooLarge as err:
-        fail(f"import-flat: {err}")
+    # No size check here: the import streams in bounded memory; only a file with a problem is read
+    # whole (to name it), and that path checks the memory budget first (importers.flat._fits_in_memory).
     if fmt not in ("parquet", "csv"):
         fail(f"--format must be parquet or csv, not {fmt!r}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -30,7 +31,7 @@ def test_a_file_too_large_names_itself_its_size_the_need_and_the_budget(tmp_path
     assert msg.startswith(f"{src}: 30 MB; import-flat would need about {need / 2**30:.2f} GB of memory")
     assert "more than the budget of 0.50 GB (ACTIVITY_SCORER_MEMORY_GB)" in msg
     assert "import-flat each to its own --out" in msg
-    assert "--engine dask included: its client reads the whole dataset first" in msg
+    assert "reads a file with a problem whole" in msg
 
 
 @pytest.mark.parametrize("mb_size, budget_gb", [(30, 0.5), (30, 0.45), (200, 1.0), (900, 3.0)])
@@ -78,6 +79,7 @@ def test_an_input_that_fits_passes_silently(tmp_path, monkeypatch):
 
 
 def test_the_command_prints_the_whole_advice_on_one_line(tmp_path, monkeypatch):
+    """A bad file too large to read whole (to name its problem): one line with the advice, nothing written."""
     from training.cli import app
 
     monkeypatch.setenv(mb.MEMORY_ENV, "0.45")
@@ -86,5 +88,25 @@ def test_the_command_prints_the_whole_advice_on_one_line(tmp_path, monkeypatch):
                                       "--time-column", "t", "--outcome-column", "r", "--positive", "y"])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"import-flat: {src}: 12 MB;")
+    assert len(lines) == 1 and f"{src}: 12 MB;" in lines[0] and "reads a file with a problem whole" in lines[0]
     assert "To proceed: run where about" in lines[0] and not (tmp_path / "out").exists()
+
+
+def test_a_good_file_beyond_the_in_memory_budget_streams(tmp_path, monkeypatch):
+    """import-flat no longer needs the whole file in memory: a file the in-memory estimate refuses converts."""
+    from training.cli import app
+
+    monkeypatch.setenv(mb.MEMORY_ENV, "0.45")
+    src = tmp_path / "calls.csv"
+    rows = 400_000
+    with src.open("w", encoding="utf-8") as fh:
+        fh.write("t,r\n")
+        for i in range(rows):
+            fh.write(f"2025-01-{1 + i % 28:02d}T{i % 24:02d}:00:00Z,{'y' if i % 7 == 0 else 'n'}\n")
+    with pytest.raises(mb.InputTooLarge):  # what the in-memory path would need
+        mb.check_fits([src], "import-flat")
+    result = CliRunner().invoke(app, ["import-flat", str(src), "--out", str(tmp_path / "out"), "--type", "call",
+                                      "--time-column", "t", "--outcome-column", "r", "--positive", "y"])
+    assert result.exit_code == 0, result.output
+    acts = pd.read_parquet(tmp_path / "out" / "activities.parquet")
+    assert len(acts) == rows
