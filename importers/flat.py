@@ -1534,6 +1534,8 @@ def import_flat(
         stream_convert,
     )
 
+    if not overwrite:  # refuse a non-empty --out before converting, not after (nothing is removed here)
+        prepare_output(out, overwrite)
     staging = staging_directory(out)
     try:
         try:

@@ -224,13 +224,20 @@ def test_ragged_row_late_in_the_file_is_named_as_before(tmp_path):
     assert str(err.value) == str(ref.value)
 
 
-def test_non_empty_output_is_refused_after_the_file_and_left_as_it_was(tmp_path):
+def test_non_empty_output_is_refused_before_converting_and_left_as_it_was(tmp_path):
     src = random_file(tmp_path / "flat.csv", 120, 13)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(FlatImportError, match="not empty"):
-        import_flat(src, out, mapping_from_dict(CRM), chunk_rows=40)
+    import importers.flat_stream as stream
+
+    def must_not_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("converted before refusing the output directory")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stream, "stream_convert", must_not_run)
+        with pytest.raises(FlatImportError, match="not empty"):
+            import_flat(src, out, mapping_from_dict(CRM), chunk_rows=40)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert not [p for p in tmp_path.iterdir() if ".importing-" in p.name]
     report = import_flat(src, out, mapping_from_dict(CRM), chunk_rows=40, overwrite=True)
