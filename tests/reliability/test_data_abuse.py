@@ -9,6 +9,7 @@ rewritten). Never a traceback. The 2 GB case is ``benchmarks/bench_big_input.py`
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pandas as pd
@@ -89,12 +90,17 @@ def test_import_flat_refuses_a_huge_field_naming_the_line(tmp_path):
     assert not (tmp_path / "out" / "activities.parquet").exists()  # nothing half written
 
 
+# Garbage from a seeded generator: collection must be identical on every xdist worker, and
+# the ids are named (pytest would otherwise print 200 kB of escaped bytes as the test id).
+_GARBAGE = random.Random(20261206)
+
+
 @pytest.mark.parametrize("content, expected", [
-    (os.urandom(200_000), "not UTF-8"),
+    (_GARBAGE.randbytes(200_000), "not UTF-8"),
     (b"activity_id,occurred_at,type,deal_id\na1,2026-01-01T00:00:00Z,caf\xc3\xa9,d1\na2,2026-01-02T00:00:00Z,caf\xe9,d1\n",
      "line 3"),
     (b"", "activities.csv"),
-])
+], ids=["random-bytes", "mixed-encodings", "empty"])
 def test_validate_refuses_garbage_and_mixed_encodings_clearly(tmp_path, content, expected):
     d = _dataset(tmp_path, content)
     result = _invoke(["validate", "--data", str(d)])
@@ -109,11 +115,11 @@ def test_validate_refuses_a_parquet_file_that_is_not_parquet(tmp_path):
 
 
 @pytest.mark.parametrize("content, expected", [
-    (os.urandom(300_000), "line 1 is not valid"),
+    (_GARBAGE.randbytes(300_000), "line 1 is not valid"),
     (b"call_id,started_at,result,note\nc1,2026-01-01T10:00:00Z,yes,caf\xc3\xa9\nc2,2026-01-02T10:00:00Z,no,caf\xe9\n",
      "line 3 is not valid"),
     (b"", "the file is empty"),
-])
+], ids=["random-bytes", "mixed-encodings", "empty"])
 def test_import_flat_refuses_garbage_and_mixed_encodings_clearly(tmp_path, content, expected):
     src = tmp_path / "calls.csv"
     src.write_bytes(content)
