@@ -106,16 +106,21 @@ def simulate(config: SimulationConfig, truth: TruthParams | None = None,
         logger.info("chunk %d: %d accounts, %d activities (total %d of %d)", k, n_accounts, n, total, target)
 
     # keep whole accounts, in order, up to the target
+    # (each chunk is dropped as soon as its trimmed copy exists: holding both doubled the peak)
     kept = []
     remaining = target
-    for chunk in chunks:
+    chunks.reverse()
+    while chunks:
+        chunk = chunks.pop()
         written = chunk.acts["time"] >= first_sec
         per_acc = np.bincount(chunk.deal_account[chunk.acts["deal"][written]], minlength=len(chunk.acc_team))
         n_keep = int(np.searchsorted(np.cumsum(per_acc), remaining, side="right"))
         kept.append(_trim(chunk, n_keep))
+        del chunk, written
         remaining -= int(per_acc[:n_keep].sum())
         if n_keep < len(per_acc):
             break
+    chunks.clear()
 
     return _assemble(kept, reps, config, truth, origin)
 
