@@ -12,6 +12,10 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 2
+# pandas' strings live in Arrow buffers; Arrow's default pool (mimalloc) keeps freed pages, which
+# Dask counts as unmanaged memory and no spilling can free: the system allocator returns them
+# (distributed already sets MALLOC_TRIM_THRESHOLD_ for its workers)
+WORKER_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
 DEFAULT_MEMORY_LIMIT = "6GiB"  # per worker; beyond ~70% of it a worker spills to disk
 SPILL_DIR = "dask"  # inside the data home
 CLOSE_TIMEOUT_S = 60  # per attempt at closing a local cluster; a close that takes longer has hung
@@ -74,15 +78,21 @@ def settings_from_env(scheduler: str | None = None) -> ClusterSettings:
 @contextlib.contextmanager
 def _worker_deaths(settings: ClusterSettings) -> Iterator[None]:
     """A task that killed its workers (usually their memory limit) becomes one clear ClusterError."""
+    from concurrent.futures import CancelledError
+
     from distributed import KilledWorker
 
+    where = (f"the workers of {settings.scheduler}" if settings.scheduler else
+             f"a local worker ({settings.memory_limit} each; ACTIVITY_SCORER_DASK_MEMORY raises it)")
     try:
         yield
     except KilledWorker as err:
-        where = (f"the workers of {settings.scheduler}" if settings.scheduler else
-                 f"a local worker ({settings.memory_limit} each; ACTIVITY_SCORER_DASK_MEMORY raises it)")
         raise ClusterError(f"a Dask task killed {where} repeatedly and was given up: {err.args[0] if err.args else err}"
                            ) from None
+    except CancelledError as err:  # distributed's FutureCancelledError: a worker holding sent data was lost
+        raise ClusterError(f"a Dask worker was lost (usually {where} went over its memory limit) and with it "
+                           f"partition data sent from here, which cannot be recomputed; the output was left as it was "
+                           f"({err.args[0] if err.args else type(err).__name__})") from None
 
 
 @contextlib.contextmanager
@@ -115,7 +125,7 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
     try:
         cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address="127.0.0.1:0", memory_limit=settings.memory_limit,
-                               local_directory=str(spill), silence_logs=logging.WARNING)
+                               local_directory=str(spill), silence_logs=logging.WARNING, env=WORKER_ENV)
     except (OSError, RuntimeError, TimeoutError) as err:
         raise ClusterError(f"cannot start a local Dask cluster: {err}") from None
     try:

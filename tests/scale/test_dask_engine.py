@@ -105,6 +105,29 @@ def test_a_worker_killed_by_a_task_is_one_clear_error(scale_home):
             client.submit(die, pure=False).result()
 
 
+def test_a_worker_lost_with_data_sent_to_it_is_one_clear_error(scale_home):
+    """Seen at 10M: a worker over its memory limit took scattered partition events with it (a cancelled future)."""
+    from engine.cluster import ClusterError, ClusterSettings, open_client
+
+    def die(rows):
+        import os
+
+        os._exit(1)
+
+    with pytest.raises(ClusterError, match="worker was lost .*memory limit.*cannot be recomputed"):
+        with open_client(ClusterSettings(workers=1, memory_limit="1GiB"), scale_home) as client:
+            [rows] = client.scatter([list(range(1000))])
+            client.submit(die, rows, pure=False).result()
+
+
+def test_local_workers_use_the_system_allocator_for_arrow(dask_client):
+    """Arrow's mimalloc pool keeps freed pages that Dask cannot spill (unmanaged memory); workers get the system pool."""
+    import pyarrow as pa
+
+    pools = dask_client.run(lambda: pa.default_memory_pool().backend_name)
+    assert set(pools.values()) == {"system"}, pools
+
+
 def test_a_failed_close_is_retried_and_never_hides_the_real_error(caplog):
     """distributed's close can fail while a nanny restarts a killed worker (seen in CI); a second close works."""
     from engine.cluster import _close_local
