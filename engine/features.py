@@ -81,15 +81,18 @@ def _ms(values: pd.Series) -> np.ndarray:
     return out
 
 
-def _partition_frame(events: dict[str, pd.DataFrame], entities: dict[str, pd.DataFrame], rows: np.ndarray,
-                     meta: dict[str, Any], until: pd.Timestamp | None, horizons: Horizons, timezone: str,
-                     data_end: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Step 1 on a worker: the partition's table and the per-activity facts of its reps."""
+def _partition_table(events: dict[str, pd.DataFrame], entities: dict[str, pd.DataFrame], meta: dict[str, Any],
+                     until: pd.Timestamp | None, horizons: Horizons, timezone: str,
+                     data_end: pd.Timestamp) -> pd.DataFrame:
+    """Step 1 on a worker: the partition's table."""
     dataset = Dataset({**events, **entities}, custom_fields=meta["custom_fields"],
                       execution_time_fields=meta["execution_time_fields"])
-    table = build_training_frame(dataset, until=until, horizons=horizons, timezone=timezone,
-                                 data_end=None if until is not None else data_end)
-    frame = table.frame
+    return build_training_frame(dataset, until=until, horizons=horizons, timezone=timezone,
+                                data_end=None if until is not None else data_end).frame
+
+
+def _partition_facts(frame: pd.DataFrame, events: dict[str, pd.DataFrame], rows: np.ndarray) -> pd.DataFrame:
+    """Step 1 on a worker: the per-activity facts of the partition's reps (a task of its own, see below)."""
     acts = events[c.ACTIVITIES]
     ids = acts[c.ACTIVITY_ID].astype("string")
     at = pd.Index(ids.to_numpy(object)).get_indexer(frame[c.ACTIVITY_ID].to_numpy(object))
@@ -107,7 +110,7 @@ def _partition_frame(events: dict[str, pd.DataFrame], entities: dict[str, pd.Dat
         "y": frame[s.LABEL_OUTCOME].to_numpy(np.float64, na_value=np.nan),
         "attention": frame[ATTENTION].to_numpy(np.float64, na_value=np.nan),
     })
-    return frame, facts
+    return facts
 
 
 def _rep_pass(facts: list[pd.DataFrame], horizons: Horizons) -> list[dict[str, np.ndarray]]:
@@ -193,19 +196,24 @@ def build_distributed_table(client: Any, dataset: Dataset, *, until: pd.Timestam
 
     t = time.perf_counter()
     [entities] = client.scatter([entity_tables(dataset)], broadcast=True)
-    firsts = []
+    # The table and the facts are separate results, never one tuple taken apart: a frame held both
+    # in a tuple and on its own is counted twice by Dask and cannot be freed by spilling either, and
+    # at 10M that sent a 6 GiB worker over its limit in step 1 (docs/scale.md). Dask can spill the
+    # step-1 frames while the rep pass waits for every partition's facts.
+    frames, facts = [], []
     for p in partitions:
         [events] = client.scatter([p.events])
-        firsts.append(client.submit(_partition_frame, events, entities, p.rows, meta, until, horizons, timezone,
-                                    end, pure=False, key=f"features-partition-{p.index}-{time.time_ns()}"))
-    frames = [client.submit(_take, f, 0, pure=False) for f in firsts]
-    facts = [client.submit(_take, f, 1, pure=False) for f in firsts]
+        frame = client.submit(_partition_table, events, entities, meta, until, horizons, timezone, end,
+                              pure=False, key=f"features-partition-{p.index}-{time.time_ns()}")
+        frames.append(frame)
+        facts.append(client.submit(_partition_facts, frame, events, p.rows, pure=False))
+        del events, frame
     cross = client.submit(_rep_pass, facts, horizons, pure=False)
     parts = [client.submit(_finish_partition, fr, client.submit(_take, cross, i, pure=False), pure=False)
              for i, fr in enumerate(frames)]
+    del frames, facts, cross
     stats_f = [client.submit(_stats, p, pure=False) for p in parts]
     stats_list = client.gather(stats_f)
-    del firsts, frames, facts, cross
     seconds["features"] = time.perf_counter() - t
     stats = {k: int(sum(st[k] for st in stats_list)) for k in stats_list[0]} if stats_list else {}
     features = feature_list(custom_fields_of(dataset))
