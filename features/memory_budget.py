@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 MEMORY_ENV = "ACTIVITY_SCORER_MEMORY_GB"
 BASE_BYTES = 400 * 2**20  # the interpreter, pandas, pyarrow
@@ -110,3 +111,78 @@ _NOT_IN_PIECES = {  # why splitting is the way on, per command
     "import-flat": " (import-flat streams a good file in bounded memory, but reads a file with a problem whole "
                    "to name its first problem and count every row)",
 }
+
+
+# --- training --------------------------------------------------------------------------------
+# resident bytes per activity while training: 1M simulated activities peaked at 4.1 GB (local
+# engine, docs/training.md) and at 4.66 GB on the Dask engine's client, which gathers the table
+# (docs/scale.md); 200k at 1.1 GB. Rounded up for a margin.
+TRAIN_BYTES_PER_ACTIVITY = 5_000
+CSV_SAMPLE_BYTES = 1 << 20
+
+
+def count_activities(data: Path, until: Any = None) -> tuple[int, bool]:
+    """Activities of a dataset directory that training would use, and whether the count is an estimate.
+
+    Parquet: exact, from the file's metadata (or, with ``until``, from its ``occurred_at`` column
+    alone). CSV: estimated from the file size and the mean length of the first lines (``until``
+    is not applied, so the estimate is high rather than low).
+    """
+    from features.dataset import table_path
+
+    path = table_path(Path(data), "activities")
+    if path is None:
+        return 0, False
+    if path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            rows = int(pq.ParquetFile(path).metadata.num_rows)
+        except (pa.ArrowException, OSError):
+            return 0, False  # not readable: loading the dataset says what is wrong with it
+        if until is None:
+            return rows, False
+        import pandas as pd
+
+        cut = pd.Timestamp(until)
+        cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut
+        try:
+            when = pd.to_datetime(pq.read_table(path, columns=["occurred_at"]).column(0).to_pandas(), utc=True,
+                                  errors="coerce")
+        except (pa.ArrowException, OSError, KeyError, ValueError, TypeError):
+            return rows, False  # every row, high rather than low
+        return int((when < cut).sum()), False
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(CSV_SAMPLE_BYTES)
+    lines = head.count(b"\n")
+    if lines <= 1:
+        return (1 if size else 0), True
+    return max(int(size / (len(head) / lines)) - 1, 0), True
+
+
+def check_train_fits(data: Path, until: Any = None, engine: str = "local") -> None:
+    """Raise :class:`InputTooLarge` when training on ``data`` would need more than the memory budget.
+
+    Training holds the whole training table and its encoded matrix in this process, with either
+    engine (``--engine dask`` fits the boosters on the workers but gathers the table here), so
+    the need grows with the activities used: ``TRAIN_BYTES_PER_ACTIVITY`` each, plus the base.
+    """
+    n, estimated = count_activities(data, until)
+    need = BASE_BYTES + n * TRAIN_BYTES_PER_ACTIVITY
+    budget = available_bytes()
+    if need <= budget:
+        return
+    against = (f"the budget of {_gb(budget)} ({MEMORY_ENV})" if os.environ.get(MEMORY_ENV, "").strip() else
+               f"the {_gb(budget)} available now ({MEMORY_ENV} sets a budget)")
+    count = f"about {n:,} activities (estimated from the CSV's size)" if estimated else f"{n:,} activities"
+    since = " before --until" if until is not None else ""
+    where = ("the Dask engine fits the boosters on its workers but gathers the training table on this process"
+             if engine == "dask" else "training holds the whole training table in this process")
+    fit = max(int((budget - BASE_BYTES) / TRAIN_BYTES_PER_ACTIVITY), 0)
+    raise InputTooLarge(
+        f"{data}: {count}{since}; training them would need about {_gb(need)} of memory "
+        f"(~{TRAIN_BYTES_PER_ACTIVITY / 1000:.0f} KB each, measured), more than {against}. To proceed: run where "
+        f"about {_gb(need)} is free, or train on a shorter history with --until (about {fit:,} activities fit); "
+        f"{where} (features and score with --engine dask do not: docs/scale.md).")

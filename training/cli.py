@@ -221,6 +221,12 @@ def train(
     if not data.is_dir():
         fail(f"--data {data}: no such dataset directory")
     cluster = _engine_settings(engine, scheduler)
+    from features.memory_budget import InputTooLarge, check_train_fits
+
+    try:  # a history too large to train here: one red line, not the out-of-memory killer
+        check_train_fits(data, until_ts, engine)
+    except InputTooLarge as err:
+        fail(f"train: {err}")
     home = configure_stores()
     err_console = _console(stderr=True)
     status, progress = _progress(err_console, enabled=not verbose)

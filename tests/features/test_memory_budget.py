@@ -110,3 +110,65 @@ def test_a_good_file_beyond_the_in_memory_budget_streams(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     acts = pd.read_parquet(tmp_path / "out" / "activities.parquet")
     assert len(acts) == rows
+
+
+def _activities(directory, n, suffix=".parquet"):
+    import pandas as pd
+
+    directory.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame({"activity_id": [f"a{i}" for i in range(n)], "type": "call", "deal_id": "d1",
+                          "occurred_at": pd.date_range("2026-01-01", periods=n, freq="min", tz="UTC")})
+    if suffix == ".parquet":
+        frame.to_parquet(directory / "activities.parquet", index=False)
+    else:
+        frame.to_csv(directory / "activities.csv", index=False)
+    return directory
+
+
+def test_train_refuses_a_history_too_large_to_train_with_the_count_need_and_the_way_on(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    monkeypatch.setenv("ACTIVITY_SCORER_MEMORY_GB", "0.45")  # room for ~12k activities above the base
+    monkeypatch.setenv("ACTIVITY_SCORER_HOME", str(tmp_path / "home"))
+    data = _activities(tmp_path / "data", 20_000)
+    result = CliRunner().invoke(app, ["train", "--data", str(data)])
+    assert result.exit_code == 1
+    msg = " ".join(result.output.split())
+    need = mb._gb(mb.BASE_BYTES + 20_000 * mb.TRAIN_BYTES_PER_ACTIVITY)
+    assert str(data) in msg and "20,000 activities" in msg and f"need about {need}" in msg, msg
+    assert "budget of 0.45 GB (ACTIVITY_SCORER_MEMORY_GB)" in msg and "--until" in msg and "Traceback" not in msg
+    result = CliRunner().invoke(app, ["train", "--data", str(data), "--engine", "dask"])
+    assert result.exit_code == 1 and "gathers the training table on this process" in " ".join(result.output.split())
+
+
+def test_train_counts_only_the_activities_before_until(tmp_path, monkeypatch):
+    from features.memory_budget import check_train_fits, count_activities
+
+    data = _activities(tmp_path / "data", 20_000)  # one a minute from 2026-01-01
+    assert count_activities(data) == (20_000, False)
+    assert count_activities(data, pd_ts("2026-01-01T01:00:00Z")) == (60, False)
+    monkeypatch.setenv("ACTIVITY_SCORER_MEMORY_GB", "0.45")
+    check_train_fits(data, pd_ts("2026-01-02"))  # 1,440 activities: fits
+    with pytest.raises(mb.InputTooLarge, match="20,000 activities"):
+        check_train_fits(data)
+
+
+def test_a_csv_history_is_estimated_from_its_size(tmp_path):
+    from features.memory_budget import count_activities
+
+    n, estimated = count_activities(_activities(tmp_path / "data", 30_000, ".csv"))
+    assert estimated and 27_000 <= n <= 33_000, n
+
+
+def test_an_unreadable_activities_file_is_left_to_the_loader(tmp_path):
+    from features.memory_budget import check_train_fits, count_activities
+
+    (tmp_path / "activities.parquet").write_bytes(b"not parquet at all")
+    assert count_activities(tmp_path) == (0, False)
+    check_train_fits(tmp_path)  # no guess and no traceback here: loading the dataset names the problem
+
+
+def pd_ts(text):
+    return pd.Timestamp(text)
