@@ -2,8 +2,8 @@
 
 Three steps, all on the cluster:
 
-1. **Partitions** (one task each): ``features.build.build_training_frame`` on the partition's
-   events with every entity table, censored at the end of the whole dataset. Every deal,
+1. **Partitions** (two tasks each: the table, then its reps' facts):
+   ``features.build.build_training_frame`` on the partition's events with every entity table, censored at the end of the whole dataset. Every deal,
    contact and account feature, every label and the amount baselines (from the whole deals
    table) are then what the local engine computes. The partition also hands back, per
    activity, the few facts a rep's features need: rep, time, when known, outcome label and
