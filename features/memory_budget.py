@@ -62,6 +62,13 @@ _PARTS = {"import-flat": ("the file", "parts", "import-flat each to its own --ou
           "validate": ("the dataset", "datasets", "validate each")}
 
 
+def _against(budget: int) -> str:
+    """The budget and where it comes from, as the refusals word it."""
+    if os.environ.get(MEMORY_ENV, "").strip():
+        return f"the budget of {_gb(budget)} ({MEMORY_ENV})"
+    return f"the {_gb(budget)} available now ({MEMORY_ENV} sets a budget)"
+
+
 def _gb(n: float) -> str:
     gb = n / 2**30
     return f"{gb:.1f} GB" if gb >= 1 else f"{gb:.2f} GB"
@@ -93,8 +100,7 @@ def check_fits(paths: Iterable[Path], command: str) -> None:
     else:
         what = (f"{biggest.parent}: {_size(sum(sizes.values()))} in {len(files)} files (the largest, {biggest.name}, "
                 f"{_size(sizes[biggest])})")
-    against = (f"the budget of {_gb(budget)} ({MEMORY_ENV})" if os.environ.get(MEMORY_ENV, "").strip() else
-               f"the {_gb(budget)} available now ({MEMORY_ENV} sets a budget)")
+    against = _against(budget)
     whole, parts, each = _PARTS.get(command, ("the input", "parts", f"{command} each"))
     if budget > BASE_BYTES:
         n = math.ceil((need - BASE_BYTES) / (budget - BASE_BYTES))
@@ -174,8 +180,7 @@ def check_train_fits(data: Path, until: Any = None, engine: str = "local") -> No
     budget = available_bytes()
     if need <= budget:
         return
-    against = (f"the budget of {_gb(budget)} ({MEMORY_ENV})" if os.environ.get(MEMORY_ENV, "").strip() else
-               f"the {_gb(budget)} available now ({MEMORY_ENV} sets a budget)")
+    against = _against(budget)
     count = f"about {n:,} activities (estimated from the CSV's size)" if estimated else f"{n:,} activities"
     since = " before --until" if until is not None else ""
     where = ("the Dask engine fits the boosters on its workers but gathers the training table on this process"
