@@ -229,7 +229,12 @@ def run_training(
     missing = [col for col in [c.ACTIVITY_ID, c.OCCURRED_AT, *label_cols.values()] if col not in frame.columns]
     if missing:
         raise TrainingRefused([f"training table lacks column(s) {', '.join(missing)}"])
-    frame = frame.sort_values(c.OCCURRED_AT, kind="stable").reset_index(drop=True)
+    # Both engines build the table in time order already; a stable sort of a sorted column is
+    # the identity, and skipping it spares a second copy of the whole table for the whole run
+    # (the caller still holds the first).
+    if not frame[c.OCCURRED_AT].is_monotonic_increasing:
+        frame = frame.sort_values(c.OCCURRED_AT, kind="stable")
+    frame = frame.reset_index(drop=True)
     horizons = {"outcome_days": cfg.horizons.outcome_days, "output_days": cfg.horizons.output_days}
     frame = censor_labels(frame, data_end, horizons, label_cols)
     # purge (and censor) what can leak, not everything: labels that settle sooner than their horizon
@@ -305,12 +310,11 @@ def run_training(
     types = frame[c.TYPE].astype("string") if c.TYPE in frame.columns else None
     fits: dict[tuple[str, str], ModelFit] = {}
     params = lgb_params(cfg)
+    # one matrix serves both variants: the plan one sees the execution columns blank, in place
+    # (a copy per variant held a second whole matrix through every fit)
+    execution_values = matrix[:, exec_idx].copy() if has_execution else None
     for variant in variants:
-        if variant == VARIANT_PLAN and has_execution:
-            vmatrix = matrix.copy()
-            vmatrix[:, exec_idx] = np.nan
-        else:
-            vmatrix = matrix
+        vmatrix = _as_variant(matrix, variant, exec_idx, execution_values)
         for label in label_cols:
             progress(f"training {label}/{variant}")
             fit = fit_one(vmatrix, ys[label], masks[label], spec, params, cfg, label, variant, types,
@@ -338,11 +342,7 @@ def run_training(
     deployed: dict[str, Any] = {}
     if cfg.refit.enabled:
         for variant in variants:
-            if variant == VARIANT_PLAN and has_execution:
-                vmatrix = matrix.copy()
-                vmatrix[:, exec_idx] = np.nan
-            else:
-                vmatrix = matrix
+            vmatrix = _as_variant(matrix, variant, exec_idx, execution_values)
             for label in label_cols:
                 progress(f"refitting {label}/{variant} for deployment")
                 t = time.perf_counter()
@@ -360,6 +360,8 @@ def run_training(
                          f"(from {d['calibration_start'][:10]}); a booster fit on everything before them scored AUC "
                          f"{d['crossfit_auc']:.3f} there (the evaluation model: {fits[('outcome', 'plan')].metrics['test']['auc']:.3f})")
 
+    matrix = _as_variant(matrix, VARIANT_FULL, exec_idx, execution_values)
+    del execution_values
     progress("explaining (contributions on a test sample)")
     t = time.perf_counter()
     shap = _shap_sample(fits, matrix, spec, cfg)
@@ -422,6 +424,19 @@ def run_training(
                           list(spec.names), seconds, shap, types, evaluation, deployed, skipped, settles, notes)
 
 
+def _as_variant(matrix: np.ndarray, variant: str, exec_idx: list[int], execution_values: np.ndarray | None
+                ) -> np.ndarray:
+    """The encoded matrix as ``variant`` sees it, set in place and returned.
+
+    The plan variant sees the execution-time columns blank (NaN: not known when an activity is
+    planned); the full variant sees their values, kept in ``execution_values`` (None: the
+    table has no execution values, and both variants see the matrix as it is).
+    """
+    if execution_values is not None:
+        matrix[:, exec_idx] = np.nan if variant == VARIANT_PLAN else execution_values
+    return matrix
+
+
 def serving_context(loaded: LoadedData, cfg: TrainConfig, data_end: pd.Timestamp) -> dict | None:
     """The serving context as of the end of the training data (rep track records, custom fields)."""
     if loaded.dataset is None:
@@ -463,8 +478,8 @@ def fit_one(
     trainer = BOOSTER_TRAINER.get()
     if trainer is not None:
         progress(f"training {label}/{variant} on the cluster")
-        booster, best = trainer.fit(params, matrix[tr], y[tr], names, spec.categorical_indices,
-                                    cfg.lightgbm.num_boost_round, valid=(matrix[va], y[va]), patience=patience)
+        booster, best = trainer.fit(params, matrix, y, names, spec.categorical_indices, cfg.lightgbm.num_boost_round,
+                                    valid=(matrix[va], y[va]), patience=patience, rows=tr)
     else:
         booster, best = _train_local(params, matrix, y, tr, va, names, spec, cfg.lightgbm.num_boost_round, patience,
                                      label, variant, progress)
@@ -578,7 +593,7 @@ def refit_for_deployment(matrix: np.ndarray, y: np.ndarray, masks: dict[str, np.
         rounds = max(1, int(round(fit.best_iteration * scale)))
         trainer = BOOSTER_TRAINER.get()
         if trainer is not None:
-            return trainer.fit(params, matrix[rows], y[rows], names, spec.categorical_indices, rounds)[0], rounds
+            return trainer.fit(params, matrix, y, names, spec.categorical_indices, rounds, rows=rows)[0], rounds
         data = lgb.Dataset(matrix[rows], label=y[rows], feature_name=names,
                            categorical_feature=spec.categorical_indices,
                            params={"max_bin": params["max_bin"], "verbose": -1}, free_raw_data=True)
