@@ -686,9 +686,14 @@ class _HubSpot:
             return None
         meetings = self._live("meetings")
         booked = self.ts(meetings, "hs_createdate", "meetings").fillna(self.ts(meetings, "created", "meetings"))
-        for at, contacts in zip(booked, meetings["_contacts"]):
-            if pd.notna(at) and at <= self.as_of:
-                bookings.append(pd.DataFrame({"booked_at": [at] * len(contacts), c.CONTACT_ID: list(contacts)}))
+        # one row per (booking, attendee), in meeting order: built at once (a frame per meeting
+        # took half of a 100k-activity conversion)
+        valid = (booked.notna() & (booked <= self.as_of)).to_numpy(bool)
+        if valid.any():
+            attendees = meetings["_contacts"][valid]
+            per_meeting = np.fromiter((len(lst) for lst in attendees), dtype=np.int64, count=len(attendees))
+            bookings.append(pd.DataFrame({"booked_at": booked[valid].repeat(per_meeting).reset_index(drop=True),
+                                          c.CONTACT_ID: [x for lst in attendees for x in lst]}))
         outcome = col(meetings, "hs_meeting_outcome").str.upper().str.replace(r"[\s-]+", "_", regex=True)
         outcome = outcome.replace({"CANCELLED": "CANCELED", "NOSHOW": "NO_SHOW"})
         excluded = {s.upper() for s in self.hs.excluded_meeting_outcomes}
