@@ -191,3 +191,20 @@ def test_meeting_bookings_equal_the_per_meeting_frames(seed, tmp_path):
     assert len(expected) > 200 and booked.isna().any() and (booked > me.as_of).any()  # every branch is exercised
     assert list(got["booked_at"]) == list(expected["booked_at"])
     assert list(got[c.CONTACT_ID]) == list(expected[c.CONTACT_ID])
+
+
+def test_hubspot_export_split_over_files_reads_as_one_file(tmp_path):
+    """``read_api_export`` frames each file's records before the next file: the tables do not depend on the split."""
+    from importers.crm import config_from_dict, convert_crm
+    from importers.crm.hubspot_export import to_hubspot_export
+    from simulator.generate import simulate
+    from simulator.params import SimulationConfig
+
+    sim = simulate(SimulationConfig(n_activities=3000, seed=4))
+    whole = to_hubspot_export(sim.tables, tmp_path / "whole")
+    split = to_hubspot_export(sim.tables, tmp_path / "split", records_per_file=250, page_size=33)
+    assert len(split.files["emails"]) > 3 and whole.files["emails"] == ["emails.json"]
+    a, b = (convert_crm("hubspot", x.directory, as_of=x.as_of, config=config_from_dict(x.config)) for x in (whole, split))
+    assert set(a.tables) == set(b.tables) and a.report.warnings == b.report.warnings
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True, obj=name)
