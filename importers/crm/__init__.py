@@ -7,7 +7,8 @@ Library use::
     conversion.tables["activities"], conversion.report.dropped
 
 ``import_crm_export`` also writes and validates the dataset (what the command does);
-``to_salesforce_export`` writes contract tables as a Salesforce export (for tests and demos).
+``to_salesforce_export`` (``sf_export``) and ``to_hubspot_export`` (``hubspot_export``) write contract
+tables as a Salesforce or HubSpot API export (for tests, demos and benchmarks).
 """
 
 from importers.crm.config import CrmConfig, config_from_dict, load_config

@@ -146,8 +146,13 @@ def _load_json(path: Path) -> list:
 
 
 def read_api_export(in_dir: Path, report: ConversionReport) -> HubSpotExport:
-    """Read CRM API v3 JSON files (single pages, lists of pages, ``*_archived`` files)."""
-    records: dict[str, list[dict]] = {name: [] for name in OBJECTS}
+    """Read CRM API v3 JSON files (single pages, lists of pages, ``*_archived`` files).
+
+    Each file's records become a frame before the next file is read, so the Python dicts
+    of one file at a time are held, not those of the whole export (at 100k records per
+    file, about a tenth of the memory of the records of a 1M-activity export).
+    """
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in OBJECTS}
     files: dict[str, list[str]] = {name: [] for name in OBJECTS}
     owners, dispositions, pipelines, pipelines_file = [], {}, [], "pipelines"
     ignored = []
@@ -168,12 +173,15 @@ def read_api_export(in_dir: Path, report: ConversionReport) -> HubSpotExport:
             pipelines.extend(items)
             pipelines_file = path.name
         else:
-            for item in items:
-                records[obj].append(_record_from_api(item, path.name))
+            records = [_record_from_api(item, path.name) for item in items]
+            if records:
+                parts[obj].append(pd.DataFrame(records))
+            records = None
             files[obj].append(path.name)
+        items = None  # let the parsed file go before the next one is parsed
     if ignored:
         report.warn(f"ignored files: {', '.join(ignored)}")
-    objects = {name: _records_frame(recs) for name, recs in records.items()}
+    objects = {name: _object_frame(frames) for name, frames in parts.items()}
     return HubSpotExport("api", objects, files, owners, dispositions, pipelines, pipelines_file)
 
 
@@ -217,10 +225,16 @@ def _record_from_api(item: dict, file: str) -> dict:
 
 
 def _records_frame(records: list[dict]) -> pd.DataFrame:
+    """One object's frame from its records (see :class:`HubSpotExport`)."""
+    return _object_frame([pd.DataFrame(records)] if records else [])
+
+
+def _object_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One object's frame from the frames of its files' records, in file order."""
     base = ["id", "archived", "created", "updated", "_history", ROW, "_contacts", "_companies", "_deals"]
-    if not records:
+    if not parts:
         return pd.DataFrame(columns=base)
-    frame = pd.DataFrame(records)
+    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     # the same id in two files (active page and archived page): archived wins
     frame = frame.sort_values("archived", kind="stable").drop_duplicates("id", keep="last").reset_index(drop=True)
     for column in frame.columns:
@@ -686,9 +700,14 @@ class _HubSpot:
             return None
         meetings = self._live("meetings")
         booked = self.ts(meetings, "hs_createdate", "meetings").fillna(self.ts(meetings, "created", "meetings"))
-        for at, contacts in zip(booked, meetings["_contacts"]):
-            if pd.notna(at) and at <= self.as_of:
-                bookings.append(pd.DataFrame({"booked_at": [at] * len(contacts), c.CONTACT_ID: list(contacts)}))
+        # one row per (booking, attendee), in meeting order: built at once (a frame per meeting
+        # took half of a 100k-activity conversion)
+        valid = (booked.notna() & (booked <= self.as_of)).to_numpy(bool)
+        if valid.any():
+            attendees = meetings["_contacts"][valid]
+            per_meeting = np.fromiter((len(lst) for lst in attendees), dtype=np.int64, count=len(attendees))
+            bookings.append(pd.DataFrame({"booked_at": booked[valid].repeat(per_meeting).reset_index(drop=True),
+                                          c.CONTACT_ID: [x for lst in attendees for x in lst]}))
         outcome = col(meetings, "hs_meeting_outcome").str.upper().str.replace(r"[\s-]+", "_", regex=True)
         outcome = outcome.replace({"CANCELLED": "CANCELED", "NOSHOW": "NO_SHOW"})
         excluded = {s.upper() for s in self.hs.excluded_meeting_outcomes}

@@ -1,9 +1,10 @@
 """The importers' column-wise steps give what the per-row rules they replaced gave.
 
-``hubspot._replies`` (two as-of joins, was a loop over incoming x sent emails) and
-``common.closing_and_outcomes`` (column operations, was a loop over deals) are checked against
-the per-row rules, kept here as the reference, on random exports with ties, missing values,
-threads and windows; ``benchmarks/bench_importers.py`` times them at 1M activities.
+``hubspot._replies`` (two as-of joins, was a loop over incoming x sent emails),
+``common.closing_and_outcomes`` (column operations, was a loop over deals) and the bookings of
+``hubspot._meetings`` (one frame, was a frame per meeting) are checked against the per-row
+rules, kept here as the reference, on random exports with ties, missing values, threads and
+windows; ``benchmarks/bench_importers.py`` times them at 1M activities.
 """
 
 from __future__ import annotations
@@ -146,3 +147,64 @@ def test_flat_reader_in_chunks_reads_what_one_pass_read(tmp_path, monkeypatch):
     bad.write_text("\n".join(lines[:300] + ["r-bad;2025-01-01"] + lines[300:]) + "\n", encoding="utf-8")
     with pytest.raises(flat.FlatImportError, match=r"data row 300 \(line 301\) has 2 fields"):
         flat.read_flat(bad)
+
+
+def reference_bookings(booked: pd.Series, attendees: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The per-meeting frames the column version replaced (one frame per booked meeting, concatenated)."""
+    frames = [pd.DataFrame({"booked_at": [at] * len(contacts), c.CONTACT_ID: list(contacts)})
+              for at, contacts in zip(booked, attendees) if pd.notna(at) and at <= as_of]
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_meeting_bookings_equal_the_per_meeting_frames(seed, tmp_path):
+    """``hubspot._meetings`` builds its (booking, attendee) rows at once: same rows, same order."""
+    import json
+
+    from importers.crm.config import load_config
+    from importers.crm.hubspot import read_api_export
+
+    rng = np.random.default_rng(seed)
+    base = pd.Timestamp("2025-01-01", tz="UTC")
+    records = []
+    for i in range(300):
+        start = base + pd.Timedelta(minutes=int(rng.integers(0, 60 * 24 * 90)))
+        created = start - pd.Timedelta(hours=int(rng.integers(-48, 240)))  # some booked after as-of below
+        props = {"hs_timestamp": start.isoformat(), "hs_meeting_start_time": start.isoformat(),
+                 "hs_meeting_outcome": str(rng.choice(["COMPLETED", "NO_SHOW", "CANCELED"]))}
+        if rng.random() > 0.1:
+            props["hs_createdate"] = created.isoformat()
+        attendees = [{"id": f"5{k}", "type": "meeting_to_contact"} for k in rng.integers(0, 40, rng.integers(0, 4))]
+        records.append({"id": str(1000 + i), "properties": props, "archived": False,
+                        "createdAt": created.isoformat() if rng.random() > 0.5 else None,
+                        "associations": {"contacts": {"results": attendees}}})
+    (tmp_path / "meetings.json").write_text(json.dumps({"results": records}), encoding="utf-8")
+    report = ConversionReport("hubspot", tmp_path)
+    me = _HubSpot(read_api_export(tmp_path, report), load_config(), base + pd.Timedelta(days=80), report)
+    me._set_as_of()
+    responses, bookings = [], []
+    me._meetings(responses, bookings)
+    frame = me._live("meetings")
+    booked = me.ts(frame, "hs_createdate", "meetings").fillna(me.ts(frame, "created", "meetings"))
+    expected = reference_bookings(booked, frame["_contacts"], me.as_of)
+    got = pd.concat(bookings, ignore_index=True)
+    assert len(expected) > 200 and booked.isna().any() and (booked > me.as_of).any()  # every branch is exercised
+    assert list(got["booked_at"]) == list(expected["booked_at"])
+    assert list(got[c.CONTACT_ID]) == list(expected[c.CONTACT_ID])
+
+
+def test_hubspot_export_split_over_files_reads_as_one_file(tmp_path):
+    """``read_api_export`` frames each file's records before the next file: the tables do not depend on the split."""
+    from importers.crm import config_from_dict, convert_crm
+    from importers.crm.hubspot_export import to_hubspot_export
+    from simulator.generate import simulate
+    from simulator.params import SimulationConfig
+
+    sim = simulate(SimulationConfig(n_activities=3000, seed=4))
+    whole = to_hubspot_export(sim.tables, tmp_path / "whole")
+    split = to_hubspot_export(sim.tables, tmp_path / "split", records_per_file=250, page_size=33)
+    assert len(split.files["emails"]) > 3 and whole.files["emails"] == ["emails.json"]
+    a, b = (convert_crm("hubspot", x.directory, as_of=x.as_of, config=config_from_dict(x.config)) for x in (whole, split))
+    assert set(a.tables) == set(b.tables) and a.report.warnings == b.report.warnings
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True, obj=name)
