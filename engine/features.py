@@ -230,7 +230,14 @@ def gather_table(client: Any, table: DistributedTable) -> TrainingTable:
     """The whole table on this process, rows ordered as the local engine orders them."""
     frames = [f for f in client.gather(table.parts) if len(f)]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    frame = frame.sort_values([c.OCCURRED_AT, c.ACTIVITY_ID], kind="stable", ignore_index=True)
+    del frames
+    if len(frame):
+        # the order from the two key columns alone, then one take: two copies of the table at
+        # most here (sorting the whole frame while the parts were still held made three)
+        keys = frame[[c.OCCURRED_AT, c.ACTIVITY_ID]]
+        order = keys.sort_values([c.OCCURRED_AT, c.ACTIVITY_ID], kind="stable").index.to_numpy()
+        del keys
+        frame = frame.take(order).reset_index(drop=True)
     return TrainingTable(frame, table.features, table.data_end, dict(table.stats))
 
 

@@ -34,6 +34,8 @@ from engine.features import build_distributed_table, gather_table
 logger = logging.getLogger(__name__)
 
 CHUNK_ROUNDS = 250
+# rows are sent to the workers in blocks of at most this many bytes (one block copied at a time)
+BLOCK_BYTES = 128 * 2**20
 
 
 def _log_loss(y: np.ndarray, raw: np.ndarray) -> float:
@@ -56,36 +58,49 @@ class DaskBoosterTrainer:
     def _workers(self) -> int:
         return max(len(self.client.scheduler_info().get("workers", {})), 1)
 
-    def _to_cluster(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-        """The rows as Dask arrays, one block per worker, each sent to its worker (not through the graph)."""
+    def _to_cluster(self, X: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> tuple[Any, Any]:
+        """The rows as Dask arrays, sent to the workers directly (not through the graph).
+
+        Each worker gets one contiguous share of the rows, as before, but in blocks of at most
+        :data:`BLOCK_BYTES`: only one block is copied here at a time, where taking the rows
+        first (``X[rows]``) held a second copy of most of the matrix through the whole fit.
+        """
         import dask
         import dask.array as da
 
         workers = list(self.client.scheduler_info().get("workers", {})) or [None]
-        rows = max(math.ceil(len(X) / len(workers)), 1)
+        n = len(X) if rows is None else len(rows)
+        share = max(math.ceil(n / len(workers)), 1)
+        block = max(BLOCK_BYTES // max(X.shape[1] * X.itemsize, 1), 1)
         xs, ys = [], []
-        for i, start in enumerate(range(0, len(X), rows)):
+        for i, first in enumerate(range(0, n, share)):
             where = [workers[i % len(workers)]] if workers[0] is not None else None
-            xb, yb = np.ascontiguousarray(X[start:start + rows]), np.ascontiguousarray(y[start:start + rows])
-            fx, fy = self.client.scatter([xb, yb], workers=where)
-            xs.append(da.from_delayed(dask.delayed(fx), shape=xb.shape, dtype=xb.dtype))
-            ys.append(da.from_delayed(dask.delayed(fy), shape=yb.shape, dtype=yb.dtype))
+            for start in range(first, min(first + share, n), block):
+                stop = min(start + block, first + share, n)
+                take = slice(start, stop) if rows is None else rows[start:stop]
+                xb, yb = np.ascontiguousarray(X[take]), np.ascontiguousarray(y[take])
+                fx, fy = self.client.scatter([xb, yb], workers=where)
+                xs.append(da.from_delayed(dask.delayed(fx), shape=xb.shape, dtype=xb.dtype))
+                ys.append(da.from_delayed(dask.delayed(fy), shape=yb.shape, dtype=yb.dtype))
+                del xb, yb
         return da.concatenate(xs), da.concatenate(ys)
 
     def fit(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, names: list[str], categorical: list[int],
             rounds: int, valid: tuple[np.ndarray, np.ndarray] | None = None,
-            patience: int | None = None) -> tuple[Any, int]:
+            patience: int | None = None, rows: np.ndarray | None = None) -> tuple[Any, int]:
         """Fit one booster on the cluster.
 
         Args:
             params: LightGBM parameters (``training.train.lgb_params``).
-            X: the training rows (encoded matrix).
-            y: their labels.
+            X: the encoded matrix (all of it the training rows unless ``rows`` says which).
+            y: its labels.
             names: feature names.
             categorical: indices of categorical features.
             rounds: the most boosting rounds.
             valid: validation rows and labels for early stopping (None: exactly ``rounds``).
             patience: early-stopping rounds.
+            rows: indices of the training rows in ``X`` and ``y`` (None: every row); they are
+                taken block by block as they are sent, never all at once.
 
         Returns:
             The booster (every round fit) and the best iteration (``rounds`` without ``valid``).
@@ -95,7 +110,7 @@ class DaskBoosterTrainer:
         t = time.perf_counter()
         # lightgbm.dask sets the threads from the workers' own; it ignores (and warns about) ours
         p = {k: v for k, v in params.items() if k not in ("num_threads", "n_jobs", "metric")}
-        Xd, yd = self._to_cluster(X, y)
+        Xd, yd = self._to_cluster(X, y, rows)
         # rounds fit between two looks at the validation loss: at least the patience, so that a
         # stop costs at most one extra chunk; each chunk is one Dask fit (a second or two of set-up)
         chunk = rounds if valid is None or not patience else max(int(patience), CHUNK_ROUNDS)
@@ -130,7 +145,8 @@ class DaskBoosterTrainer:
         del Xd, yd
         self.fits += 1
         self.seconds += time.perf_counter() - t
-        logger.info("lightgbm.dask: %d rows, %d rounds fit, best %d (%.1fs)", len(X), done, best,
+        logger.info("lightgbm.dask: %d rows, %d rounds fit, best %d (%.1fs)", len(X) if rows is None else len(rows),
+                    done, best,
                     time.perf_counter() - t)
         return booster, best
 
