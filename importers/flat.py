@@ -1654,15 +1654,19 @@ def prepare_output(out: Path, overwrite: bool) -> None:
 
 
 def _fits_in_memory(source: Path, why: Exception | str) -> None:
-    """Before reading a file whole to word its problem: refuse one too large for memory, with what streaming saw."""
+    """Before reading a file whole (what the stream cannot do): refuse one too large for memory, with what streaming saw.
+
+    Raises:
+        FlatImportError: the in-memory path's estimated need exceeds the memory budget.
+    """
     from features.memory_budget import InputTooLarge, check_fits
 
     try:
         check_fits([source], "import-flat")
     except InputTooLarge as err:
         raise FlatImportError(
-            f"{why} (found reading the file in parts; the in-memory import, which names the file's first problem "
-            f"and counts every row, cannot run: {err})"
+            f"{why} (found reading the file in parts, which cannot go further with this file; the in-memory "
+            f"import, which reads it whole, cannot run: {err})"
         ) from None
 
 
@@ -1680,9 +1684,12 @@ def import_flat(
 
     The file is converted a chunk of rows at a time (:mod:`importers.flat_stream`), in memory
     that does not grow with it, into a temporary directory beside ``out`` that is moved in
-    when complete. When the file or the mapping has a problem, the file is read whole
-    (:func:`read_flat`, :func:`convert_flat`) to name it, exactly as that path always did.
-    ``stream=False`` is that in-memory path for every file (the reference).
+    when complete. When the file or the mapping has a problem, the streaming pass names it
+    with the message :func:`read_flat` and :func:`convert_flat` give (same first row, line,
+    value and count), in the same bounded memory. Only what the stream cannot word or convert
+    (listed in :mod:`importers.flat_stream`'s docstring) is read whole by those functions,
+    after checking that the file fits the memory budget. ``stream=False`` is that in-memory
+    path for every file (the reference).
 
     Returns:
         The report; its ``files`` lists what was written.
@@ -1717,11 +1724,13 @@ def import_flat(
     try:
         try:
             staged, report = stream_convert(source, mapping, staging, fmt=fmt, chunk_rows=chunk_rows)
+        except FlatImportError:  # worded by the streaming pass as the in-memory path words it
+            raise
         except (NotStreamable, Exception) as why:
             if isinstance(why, MemoryError):
                 raise
             if isinstance(why, NotStreamable):
-                logger.info("import-flat %s: %s; reading the file whole to name the problem", source, why)
+                logger.info("import-flat %s: %s; reading the file whole", source, why)
             else:  # a defect of the streaming pass must not cost the user the import
                 logger.warning("import-flat %s: the streaming pass failed (%s: %s); converting the file in memory",
                                source, type(why).__name__, why)
