@@ -256,6 +256,8 @@ ERROR_CASES = {
     "ragged-rows": _case(CRM, [BAD_TIME_EARLY], then=_chain(_insert_line(250, "x,y"), _insert_line(380, "x,y,z"))),
     "no-data-rows": _case(CRM, then=lambda s: _lines(s, lambda lines: lines.__delitem__(slice(1, None)))),
     "empty-file": _case(CRM, then=lambda s: s.write_bytes(b"")),
+    "blank-lines-only": _case(CRM | {"delimiter": ","}, then=lambda s: s.write_bytes(b"\n  \n\n")),
+    "not-a-file": _case(CRM, then=lambda s: (s.unlink(), s.mkdir())),
     "no-delimiter": _case(CRM, then=lambda s: _lines(s, lambda lines: lines.__setitem__(
         slice(None), [ln.split(",")[0] for ln in lines]))),
     # the mapping against the header
