@@ -35,8 +35,10 @@ skipped), and at the end the failing check that comes first in the order is rais
 problems are kept the same way (the first row whose fields do not match the header and how
 many do; malformed CSV, which ends the reading). Whole-file checks come from the compact
 state: every ``positive`` value occurring (value counts of the outcome and output columns for
-the message), rows left after dropping, unique ids (the two 64-bit hashes per id; the first
-repeated id's two rows are read back from the file, one more read, to quote the id and lines).
+the message, up to :data:`VALUE_COUNT_LIMIT` distinct values), rows left after dropping,
+unique ids (the two 64-bit hashes per kept row's id, and the position of each dropped row, 8
+bytes, to find a kept row's line; the first repeated id's two rows are read back from the
+file, one more read, to quote the id and lines).
 The file is decoded once whole before anything else, so bad text is named first, as the
 in-memory path names it.
 
