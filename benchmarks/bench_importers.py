@@ -15,13 +15,20 @@
    file's rows repeated to N rows, and the in-memory path (``import_flat(stream=False)``) on the
    same file where its peak stays under 7 GB (else its recorded figure is printed); both write
    the same dataset and report (checked).
+4. ``--bad-flat-rows N ...``: the same file with a few bad rows near its end (unparseable times
+   and one empty time), so ``import-flat`` must fail: the time and peak memory of getting the
+   error from the streaming command, beside the in-memory path (which the streaming import
+   fell back to for every bad file before it worded errors itself) where its peak stays under
+   7 GB; both must print the same message (checked).
 
     .venv/bin/python benchmarks/bench_importers.py [--sizes 100000 1000000] [--crm salesforce hubspot] [--keep DIR]
     .venv/bin/python benchmarks/bench_importers.py --sizes --skip-replies --flat-rows 1000000 5000000
+    .venv/bin/python benchmarks/bench_importers.py --sizes --skip-replies --bad-flat-rows 1000000 5000000
 
 Target: the largest export of each CRM converts in at most 10 minutes on this 2-core machine; replies equal;
 import-flat's peak at the largest size at most 1.3x the smallest's and under 2 GB, its time at
-5M no worse than the in-memory path's recorded 104 s. Exit 1 when a target fails.
+5M no worse than the in-memory path's recorded 104 s; for a bad file, the same peak target and
+the in-memory path's message. Exit 1 when a target fails.
 """
 
 from __future__ import annotations
@@ -261,6 +268,101 @@ def flat_size(n: int, work: Path, env: dict[str, str], old: bool = False) -> dic
             "peak_gb": mem["peak_total_gb"], "out": out, "report": report}
 
 
+BAD_TIMES = {1000: "not a time", 400: "31/12/2020 10:00", 200: "", 5: "soon"}  # rows before the end -> the time
+
+
+def _bad_flat_input(n: int, work: Path) -> tuple[Path, Path]:
+    """The repeated bank file of ``n`` rows with :data:`BAD_TIMES` (one empty: its message comes first)."""
+    good, mapping_path = _flat_inputs(n, work)
+    src = work / f"flat-timed-bad-{n}.csv"
+    if not src.exists():
+        bad_lines = {n - back + 1: value for back, value in BAD_TIMES.items()}  # 1-based data row -> time
+        with open(good, encoding="utf-8") as f, open(src, "w", encoding="utf-8") as g:
+            g.write(f.readline())
+            for row, line in enumerate(f, start=1):
+                if row in bad_lines:
+                    line = line[: line.rindex(";") + 1] + bad_lines[row] + "\n"
+                g.write(line)
+    return src, mapping_path
+
+
+_OLD_FLAT_BAD = r"""
+import sys
+from importers.flat import FlatImportError, import_flat, load_mapping
+try:
+    import_flat(sys.argv[1], sys.argv[2], load_mapping(sys.argv[3]), overwrite=True, stream=False)
+except FlatImportError as err:
+    print(err, file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def bad_flat_size(n: int, work: Path, env: dict[str, str], old: bool = False) -> dict:
+    """``import-flat`` on the bad variant of the ``n``-row file: seconds and peak memory until the error.
+
+    ``old``: the in-memory path (``import_flat(stream=False)`` as a library call) instead.
+    """
+    from bench_dask import PeakSampler
+
+    src, mapping_path = _bad_flat_input(n, work)
+    tag = "old" if old else "new"
+    out, log = work / f"flat-bad-out-{tag}-{n}", work / f"flat-bad-{tag}-{n}.log"
+    if old:
+        cmd = [sys.executable, "-c", _OLD_FLAT_BAD, str(src), str(out), str(mapping_path)]
+    else:
+        cmd = CLI + ["import-flat", str(src), "--mapping", str(mapping_path), "--out", str(out), "--overwrite"]
+    t = time.perf_counter()
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        sampler = PeakSampler(proc.pid)
+        proc.wait()
+        mem = sampler.stop()
+    seconds = time.perf_counter() - t
+    lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    if proc.returncode != 1 or not lines or "Traceback" in "\n".join(lines):
+        raise SystemExit(f"FAILED: import-flat ({tag}) on the bad {n:,}-row file: exit {proc.returncode}, "
+                         f"expected 1 and one error line; see {log}")
+    return {"rows": n, "file_mb": src.stat().st_size / 1e6, "seconds": seconds, "peak_gb": mem["peak_total_gb"],
+            "message": lines[-1].replace(str(src), src.name), "written": out.exists()}
+
+
+def bad_flat_sizes(sizes: list[int], work: Path, env: dict[str, str]) -> list[str]:
+    """The error of a bad file from the streaming command at each size, the in-memory path where affordable."""
+    new = [bad_flat_size(n, work, env) for n in sizes]
+    for r in new:
+        print(f"import-flat bad file (streaming)  {r['rows']:>10,} rows ({r['file_mb']:.0f} MB): error in "
+              f"{r['seconds']:.1f} s, peak {r['peak_gb']:.2f} GB", flush=True)
+    print(f"  its message: {new[-1]['message']}")
+    failures = [f"import-flat wrote {r['rows']:,} rows of a bad file" for r in new if r["written"]]
+    old_gb_per_row = None
+    for r in new:
+        n = r["rows"]
+        estimate = None if old_gb_per_row is None else old_gb_per_row * n
+        if estimate is not None and estimate > OLD_FLAT_MAX_GB:
+            rec = RECORDED_OLD_FLAT.get(n)
+            said = (f"recorded on the good file: {rec[0]:.1f} s, peak {rec[1]:.2f} GB (docs/scale.md)" if rec
+                    else "no recorded figure")
+            print(f"import-flat bad file (in memory)  {n:>10,} rows: not run (about {estimate:.1f} GB > "
+                  f"{OLD_FLAT_MAX_GB:.0f} GB); {said}", flush=True)
+            continue
+        o = bad_flat_size(n, work, env, old=True)
+        old_gb_per_row = o["peak_gb"] / n
+        same = o["message"] == r["message"]
+        print(f"import-flat bad file (in memory)  {n:>10,} rows: error in {o['seconds']:.1f} s, peak "
+              f"{o['peak_gb']:.2f} GB; same message as streaming: {same}", flush=True)
+        if not same:
+            print(f"  in memory: {o['message']}")
+            failures.append(f"import-flat's streamed error differs from the in-memory one at {n:,} rows")
+    a, b = new[0], new[-1]
+    growth = b["peak_gb"] / a["peak_gb"]
+    ok = growth <= FLAT_GROWTH_TARGET and b["peak_gb"] < FLAT_PEAK_TARGET_GB
+    print(f"import-flat bad file memory: x{b['rows'] / a['rows']:.0f} rows, peak x{growth:.2f} "
+          f"(target <= x{FLAT_GROWTH_TARGET}, and < {FLAT_PEAK_TARGET_GB:.0f} GB) {'met' if ok else 'MISSED'}")
+    if not ok:
+        failures.append("import-flat bad-file memory")
+    return failures
+
+
 def same_flat_output(a: dict, b: dict) -> bool:
     """The two imports wrote the same tables (read back) and the same report (but for the output paths)."""
     import pandas as pd
@@ -336,6 +438,10 @@ def main() -> int:
                     help="also time import-flat (streaming) on the bank marketing file's rows repeated to these "
                          "sizes, beside the in-memory path where its peak stays under 7 GB (reads ../shared/data); "
                          "target: peak at the largest <= 1.3x the smallest's and < 2 GB, time <= the recorded 104 s at 5M")
+    ap.add_argument("--bad-flat-rows", type=int, nargs="*", default=[],
+                    help="also time getting import-flat's error on the bank file's rows repeated to these sizes "
+                         "with a few bad times near the end (streaming, and in memory where its peak stays under "
+                         "7 GB); target: the same message, peak at the largest <= 1.3x the smallest's and < 2 GB")
     args = ap.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-importers-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -343,6 +449,8 @@ def main() -> int:
     failures = []
     if args.flat_rows:
         failures += flat_sizes(args.flat_rows, work, env)
+    if args.bad_flat_rows:
+        failures += bad_flat_sizes(args.bad_flat_rows, work, env)
     for crm in dict.fromkeys(args.crm):
         results = [convert_size(n, work, env, crm) for n in args.sizes]
         if results:

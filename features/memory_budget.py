@@ -1,6 +1,7 @@
 """Refuse an input too large for memory before reading it (issue 12).
 
-``validate`` and ``import-flat`` read whole files into pandas. A file some times larger than the
+``validate`` reads whole files into pandas, and so does ``import-flat`` for the few files its
+streaming pass cannot convert or word the error of (``importers.flat_stream``). A file some times larger than the
 memory left would end in the kernel's out-of-memory killer (a crash with no message, and other
 processes of a shared machine at risk). :func:`check_fits` estimates what reading needs from the
 file sizes, with factors measured by ``benchmarks/bench_big_input.py``, and refuses with one clear
@@ -114,8 +115,8 @@ def check_fits(paths: Iterable[Path], command: str) -> None:
 
 _NOT_IN_PIECES = {  # why splitting is the way on, per command
     "validate": " (validate reads the whole dataset; --engine dask's client does too)",
-    "import-flat": " (import-flat streams a good file in bounded memory, but reads a file with a problem whole "
-                   "to name its first problem and count every row)",
+    "import-flat": " (import-flat streams a file in bounded memory, and names a bad file's problem that way too; "
+                   "it reads whole only the few files it cannot stream, as this one: docs/import-flat.md)",
 }
 
 

@@ -27,6 +27,7 @@ mapping key, the column and the row (1-based data row and file line).
 from __future__ import annotations
 
 import calendar
+import codecs
 import csv
 import difflib
 import hashlib
@@ -36,7 +37,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,163 @@ _WEEKDAYS |= {name.lower(): i for i, name in enumerate(calendar.day_name)}
 
 class FlatImportError(ValueError):
     """A mapping that is malformed or does not fit the file; the message names key, column and row."""
+
+
+# --------------------------------------------------------------------------- checks and their order
+
+# The order in which :func:`convert_flat` checks a file, after reading it: the error it raises is
+# the first check in this order that fails (its first row, its count over the whole file). Each
+# row-level check is reported with a key that starts with its stage, e.g. ``(CHECK_TIME, 1, 0)``;
+# keys compare as tuples. The streaming import (:mod:`importers.flat_stream`) runs every check on
+# every chunk and raises the failing check with the smallest key, so it names what this path names.
+(CHECK_POSITIVE, CHECK_OUTCOME_VALUE, CHECK_OUTCOME_MISSING, CHECK_OUTPUT_POSITIVE, CHECK_OUTPUT_VALUE,
+ CHECK_NO_ROWS, CHECK_ID_EMPTY, CHECK_ID_UNIQUE, CHECK_TIME, CHECK_TYPE, CHECK_ACTIVITY_COLUMNS,
+ CHECK_CONTACT_FIELDS, CHECK_ACCOUNT_FIELDS) = range(13)
+
+CheckKey = tuple[int, ...]
+# the text of a failed row-level check, from the value at its first failing row and how many rows fail
+CheckText = Callable[[Any, int], str]
+
+
+def _raise_first(key: CheckKey, rows: "_Rows", column: str, mask: np.ndarray | pd.Series,
+                 values: pd.Series | None, text: CheckText) -> None:
+    """How the in-memory conversion reports a row-level check: raise its error at the first failing row.
+
+    Args:
+        key: the check's place in the order of checks (unused here: the first failure raises).
+        rows: the rows checked (to name the file row and line).
+        column: the file column the check is about.
+        mask: the failing rows (positions in ``rows``).
+        values: per row, what the text quotes (the cell, or a computed value); None if nothing.
+        text: words the error from the first failing row's value and the number of failing rows.
+
+    Raises:
+        FlatImportError: when any row fails.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.any():
+        i = _first(mask)
+        raise rows.error(i, column, text(None if values is None else values.iloc[i], int(mask.sum())))
+
+
+Report = Callable[[CheckKey, "_Rows", str, Any, "pd.Series | None", CheckText], None]
+
+
+def _where(row: int, line: int) -> str:
+    """Human position of 0-based data row ``row`` starting on file ``line``: ``data row 5 (line 6)``."""
+    return f"data row {row + 1} (line {line})"
+
+
+def _row_message(path: Path | str, where: str, column: str, message: str) -> str:
+    """An error at a row: ``FILE: data row 5 (line 6), column 'x': MESSAGE``."""
+    return f"{path}: {where}, column {column!r}: {message}"
+
+
+# --------------------------------------------------------------------------- reading errors (shared wording)
+
+
+def _cannot_read_message(path: Path | str, err: OSError) -> str:
+    return f"{path}: cannot read ({err.strerror or err})"
+
+
+def _bad_text_line(path: Path | str, encoding: str, block_bytes: int = 1 << 20) -> int | None:
+    """The line of the first bytes of ``path`` that are not valid ``encoding`` text, or None when all are.
+
+    Decodes the file a block at a time (never the whole file); the failing block is decoded
+    again byte by byte to find the line, which is one more than the newlines decoded before it.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    newlines = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(block_bytes)
+            state = decoder.getstate()
+            try:
+                newlines += decoder.decode(block, final=not block).count("\n")
+            except UnicodeDecodeError:
+                decoder.setstate(state)
+                for k in range(len(block)):
+                    try:
+                        newlines += decoder.decode(block[k:k + 1]).count("\n")
+                    except UnicodeDecodeError:
+                        break
+                return newlines + 1
+            if not block:
+                return None
+
+
+def _bad_text_message(path: Path | str, line: int, encoding: str) -> str:
+    return f"{path}: line {line} is not valid {encoding} text; set the mapping key encoding"
+
+
+def _malformed_message(path: Path | str, line: int, err: csv.Error) -> str:
+    return f"{path}: line {line}: malformed CSV ({err})"
+
+
+def _header_problem(path: Path | str, header: list[str] | None) -> str | None:
+    """What is wrong with a header (none at all, an empty name, a name twice), or None."""
+    if header is None:
+        return f"{path}: the file is empty (no header line)"
+    for i, name in enumerate(header):
+        if not name:
+            return f"{path}: header field {i + 1} is empty; every column needs a name"
+    dups = sorted({h for h in header if header.count(h) > 1})
+    if dups:
+        return f"{path}: column {dups[0]!r} appears more than once in the header"
+    return None
+
+
+def _ragged_message(path: Path | str, first: tuple[int, int, int], n_bad: int, n_header: int,
+                    delimiter: str) -> str:
+    """Rows whose number of fields differs from the header's: ``first`` is (data row, line, fields)."""
+    row, line, n = first
+    more = f" ({n_bad - 1} more such rows)" if n_bad > 1 else ""
+    return (f"{path}: data row {row} (line {line}) has {n} fields, the header has {n_header}{more}; "
+            f"is the delimiter {delimiter!r} right?")
+
+
+def _no_rows_message(path: Path | str) -> str:
+    return f"{path}: the file has a header but no data rows"
+
+
+# --------------------------------------------------------------------------- whole-file errors (shared wording)
+
+
+def _value_counts(values: pd.Series) -> dict[Any, int]:
+    """How often each value occurs (a missing value counts under None), in order of first appearance."""
+    codes, uniques = pd.factorize(values)
+    n_unique = len(uniques)
+    codes = np.where(codes < 0, n_unique, codes)
+    present, first_at = np.unique(codes, return_index=True)
+    counts = np.bincount(codes, minlength=n_unique + 1)
+    keys = [*uniques, None]
+    return {keys[k]: int(counts[k]) for k in present[np.argsort(first_at, kind="stable")]}
+
+
+def _add_counts(total: dict[Any, int], more: dict[Any, int]) -> None:
+    for value, n in more.items():
+        total[value] = total.get(value, 0) + n
+
+
+def _counts_text(counts: dict[Any, int], limit: int = 8) -> str:
+    """The most frequent values with their counts (ties in order of first appearance)."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    parts = [f"{'<empty>' if v is None else repr(v)} ({n})" for v, n in ranked[:limit]]
+    more = f", ... {len(ranked) - limit} more" if len(ranked) > limit else ""
+    return ", ".join(parts) + more
+
+
+def _positive_missing_message(path: Path | str, key: str, value: str, column: str, counts: dict[Any, int]) -> str:
+    return f"{path}: {key} value {value!r} never occurs in column {column!r}; its values are: {_counts_text(counts)}"
+
+
+def _no_rows_left_message(path: Path | str) -> str:
+    return f"{path}: no rows left after dropping the rows without an outcome"
+
+
+def _duplicate_id_message(path: Path | str, column: str, value: str, first: str, second: str) -> str:
+    return (f"{path}: column {column!r}: id {value!r} appears in {first} and {second}; "
+            f"ids must be unique (leave id_column out to use row numbers)")
 
 
 # --------------------------------------------------------------------------- mapping
@@ -568,7 +726,7 @@ class FlatFile:
 
     def where(self, i: int) -> str:
         """Human position of 0-based data row ``i``: ``data row 5 (line 6)``."""
-        return f"data row {self.row_offset + i + 1} (line {int(self.lines[i])})"
+        return _where(self.row_offset + i, int(self.lines[i]))
 
     def missing_column_error(self, column: str, key: str) -> FlatImportError:
         close = difflib.get_close_matches(column, self.header, n=1)
@@ -616,12 +774,13 @@ def read_flat(path: Path | str, delimiter: str | None = None, encoding: str = "u
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise FlatImportError(f"{path}: cannot read ({err.strerror or err})") from err
+        raise FlatImportError(_cannot_read_message(path, err)) from err
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise FlatImportError(f"{path}: line {line} is not valid {encoding} text; set the mapping key encoding") from err
+        del raw
+        line = _bad_text_line(path, encoding)
+        raise FlatImportError(_bad_text_message(path, line or 1, encoding)) from err
     if delimiter is None:
         delimiter = detect_delimiter(text[:65536], path)
     sha256 = hashlib.sha256(raw).hexdigest()
@@ -654,24 +813,15 @@ def read_flat(path: Path | str, delimiter: str | None = None, encoding: str = "u
                 chunks.append(pd.DataFrame(rows, columns=header, dtype="string"))
                 rows = []
     except csv.Error as err:
-        raise FlatImportError(f"{path}: line {reader.line_num}: malformed CSV ({err})") from err
-    if header is None:
-        raise FlatImportError(f"{path}: the file is empty (no header line)")
-    for i, name in enumerate(header):
-        if not name:
-            raise FlatImportError(f"{path}: header field {i + 1} is empty; every column needs a name")
-    dups = sorted({h for h in header if header.count(h) > 1})
-    if dups:
-        raise FlatImportError(f"{path}: column {dups[0]!r} appears more than once in the header")
+        raise FlatImportError(_malformed_message(path, reader.line_num, err)) from err
+    problem = _header_problem(path, header)
+    if problem:
+        raise FlatImportError(problem)
+    assert header is not None
     if bad:
-        row, line, n = bad[0]
-        more = f" ({len(bad) - 1} more such rows)" if len(bad) > 1 else ""
-        raise FlatImportError(
-            f"{path}: data row {row} (line {line}) has {n} fields, the header has {len(header)}{more}; "
-            f"is the delimiter {delimiter!r} right?"
-        )
+        raise FlatImportError(_ragged_message(path, bad[0], len(bad), len(header), delimiter))
     if not n_rows:
-        raise FlatImportError(f"{path}: the file has a header but no data rows")
+        raise FlatImportError(_no_rows_message(path))
     if rows:
         chunks.append(pd.DataFrame(rows, columns=header, dtype="string"))
     del rows
@@ -784,7 +934,7 @@ class _Rows:
         return self.flat.where(int(self.positions[i]))
 
     def error(self, i: int, column: str, message: str) -> FlatImportError:
-        return FlatImportError(f"{self.flat.path}: {self.where(i)}, column {column!r}: {message}")
+        return FlatImportError(_row_message(self.flat.path, self.where(i), column, message))
 
 
 def _first(mask: np.ndarray | pd.Series) -> int:
@@ -853,13 +1003,6 @@ def _apply_missing(flat: FlatFile, m: FlatMapping) -> tuple[pd.DataFrame, dict[s
     return data, declared
 
 
-def _value_counts_text(values: pd.Series, limit: int = 8) -> str:
-    counts = values.value_counts(dropna=False)
-    parts = [f"{'<empty>' if pd.isna(v) else repr(v)} ({n})" for v, n in counts.head(limit).items()]
-    more = f", ... {len(counts) - limit} more" if len(counts) > limit else ""
-    return ", ".join(parts) + more
-
-
 def _binary_column(
     rows: _Rows,
     values: pd.Series,
@@ -868,54 +1011,79 @@ def _binary_column(
     negative: tuple[str, ...],
     key: str,
     check_positive: bool = True,
+    report: Report = _raise_first,
+    stage: int = CHECK_OUTCOME_VALUE,
 ) -> np.ndarray:
     """1.0 / 0.0 / NaN (missing) per row; every positive value must occur in the column.
 
-    ``check_positive=False`` leaves that whole-column check to the caller (the streaming
-    import sees the column a chunk at a time).
+    Args:
+        rows, values, column: the rows, the column's values (declared-missing ones <NA>) and its name.
+        positive, negative: the values that count as 1.0 and 0.0; with ``negative``, any other
+            value is an error.
+        key: the mapping key of ``positive`` (named in the error).
+        check_positive: False leaves the whole-column check that every positive value occurs
+            to the caller (the streaming import sees the column a chunk at a time).
+        report, stage: how a failing row-level check is reported, and its stage.
+
+    Returns:
+        Per row 1.0, 0.0 or NaN (missing).
     """
     if check_positive:
         seen = set(values.dropna().unique())
         for v in positive:
             if v not in seen:
-                raise FlatImportError(
-                    f"{rows.flat.path}: {key} value {v!r} never occurs in column {column!r}; its values are: "
-                    f"{_value_counts_text(values)}"
-                )
+                raise FlatImportError(_positive_missing_message(rows.flat.path, key, v, column, _value_counts(values)))
     if negative:
         allowed = set(positive) | set(negative)
         other = (values.notna() & ~values.isin(allowed)).fillna(False).to_numpy(bool)
-        if other.any():
-            i = _first(other)
-            raise rows.error(
-                i, column,
-                f"value {values.iloc[i]!r} is neither positive ({', '.join(positive)}) nor negative "
-                f"({', '.join(negative)}) ({int(other.sum())} such rows)",
-            )
+        report((stage,), rows, column, other, values,
+               lambda v, n: f"value {v!r} is neither positive ({', '.join(positive)}) nor negative "
+                            f"({', '.join(negative)}) ({n} such rows)")
     out = np.where(values.isin(set(positive)).fillna(False).to_numpy(bool), 1.0, 0.0)
     out[values.isna().to_numpy(bool)] = np.nan
     return out
 
 
-def _parse_time_column(rows: _Rows, data: pd.DataFrame, m: FlatMapping, dst: DstNotes) -> pd.Series:
-    """Parse ``m.time_column``: ISO 8601 unless ``time_format``; a naive value is in ``m.timezone``."""
+def _missing_outcomes(rows: _Rows, outcome: np.ndarray, m: FlatMapping, report: Report = _raise_first) -> np.ndarray:
+    """The rows without an outcome; an error when ``outcome_missing`` is 'error'."""
+    no_outcome = np.isnan(outcome)
+    if m.outcome_missing == "error":
+        report((CHECK_OUTCOME_MISSING,), rows, m.outcome_column, no_outcome, None,
+               lambda v, n: f"the outcome is missing ({n} such rows); set outcome_missing to 'negative' or 'drop'")
+    return no_outcome
+
+
+def _id_column(rows: _Rows, data: pd.DataFrame, m: FlatMapping, report: Report = _raise_first) -> pd.Series:
+    """The ids of the (kept) rows from ``m.id_column``; an empty id is an error."""
+    assert m.id_column is not None
+    activity_id = data[m.id_column].astype("string").reset_index(drop=True)
+    report((CHECK_ID_EMPTY,), rows, m.id_column, activity_id.isna(), None, lambda v, n: "the id is empty")
+    return activity_id
+
+
+def _parse_time_column(rows: _Rows, data: pd.DataFrame, m: FlatMapping, dst: DstNotes,
+                       report: Report = _raise_first) -> pd.Series:
+    """Parse ``m.time_column``: ISO 8601 unless ``time_format``; a naive value is in ``m.timezone``.
+
+    Checks, in order: empty times, times outside the years a timestamp holds, unparseable ones.
+    """
     col = m.time_column
     assert col is not None
     values = data[col].reset_index(drop=True)
-    if values.isna().any():
-        i = _first(values.isna())
-        raise rows.error(i, col, f"the time is empty ({int(values.isna().sum())} such rows)")
+    report((CHECK_TIME, 0), rows, col, values.isna(), None, lambda v, n: f"the time is empty ({n} such rows)")
     hint = "" if m.time_format else "; give time_format (e.g. '%d/%m/%Y %H:%M') if the times are not ISO 8601"
-    return _instants(rows, values, col, m.time_format, m.timezone, dst, hint)
+    return _instants(rows, values, col, m.time_format, m.timezone, dst, hint, report=report, stage=(CHECK_TIME, 1))
 
 
 def _instants(rows: _Rows, values: pd.Series, column: str, fmt: str | None, timezone: str, dst: DstNotes | None,
-              hint: str = "", target: str | None = None) -> pd.Series:
+              hint: str = "", target: str | None = None, report: Report = _raise_first,
+              stage: CheckKey = ()) -> pd.Series:
     """Instants in UTC: values with an offset keep it, naive ones are wall-clock times in ``timezone``.
 
     The daylight-saving rule is the CRM adapters' (``localize_wall_clock``): a repeated hour
     reads as the first (daylight-time) reading, a skipped one moves forward by the gap; ``dst``
-    counts both.
+    counts both. Checks (keys ``stage + (0,)`` and ``stage + (1,)``): values outside the years a
+    timestamp holds, then values that do not parse (<NaT> in the result when reported, not raised).
     """
     fmt = fmt or "ISO8601"
     has_zone = values.str.contains(OFFSET_PATTERN, regex=True).fillna(False).to_numpy(bool)
@@ -938,16 +1106,14 @@ def _instants(rows: _Rows, values: pd.Series, column: str, fmt: str | None, time
                 local[ok] = localize_wall_clock(naive[ok], timezone, dst)
         outside[naive_rows] = far = beyond_nanoseconds(local)
         parsed[naive_rows] = local.mask(far).astype(c.TIMESTAMP_DTYPE)
-    if outside.any():
-        i = _first(outside)
-        raise rows.error(i, column, f"{values.iloc[i]!r} is outside {SUPPORTED_YEARS} that a timestamp can hold "
-                                    f"(nanoseconds since 1970) ({int(outside.sum())} such rows)")
-    bad = (parsed.isna() & values.notna()).to_numpy(bool)
-    if bad.any():
-        i = _first(bad)
-        what = "ISO 8601" if fmt == "ISO8601" else f"time_format {fmt!r}"
-        extra = f" ({target})" if target else ""
-        raise rows.error(i, column, f"cannot parse {values.iloc[i]!r} as {what}{extra}{hint} ({int(bad.sum())} such rows)")
+    report((*stage, 0), rows, column, outside, values,
+           lambda v, n: f"{v!r} is outside {SUPPORTED_YEARS} that a timestamp can hold "
+                        f"(nanoseconds since 1970) ({n} such rows)")
+    bad = (parsed.isna() & values.notna()).to_numpy(bool) & ~outside
+    what = "ISO 8601" if fmt == "ISO8601" else f"time_format {fmt!r}"
+    extra = f" ({target})" if target else ""
+    report((*stage, 1), rows, column, bad, values,
+           lambda v, n: f"cannot parse {v!r} as {what}{extra}{hint} ({n} such rows)")
     return parsed
 
 
@@ -981,49 +1147,53 @@ class _TimeRuleState:
 
 
 def _derive_time(
-    rows: _Rows, data: pd.DataFrame, rule: TimeRule, state: _TimeRuleState | None = None
-) -> tuple[pd.Series, list[str]]:
+    rows: _Rows, data: pd.DataFrame, rule: TimeRule, state: _TimeRuleState | None = None,
+    report: Report = _raise_first,
+) -> tuple[pd.Series | None, list[str]]:
     """Apply a :class:`TimeRule` (see its docstring) to every row; returns timestamps and report notes.
 
     With ``state`` the rows are one part of the file, whole months, following the parts the
-    state has seen; the notes then describe every part so far.
+    state has seen; the notes then describe every part so far. Checks, in order: months,
+    days of the week, the first month against ``start``, the years reached. When ``report``
+    records a failed check instead of raising, the result is ``(None, [])`` and ``state`` is
+    left as it was.
     """
     if state is None:
         state = _TimeRuleState()
     n = len(data)
     month_raw = data[rule.month].reset_index(drop=True)
     month = month_raw.str.lower().map(_MONTHS)
-    if month.isna().any():
-        i = _first(month.isna())
-        raise rows.error(i, rule.month, f"{month_raw.iloc[i]!r} is not a month (jan..dec, january..december or 1..12)")
-    months = month.to_numpy(dtype=np.int64)
-    weekdays = None
+    no_month = month.isna().to_numpy(bool)
+    report((CHECK_TIME, 0), rows, rule.month, no_month, month_raw,
+           lambda v, n: f"{v!r} is not a month (jan..dec, january..december or 1..12)")
+    weekdays = no_weekday = None
     if rule.day_of_week is not None:
         wd_raw = data[rule.day_of_week].reset_index(drop=True)
         wd = wd_raw.str.lower().map(_WEEKDAYS)
-        if wd.isna().any():
-            i = _first(wd.isna())
-            raise rows.error(i, rule.day_of_week, f"{wd_raw.iloc[i]!r} is not a day of the week (mon..sun or monday..sunday)")
-        weekdays = wd.to_numpy(dtype=np.int64)
-    if state.rows_done == 0:
-        state.year = int(rule.start[:4])
-        if "-" in rule.start and int(rule.start.split("-")[1]) != months[0]:
-            raise rows.error(
-                0, rule.month, f"the first row is in month {months[0]}, but time_rule.start is {rule.start}"
-            )
+        no_weekday = wd.isna().to_numpy(bool)
+        report((CHECK_TIME, 1), rows, rule.day_of_week, no_weekday, wd_raw,
+               lambda v, n: f"{v!r} is not a day of the week (mon..sun or monday..sunday)")
+        if not no_weekday.any():
+            weekdays = wd.to_numpy(dtype=np.int64)
+    if no_month.any() or (no_weekday is not None and no_weekday.any()):
+        return None, []
+    months = month.to_numpy(dtype=np.int64)
+    year = int(rule.start[:4]) if state.rows_done == 0 else state.year
+    if state.rows_done == 0 and "-" in rule.start and int(rule.start.split("-")[1]) != months[0]:
+        report((CHECK_TIME, 2), rows, rule.month, np.arange(n) == 0, None,
+               lambda v, k, m0=int(months[0]): f"the first row is in month {m0}, but time_rule.start is {rule.start}")
+        return None, []
     first_wrap = int(state.prev_month is not None and months[0] < state.prev_month)
     wraps = np.concatenate([[first_wrap], (np.diff(months) < 0).astype(np.int64)])
-    years = state.year + np.cumsum(wraps)
+    years = year + np.cumsum(wraps)
     outside = (years < FIRST_YEAR) | (years > LAST_YEAR)
     if outside.any():
-        i = _first(outside)
-        raise rows.error(
-            i, rule.month,
-            f"time_rule (start {rule.start}) reaches the year {int(years[i])} at this row, "
-            f"after {state.n_wraps + int(wraps[: i + 1].sum())} "
-            f"year wraps (a month lower than the row before), outside {SUPPORTED_YEARS}; "
-            f"the rows must be in time order and start in time_rule.start",
-        )
+        reached = pd.Series(list(zip(years.tolist(), (state.n_wraps + np.cumsum(wraps)).tolist(), strict=True)))
+        report((CHECK_TIME, 3), rows, rule.month, outside, reached,
+               lambda v, n: f"time_rule (start {rule.start}) reaches the year {v[0]} at this row, "
+                            f"after {v[1]} year wraps (a month lower than the row before), outside "
+                            f"{SUPPORTED_YEARS}; the rows must be in time order and start in time_rule.start")
+        return None, []
 
     # the day of each row
     days = np.zeros(n, dtype=np.int64)
@@ -1111,21 +1281,20 @@ def _dates_fast(years: np.ndarray, months: np.ndarray, days: np.ndarray) -> np.n
     return (first + (days - 1).astype("timedelta64[D]")).astype("datetime64[s]")
 
 
-def _types(rows: _Rows, data: pd.DataFrame, m: FlatMapping) -> pd.Series:
+def _types(rows: _Rows, data: pd.DataFrame, m: FlatMapping, report: Report = _raise_first) -> pd.Series:
+    """The activity type of each row: the constant, the column, or the column through ``type_values``."""
     if m.type is not None:
         return pd.Series([m.type] * len(data), dtype="string")
     col = m.type_column
     assert col is not None
     values = data[col].reset_index(drop=True)
-    if values.isna().any():
-        i = _first(values.isna())
-        raise rows.error(i, col, f"the activity type is empty ({int(values.isna().sum())} such rows)")
+    empty = values.isna().to_numpy(bool)
+    report((CHECK_TYPE, 0), rows, col, empty, None, lambda v, n: f"the activity type is empty ({n} such rows)")
     if not m.type_values:
         return values.astype("string")
     mapped = values.map(m.type_values)
-    if mapped.isna().any():
-        i = _first(mapped.isna())
-        raise rows.error(i, col, f"value {values.iloc[i]!r} has no entry in type_values")
+    report((CHECK_TYPE, 1), rows, col, mapped.isna().to_numpy(bool) & ~empty, values,
+           lambda v, n: f"value {v!r} has no entry in type_values")
     return mapped.astype("string")
 
 
@@ -1134,8 +1303,20 @@ _FALSE = {"false", "0", "no", "f", "n"}
 
 
 def _contract_column(rows: _Rows, values: pd.Series, column: str, target: str, table: str = c.ACTIVITIES,
-                     timezone: str = "UTC", dst: DstNotes | None = None) -> pd.Series:
-    """A file column filling a contract column of ``table``, checked against its kind."""
+                     timezone: str = "UTC", dst: DstNotes | None = None, report: Report = _raise_first,
+                     stage: CheckKey = ()) -> pd.Series:
+    """A file column filling a contract column of ``table``, checked against its kind.
+
+    Args:
+        rows, values: the rows and the column's values.
+        column, target: the file column and the contract column it fills.
+        table, timezone, dst: the contract table, the zone of naive times, daylight-saving counts.
+        report, stage: how a failing value is reported, and the key its checks start with
+            (``stage + (0,)``; a timestamp's two checks also ``stage + (1,)``).
+
+    Returns:
+        The values in the contract column's type (missing where a reported value failed).
+    """
     values = values.reset_index(drop=True)
     kind = c.TABLES[table].kind(target)
     if kind in (c.FLOAT, c.INT):
@@ -1148,22 +1329,21 @@ def _contract_column(rows: _Rows, values: pd.Series, column: str, target: str, t
         if target == c.PERSONALIZATION:
             bad = bad | (num.notna() & ((num < 0) | (num > 1))).fillna(False).to_numpy(bool)
             want = "a number in 0..1"
+        report((*stage, 0), rows, column, bad, values, lambda v, n: f"{v!r} is not {want} ({target})")
         if bad.any():
-            i = _first(bad)
-            raise rows.error(i, column, f"{values.iloc[i]!r} is not {want} ({target})")
+            num = num.mask(bad)
         return num.astype("float64" if kind == c.FLOAT else "Int64")
     if kind == c.BOOL:
         low = values.str.lower()
         bad = (values.notna() & ~low.isin(_TRUE | _FALSE)).fillna(False).to_numpy(bool)
-        if bad.any():
-            i = _first(bad)
-            raise rows.error(i, column, f"{values.iloc[i]!r} is not true/false ({target})")
+        report((*stage, 0), rows, column, bad, values, lambda v, n: f"{v!r} is not true/false ({target})")
         out = pd.Series(pd.NA, index=values.index, dtype="boolean")
         out[low.isin(_TRUE).fillna(False).to_numpy(bool)] = True
         out[low.isin(_FALSE).fillna(False).to_numpy(bool)] = False
         return out
     if kind == c.TIMESTAMP:
-        return _instants(rows, values.astype("string"), column, None, timezone, dst, target=target)
+        return _instants(rows, values.astype("string"), column, None, timezone, dst, target=target, report=report,
+                         stage=stage)
     return values.astype("string")
 
 
@@ -1200,11 +1380,18 @@ def _entity_fields(
     """The contacts or accounts table: a field named like a contract column fills it, others are custom."""
     key_name = c.TABLES[table].key
     assert key_name is not None
-    for col in fields:
-        if c.TABLES[table].kind(col) is not None:
-            _contract_column(rows, data[col], col, col, table, m.timezone)  # check every row, naming the bad one
+    _check_entity_fields(rows, data, table, fields, m)
     frame = _entity_table(data, key_column, key_name, fields, extra, warnings)
     return _type_entity_fields(rows.flat, frame, table, fields, declared, m, reports)
+
+
+def _check_entity_fields(rows: _Rows, data: pd.DataFrame, table: str, fields: tuple[str, ...], m: FlatMapping,
+                         report: Report = _raise_first) -> None:
+    """Check every row of the contacts or accounts fields that fill a contract column (naming the bad one)."""
+    stage = CHECK_CONTACT_FIELDS if table == c.CONTACTS else CHECK_ACCOUNT_FIELDS
+    for j, col in enumerate(fields):
+        if c.TABLES[table].kind(col) is not None:
+            _contract_column(rows, data[col], col, col, table, m.timezone, report=report, stage=(stage, j))
 
 
 def _type_entity_fields(
@@ -1280,14 +1467,8 @@ def convert_flat(flat: FlatFile, mapping: FlatMapping) -> FlatConversion:
 
     # outcome (and output); rows without an outcome follow m.outcome_missing
     outcome = _binary_column(all_rows, full[m.outcome_column], m.outcome_column, m.positive, m.negative, "positive")
-    no_outcome = np.isnan(outcome)
+    no_outcome = _missing_outcomes(all_rows, outcome, m)
     if no_outcome.any():
-        if m.outcome_missing == "error":
-            raise all_rows.error(
-                _first(no_outcome), m.outcome_column,
-                f"the outcome is missing ({int(no_outcome.sum())} such rows); "
-                f"set outcome_missing to 'negative' or 'drop'",
-            )
         if m.outcome_missing == "negative":
             warnings.append(f"{int(no_outcome.sum())} rows without an outcome were counted as not positive")
             outcome = np.nan_to_num(outcome, nan=0.0)
@@ -1297,11 +1478,12 @@ def convert_flat(flat: FlatFile, mapping: FlatMapping) -> FlatConversion:
     output = None
     if m.output_column is not None:
         output = _binary_column(
-            all_rows, full[m.output_column], m.output_column, m.output_positive, m.output_negative, "output_positive"
+            all_rows, full[m.output_column], m.output_column, m.output_positive, m.output_negative, "output_positive",
+            stage=CHECK_OUTPUT_VALUE,
         )
         output = np.nan_to_num(output, nan=0.0)[keep]
     if not keep.any():
-        raise FlatImportError(f"{flat.path}: no rows left after dropping the rows without an outcome")
+        raise FlatImportError(_no_rows_left_message(flat.path))
     data = full[keep].reset_index(drop=True)
     outcome = outcome[keep]
     rows = _Rows(flat, np.flatnonzero(keep))
@@ -1311,17 +1493,12 @@ def convert_flat(flat: FlatFile, mapping: FlatMapping) -> FlatConversion:
     if m.id_column is None:
         activity_id = pd.Series([f"row-{p + 1}" for p in rows.positions], dtype="string")
     else:
-        activity_id = data[m.id_column].astype("string")
-        if activity_id.isna().any():
-            raise rows.error(_first(activity_id.isna()), m.id_column, "the id is empty")
+        activity_id = _id_column(rows, data, m)
         dup = activity_id.duplicated(keep=False).to_numpy(bool)
         if dup.any():
             value = activity_id.iloc[_first(dup)]
             a, b = np.flatnonzero((activity_id == value).to_numpy(bool))[:2]
-            raise FlatImportError(
-                f"{flat.path}: column {m.id_column!r}: id {value!r} appears in {rows.where(a)} and {rows.where(b)}; "
-                f"ids must be unique (leave id_column out to use row numbers)"
-            )
+            raise FlatImportError(_duplicate_id_message(flat.path, m.id_column, value, rows.where(a), rows.where(b)))
 
     # time: a rule reads the month sequence of the whole file, then keeps the kept rows
     dst = DstNotes()
@@ -1477,15 +1654,19 @@ def prepare_output(out: Path, overwrite: bool) -> None:
 
 
 def _fits_in_memory(source: Path, why: Exception | str) -> None:
-    """Before reading a file whole to word its problem: refuse one too large for memory, with what streaming saw."""
+    """Before reading a file whole (what the stream cannot do): refuse one too large for memory, with what streaming saw.
+
+    Raises:
+        FlatImportError: the in-memory path's estimated need exceeds the memory budget.
+    """
     from features.memory_budget import InputTooLarge, check_fits
 
     try:
         check_fits([source], "import-flat")
     except InputTooLarge as err:
         raise FlatImportError(
-            f"{why} (found reading the file in parts; the in-memory import, which names the file's first problem "
-            f"and counts every row, cannot run: {err})"
+            f"{why} (found reading the file in parts, which cannot go further with this file; the in-memory "
+            f"import, which reads it whole, cannot run: {err})"
         ) from None
 
 
@@ -1503,9 +1684,12 @@ def import_flat(
 
     The file is converted a chunk of rows at a time (:mod:`importers.flat_stream`), in memory
     that does not grow with it, into a temporary directory beside ``out`` that is moved in
-    when complete. When the file or the mapping has a problem, the file is read whole
-    (:func:`read_flat`, :func:`convert_flat`) to name it, exactly as that path always did.
-    ``stream=False`` is that in-memory path for every file (the reference).
+    when complete. When the file or the mapping has a problem, the streaming pass names it
+    with the message :func:`read_flat` and :func:`convert_flat` give (same first row, line,
+    value and count), in the same bounded memory. Only what the stream cannot word or convert
+    (listed in :mod:`importers.flat_stream`'s docstring) is read whole by those functions,
+    after checking that the file fits the memory budget. ``stream=False`` is that in-memory
+    path for every file (the reference).
 
     Returns:
         The report; its ``files`` lists what was written.
@@ -1540,11 +1724,13 @@ def import_flat(
     try:
         try:
             staged, report = stream_convert(source, mapping, staging, fmt=fmt, chunk_rows=chunk_rows)
+        except FlatImportError:  # worded by the streaming pass as the in-memory path words it
+            raise
         except (NotStreamable, Exception) as why:
             if isinstance(why, MemoryError):
                 raise
             if isinstance(why, NotStreamable):
-                logger.info("import-flat %s: %s; reading the file whole to name the problem", source, why)
+                logger.info("import-flat %s: %s; reading the file whole", source, why)
             else:  # a defect of the streaming pass must not cost the user the import
                 logger.warning("import-flat %s: the streaming pass failed (%s: %s); converting the file in memory",
                                source, type(why).__name__, why)

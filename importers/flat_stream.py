@@ -22,12 +22,36 @@ row groups, or CSV lines). What must look across rows is kept in compact form:
   further down) is found at the end, and the file is converted a second time with the
   types known.
 
-Errors: the streaming pass runs every check the in-memory conversion runs (the row-level ones
-on each chunk, the whole-file ones on the compact state). When one fails, it does not word
-the error itself: :func:`importers.flat.import_flat` reads the file again with the in-memory
-path, which raises the error it always raised (same message, same first row and line). A bad
-file therefore costs the in-memory path's memory on its way to the error; a good file never
-does.
+Errors: the streaming pass words a bad file's error itself, in the same bounded memory, as
+:func:`importers.flat.read_flat` and :func:`importers.flat.convert_flat` word it for the whole
+file (same message, first row and line, value, count), with their wording helpers. Those raise
+the first check that fails in their order (reading, then the mapping's columns, then
+``CHECK_POSITIVE`` .. ``CHECK_ACCOUNT_FIELDS`` of :mod:`importers.flat`); a stream sees a late
+row's problem before an early check's problem further down, so it never stops at the first
+problem. It records, per failed check, the first failing row (its line and value) and counts
+the failing rows (:class:`_Problems`); once a check has failed nothing more is written, but
+every later chunk is still checked (a check already beaten by an earlier one in the order is
+skipped), and at the end the failing check that comes first in the order is raised. Reading
+problems are kept the same way (the first row whose fields do not match the header and how
+many do; malformed CSV, which ends the reading). Whole-file checks come from the compact
+state: every ``positive`` value occurring (value counts of the outcome and output columns for
+the message, up to :data:`VALUE_COUNT_LIMIT` distinct values), rows left after dropping,
+unique ids (the two 64-bit hashes per kept row's id, and the position of each dropped row, 8
+bytes, to find a kept row's line; the first repeated id's two rows are read back from the
+file, one more read, to quote the id and lines).
+The file is decoded once whole before anything else, so bad text is named first, as the
+in-memory path names it.
+
+What the stream does not word, :func:`importers.flat.import_flat` still reads whole with the
+in-memory path (:class:`NotStreamable`, only if the file fits the memory budget):
+
+- a header name that starts with a NUL character (the accumulators' own column prefix); such
+  a file is converted in memory, good or bad;
+- a ``positive`` (or ``output_positive``) value that never occurs in an outcome (output)
+  column with more than :data:`VALUE_COUNT_LIMIT` distinct values: the message lists the
+  column's values by count, which a stream cannot count in bounded memory;
+- an error reading the file after it was opened, and any defect of the streaming pass
+  (an exception that is not a worded error).
 
 The dataset is written to a temporary directory beside the output directory and moved in
 only when complete; on any error the temporary directory is removed.
@@ -35,6 +59,7 @@ only when complete; on any error the temporary directory is removed.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import logging
@@ -42,6 +67,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,25 +79,55 @@ from features.dataset import csv_text_frame, write_dataset
 from importers.crm.times import DstNotes
 from importers.flat import (
     _MONTHS,
+    CHECK_ACCOUNT_FIELDS,
+    CHECK_ACTIVITY_COLUMNS,
+    CHECK_CONTACT_FIELDS,
+    CHECK_ID_UNIQUE,
+    CHECK_NO_ROWS,
+    CHECK_OUTPUT_POSITIVE,
+    CHECK_OUTPUT_VALUE,
+    CHECK_POSITIVE,
+    CHECK_TIME,
+    CHECK_TYPE,
+    CheckKey,
+    CheckText,
     FieldReport,
     FlatFile,
     FlatImportError,
     FlatImportReport,
     FlatMapping,
+    _add_counts,
     _apply_missing,
+    _bad_text_line,
+    _bad_text_message,
     _binary_column,
+    _cannot_read_message,
     _check_columns,
+    _check_entity_fields,
     _contract_column,
     _custom_columns,
     _derive_time,
     _dst_note,
+    _duplicate_id_message,
     _field_report,
+    _first,
+    _header_problem,
+    _id_column,
+    _malformed_message,
+    _missing_outcomes,
+    _no_rows_left_message,
+    _no_rows_message,
     _parse_time_column,
+    _positive_missing_message,
+    _ragged_message,
+    _row_message,
     _Rows,
     _time_rule_notes,
     _TimeRuleState,
     _type_entity_fields,
     _types,
+    _value_counts,
+    _where,
     detect_delimiter,
     prepare_output,
 )
@@ -86,11 +142,14 @@ _INTERNAL = "\x00"  # prefix of the accumulators' own columns (no file column st
 _POS = f"{_INTERNAL}pos"
 
 
-class NotStreamable(Exception):  # a signal first, a message only when the file cannot be read whole
-    """The streaming pass found a problem; the in-memory path words the error (or converts).
+VALUE_COUNT_LIMIT = 100_000  # distinct outcome (output) values counted for a 'never occurs' message
 
-    The message says what the streaming pass saw (its first problem, counted in the rows read
-    so far); it is shown only when the file is too large for the in-memory path.
+
+class NotStreamable(Exception):  # a signal first, a message only when the file cannot be read whole
+    """The streaming pass cannot convert this file or word its error; the in-memory path does.
+
+    The kinds are listed in the module docstring. The message says what the streaming pass saw;
+    it is shown only when the file is too large for the in-memory path.
     """
 
 
@@ -99,51 +158,113 @@ class NotStreamable(Exception):  # a signal first, a message only when the file 
 
 @dataclass
 class _Source:
-    """A flat file opened for chunked reading (the header read, the delimiter known)."""
+    """A flat file opened for chunked reading (the header read, the delimiter known).
+
+    ``header_problem``: what :func:`read_flat` would say of the header (none, an empty or a
+    repeated name, malformed CSV in it), or None.
+    """
 
     path: Path
     encoding: str
     delimiter: str
     header: list[str]
     sha256: str
+    header_problem: str | None = None
 
 
 def _open_source(path: Path, delimiter: str | None, encoding: str) -> _Source:
-    """Hash the file and find its header and delimiter; anything unusual is :class:`NotStreamable`."""
+    """Hash and decode the whole file (a block at a time), find its delimiter and read its header.
+
+    Args:
+        path: the flat file.
+        delimiter: the mapping's delimiter, or None to detect it as :func:`read_flat` does.
+        encoding: the text encoding.
+
+    Returns:
+        The source; a header that :func:`read_flat` would refuse is recorded, not raised
+        (malformed CSV further down comes first).
+
+    Raises:
+        FlatImportError: the file cannot be read, is not ``encoding`` text (the line named) or
+            its delimiter cannot be detected, worded as :func:`read_flat` words them.
+        NotStreamable: a header name starts with a NUL character (see the module docstring).
+    """
     digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
     try:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except OSError as err:
+        raise FlatImportError(_cannot_read_message(path, err)) from err
+    except UnicodeDecodeError as err:
+        raise FlatImportError(_bad_text_message(path, _bad_text_line(path, encoding) or 1, encoding)) from err
+    header: list[str] | None = None
+    problem = None
+    try:
         with open(path, encoding=encoding, newline="") as f:
             sample = f.read(65536)
             if delimiter is None:
                 delimiter = detect_delimiter(sample, path)
             f.seek(0)
             reader = csv.reader(f, delimiter=delimiter, strict=True)
-            header = None
-            for record in reader:
-                if not record or (len(record) == 1 and not record[0].strip()):
-                    continue
-                header = [h.strip() for h in record]
-                break
-    except (OSError, UnicodeDecodeError, csv.Error, FlatImportError) as err:
-        raise NotStreamable(f"{path}: {err}") from err
-    if (header is None or any(not h or h.startswith(_INTERNAL) for h in header)
-            or len(set(header)) != len(header)):
-        raise NotStreamable(f"{path}: the header is missing, has an empty name or repeats a name")
-    return _Source(Path(path), encoding, delimiter, header, digest.hexdigest())
+            try:
+                for record in reader:
+                    if not record or (len(record) == 1 and not record[0].strip()):
+                        continue
+                    header = [h.strip() for h in record]
+                    break
+            except csv.Error as err:
+                problem = _malformed_message(path, reader.line_num, err)
+    except OSError as err:
+        raise FlatImportError(_cannot_read_message(path, err)) from err
+    problem = problem or _header_problem(path, header)
+    if problem is None and any(h.startswith(_INTERNAL) for h in header or []):
+        raise NotStreamable(f"{path}: a header name starts with a NUL character")
+    return _Source(Path(path), encoding, delimiter, header or [], digest.hexdigest(), problem)
 
 
-def _chunks(src: _Source, chunk_rows: int):
+@dataclass
+class _ReadState:
+    """What reading the file found that :func:`read_flat` refuses: malformed CSV, rows of the wrong width.
+
+    ``ragged``: the first such row as (data row, line, fields), numbered as :func:`read_flat`
+    numbers it (every record counts).
+    """
+
+    n_rows: int = 0
+    ragged: tuple[int, int, int] | None = None
+    n_ragged: int = 0
+    malformed: str | None = None
+
+    def problem(self, src: _Source) -> str | None:
+        """The reading error :func:`read_flat` raises for this file (its order: CSV, header, widths, rows), or None."""
+        if self.malformed:
+            return self.malformed
+        if src.header_problem:
+            return src.header_problem
+        if self.ragged is not None:
+            return _ragged_message(src.path, self.ragged, self.n_ragged, len(src.header), src.delimiter)
+        if not self.n_rows:
+            return _no_rows_message(src.path)
+        return None
+
+
+def _chunks(src: _Source, chunk_rows: int, state: _ReadState, frames: bool = True):
     """Yield ``(frame, lines)`` per chunk: stripped string cells (``<NA>`` when empty), as :func:`read_flat` reads.
 
-    Raises :class:`NotStreamable` on a ragged row, malformed CSV, bad text or no data rows.
+    Reading problems go to ``state``: after a row whose number of fields differs from the
+    header's, no more chunks are yielded but the rest of the file is read to count such rows;
+    malformed CSV ends the reading. ``frames=False`` only reads (nothing is yielded).
+
+    Raises:
+        NotStreamable: the file cannot be read any more, or is not text after all.
     """
     n_cols = len(src.header)
     rows: list[list[str]] = []
     lines: list[int] = []
-    n_rows = 0
     header_seen = False
     prev_end = 0
 
@@ -154,6 +275,7 @@ def _chunks(src: _Source, chunk_rows: int):
             data[col] = s.mask(s == "")
         return data
 
+    reader = None
     try:
         with open(src.path, encoding=src.encoding, newline="") as f:
             reader = csv.reader(f, delimiter=src.delimiter, strict=True)
@@ -166,20 +288,53 @@ def _chunks(src: _Source, chunk_rows: int):
                     header_seen = True
                     continue
                 if len(record) != n_cols:
-                    raise NotStreamable(f"{src.path}: data row {n_rows + 1} (line {start}) has {len(record)} fields, "
-                                        f"the header has {n_cols}; is the delimiter {src.delimiter!r} right?")
+                    state.n_ragged += 1
+                    if state.ragged is None:
+                        state.ragged = (state.n_rows + state.n_ragged, start, len(record))
+                        frames, rows, lines = False, [], []
+                    continue
+                state.n_rows += 1
+                if not frames:
+                    continue
                 rows.append(record)
                 lines.append(start)
-                n_rows += 1
                 if len(rows) >= chunk_rows:
                     yield frame(), np.asarray(lines, dtype=np.int64)
                     rows, lines = [], []
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise NotStreamable(f"{src.path}: after data row {n_rows}: {err}") from err
-    if not n_rows:
-        raise NotStreamable(f"{src.path}: the file has a header but no data rows")
-    if rows:
+    except csv.Error as err:
+        state.malformed = _malformed_message(src.path, reader.line_num if reader is not None else 0, err)
+        return
+    except (OSError, UnicodeDecodeError) as err:
+        raise NotStreamable(f"{src.path}: after data row {state.n_rows}: {err}") from err
+    if rows and frames:
         yield frame(), np.asarray(lines, dtype=np.int64)
+
+
+def _fetch_rows(src: _Source, wanted: set[int]) -> dict[int, tuple[int, list[str]]]:
+    """The records of some 0-based data rows and the line each starts on (one more read of the file).
+
+    For a file without rows of the wrong width (data rows are then every record after the header).
+    """
+    out: dict[int, tuple[int, list[str]]] = {}
+    n = 0
+    header_seen = False
+    prev_end = 0
+    with open(src.path, encoding=src.encoding, newline="") as f:
+        reader = csv.reader(f, delimiter=src.delimiter, strict=True)
+        for record in reader:
+            start = prev_end + 1
+            prev_end = reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            if not header_seen:
+                header_seen = True
+                continue
+            if n in wanted:
+                out[n] = (start, record)
+                if len(out) == len(wanted):
+                    break
+            n += 1
+    return out
 
 
 def _month_chunks(chunks, month_column: str):
@@ -383,6 +538,58 @@ def _numbers(values: pd.Series) -> pd.Series:
     return pd.Series(np.append(parsed, np.nan)[codes], index=values.index, dtype="float64")
 
 
+@dataclass
+class _Finding:
+    """A failed row-level check: its first failing row (position, column, value) and how many rows fail."""
+
+    where: str
+    column: str
+    value: Any
+    count: int
+    text: CheckText
+
+
+class _Problems:
+    """The row-level checks that failed so far, called where :func:`importers.flat._raise_first` raises.
+
+    Chunks come in file order, so the first finding of a check is its first failing row in the
+    file; later chunks add to its count. The error is the finding with the smallest key (the
+    check :func:`importers.flat.convert_flat` runs first), worded by the check's own text.
+    """
+
+    def __init__(self) -> None:
+        self.found: dict[CheckKey, _Finding] = {}
+
+    def __call__(self, key: CheckKey, rows: _Rows, column: str, mask: np.ndarray | pd.Series,
+                 values: pd.Series | None, text: CheckText) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        n = int(np.count_nonzero(mask))
+        if not n:
+            return
+        known = self.found.get(key)
+        if known is None:
+            i = _first(mask)
+            self.found[key] = _Finding(rows.where(i), column, None if values is None else values.iloc[i], n, text)
+        else:
+            known.count += n
+
+    def beaten(self, stage: int) -> bool:
+        """True when a check of an earlier stage failed: no check of ``stage`` (or later) can be the error."""
+        return any(key[0] < stage for key in self.found)
+
+    def message(self, path: Path, key: CheckKey) -> str:
+        f = self.found[key]
+        return _row_message(path, f.where, f.column, f.text(f.value, f.count))
+
+
+def _more_counts(counts: dict[Any, int] | None, values: pd.Series) -> dict[Any, int] | None:
+    """Add a chunk's value counts; None (given up) past :data:`VALUE_COUNT_LIMIT` distinct values."""
+    if counts is None:
+        return None
+    _add_counts(counts, _value_counts(values))
+    return counts if len(counts) <= VALUE_COUNT_LIMIT else None
+
+
 def _custom_kind(n_values: int, numeric: bool, tf: bool) -> str:
     if n_values and numeric:
         return _NUMBER
@@ -411,6 +618,15 @@ class _Pass:
         self.counts = _Counts(declared={col: 0 for col in src.header})
         self.positive_seen: set[str] = set()
         self.output_seen: set[str] = set()
+        # for the errors: the failed row-level checks, value counts of the outcome and output
+        # columns (their 'never occurs' message), the rows kept and the rows dropped (to find a
+        # kept row's file row); once a check fails, nothing more is written (``failed``)
+        self.problems = _Problems()
+        self.failed = False
+        self.outcome_counts: dict[Any, int] | None = {}
+        self.output_counts: dict[Any, int] | None = {}
+        self.n_kept = 0
+        self.dropped: list[np.ndarray] = []
         self.time_state = _TimeRuleState() if m.time_rule is not None else None
         self.dst_time = DstNotes()
         self.dst_columns = {col: DstNotes() for col in m.activity_columns}
@@ -466,71 +682,167 @@ class _Pass:
         for s in self.sinks.values():
             s.close()
 
+    def fail(self) -> None:
+        """A check failed: write nothing more and let go of what only the dataset needed."""
+        if self.failed:
+            return
+        self.failed = True
+        self.close()
+        self.row_hashes = ([], [])
+        for acc in (self.deals, self.contacts, self.accounts, self.reps):
+            if acc is not None:
+                acc.parts = []
+
+    # ---- the error
+
+    def problem(self) -> FlatImportError | None:
+        """The error :func:`convert_flat` raises for the whole file, or None when every check passed.
+
+        Row-level checks come from :attr:`problems`, whole-file ones from the compact state
+        (positive values seen, value counts, rows kept, id hashes); the failing check that comes
+        first in :func:`convert_flat`'s order is the error.
+
+        Raises:
+            NotStreamable: the error is one the stream cannot word (see the module docstring).
+        """
+        m, path = self.m, self.src.path
+        found = {key: (lambda key=key: self.problems.message(path, key)) for key in self.problems.found}
+        for key, column, values, seen, counts, name in (
+            ((CHECK_POSITIVE,), m.outcome_column, m.positive, self.positive_seen, self.outcome_counts, "positive"),
+            ((CHECK_OUTPUT_POSITIVE,), m.output_column, m.output_positive, self.output_seen, self.output_counts,
+             "output_positive"),
+        ):
+            missing = next((v for v in values if v not in seen), None)
+            if column is not None and missing is not None:
+                found[key] = (lambda name=name, v=missing, col=column, counts=counts:
+                              self._never_occurs(name, v, col, counts))
+        if not self.n_kept:
+            found[(CHECK_NO_ROWS,)] = lambda: _no_rows_left_message(path)
+        if m.id_column is not None and self.id_hashes[0] and not any(k < (CHECK_ID_UNIQUE,) for k in found):
+            later, first = _repeats(*self.id_hashes)
+            if len(later):
+                found[(CHECK_ID_UNIQUE,)] = lambda: self._repeated_id(later, first)
+        if not found:
+            return None
+        return FlatImportError(found[min(found)]())
+
+    def _never_occurs(self, key: str, value: str, column: str, counts: dict[Any, int] | None) -> str:
+        if counts is None:
+            raise NotStreamable(f"{self.src.path}: {key} value {value!r} never occurs in column {column!r} "
+                                f"(more than {VALUE_COUNT_LIMIT:,} distinct values: not counted in a stream)")
+        return _positive_missing_message(self.src.path, key, value, column, counts)
+
+    def _file_rows(self, kept: list[int]) -> list[int]:
+        """The 0-based file data rows of kept rows (the rows without an outcome were dropped)."""
+        dropped = np.sort(np.concatenate(self.dropped)) if self.dropped else np.zeros(0, np.int64)
+        before = dropped - np.arange(len(dropped))  # kept rows before each dropped row
+        return [k + int(np.searchsorted(before, k, side="right")) for k in kept]
+
+    def _repeated_id(self, later: np.ndarray, first: np.ndarray) -> str:
+        """The message of the first id that repeats (in kept-row order), its first two rows read back."""
+        a = int(first.min())
+        b = int(later[first == a].min())
+        row_a, row_b = self._file_rows([a, b])
+        records = _fetch_rows(self.src, {row_a, row_b})
+        col = self.src.header.index(self.m.id_column)
+        value_a, value_b = (records[r][1][col].strip() for r in (row_a, row_b))
+        if value_a != value_b:  # two different ids with equal 128-bit hashes
+            raise NotStreamable(f"{self.src.path}: column {self.m.id_column!r}: ids {value_a!r} and {value_b!r} "
+                                f"hash alike")
+        return _duplicate_id_message(self.src.path, self.m.id_column, value_a, _where(row_a, records[row_a][0]),
+                                     _where(row_b, records[row_b][0]))
+
     # ---- one chunk
 
     def chunk(self, raw: pd.DataFrame, lines: np.ndarray) -> None:
-        m, cnt = self.m, self.counts
+        """Check one chunk (every check of :func:`convert_flat`, in its order) and, while none failed, convert it."""
+        m, cnt, report = self.m, self.counts, self.problems
         offset = cnt.rows_read
         flat = FlatFile(self.src.path, self.src.header, raw, lines, self.src.delimiter, self.src.sha256,
                         row_offset=offset)
-        for parts, h in zip(self.row_hashes, _row_hashes(raw), strict=True):
-            parts.append(h)
+        if not self.failed:
+            for parts, h in zip(self.row_hashes, _row_hashes(raw), strict=True):
+                parts.append(h)
         full, declared = _apply_missing(flat, m)
         for col, n in declared.items():
             cnt.declared[col] += n
         all_rows = _Rows(flat, np.arange(len(full)))
         cnt.rows_read += len(full)
 
+        # the checks: a failed one is recorded in self.problems, and the chunk goes on being checked
         outcome_values = full[m.outcome_column]
         self.positive_seen |= set(m.positive) & set(outcome_values.dropna().unique())
+        self.outcome_counts = _more_counts(self.outcome_counts, outcome_values)
         outcome = _binary_column(all_rows, outcome_values, m.outcome_column, m.positive, m.negative, "positive",
-                                 check_positive=False)
-        no_outcome = np.isnan(outcome)
+                                 check_positive=False, report=report)
+        no_outcome = _missing_outcomes(all_rows, outcome, m, report)
         if no_outcome.any():
-            if m.outcome_missing == "error":
-                raise all_rows.error(
-                    int(np.flatnonzero(no_outcome)[0]), m.outcome_column,
-                    "the outcome is missing; set outcome_missing to 'negative' or 'drop'",
-                )
             cnt.no_outcome += int(no_outcome.sum())
             if m.outcome_missing == "negative":
                 outcome = np.nan_to_num(outcome, nan=0.0)
+            elif m.outcome_missing == "drop":
+                self.dropped.append(offset + np.flatnonzero(no_outcome))
         keep = ~np.isnan(outcome)
+        self.n_kept += int(keep.sum())
         output = None
         if m.output_column is not None:
             out_values = full[m.output_column]
             self.output_seen |= set(m.output_positive) & set(out_values.dropna().unique())
+            self.output_counts = _more_counts(self.output_counts, out_values)
             output = _binary_column(all_rows, out_values, m.output_column, m.output_positive, m.output_negative,
-                                    "output_positive", check_positive=False)
+                                    "output_positive", check_positive=False, report=report, stage=CHECK_OUTPUT_VALUE)
             output = np.nan_to_num(output, nan=0.0)[keep]
         occurred_all = None
-        if self.time_state is not None:
-            occurred_all, _ = _derive_time(all_rows, full, m.time_rule, self.time_state)
+        if self.time_state is not None and not report.beaten(CHECK_TIME):
+            occurred_all, _ = _derive_time(all_rows, full, m.time_rule, self.time_state, report)
         if not keep.any():
+            if report.found:
+                self.fail()
             return
         data = full[keep].reset_index(drop=True)
         outcome = outcome[keep]
         kept = np.flatnonzero(keep)
         rows = _Rows(flat, kept)
         positions = offset + kept  # 0-based data rows of the file
+
+        if m.id_column is None:
+            activity_id = None
+        else:
+            activity_id = _id_column(rows, data, m, report)
+            if report.beaten(CHECK_ID_UNIQUE):
+                self.id_hashes[0].clear()
+                self.id_hashes[1].clear()
+            else:
+                for parts, h in zip(self.id_hashes, _row_hashes(activity_id), strict=True):
+                    parts.append(h)
+        occurred = types = None
+        if occurred_all is not None:
+            occurred = occurred_all[keep].reset_index(drop=True)
+        elif self.time_state is None and not report.beaten(CHECK_TIME):
+            occurred = _parse_time_column(rows, data, m, self.dst_time, report)
+        if not report.beaten(CHECK_TYPE):
+            types = _types(rows, data, m, report)
+        mapped: dict[str, pd.Series] = {}
+        if not report.beaten(CHECK_ACTIVITY_COLUMNS):
+            for i, (col, target) in enumerate(m.activity_columns.items()):
+                mapped[target] = _contract_column(rows, data[col], col, target, timezone=m.timezone,
+                                                  dst=self.dst_columns[col], report=report,
+                                                  stage=(CHECK_ACTIVITY_COLUMNS, i))
+        if self.contacts is not None and not report.beaten(CHECK_CONTACT_FIELDS):
+            _check_entity_fields(rows, data, c.CONTACTS, m.contact_fields, m, report)
+        if self.accounts is not None and not report.beaten(CHECK_ACCOUNT_FIELDS):
+            _check_entity_fields(rows, data, c.ACCOUNTS, m.account_fields, m, report)
+        if report.found:
+            self.fail()
+            return
+        assert occurred is not None and types is not None
+
+        # the conversion
         first_written = cnt.rows_written
         n = len(data)
         cnt.rows_written += n
-
-        if m.id_column is None:
+        if activity_id is None:
             activity_id = pd.Series([f"row-{p + 1}" for p in positions], dtype="string")
-        else:
-            activity_id = data[m.id_column].astype("string")
-            if activity_id.isna().any():
-                raise rows.error(int(np.flatnonzero(activity_id.isna().to_numpy(bool))[0]), m.id_column,
-                                 "the id is empty")
-            for parts, h in zip(self.id_hashes, _row_hashes(activity_id), strict=True):
-                parts.append(h)
-
-        if occurred_all is not None:
-            occurred = occurred_all[keep].reset_index(drop=True)
-        else:
-            occurred = _parse_time_column(rows, data, m, self.dst_time)
         if cnt.monotonic and (not occurred.is_monotonic_increasing
                               or (cnt.last_time is not None and occurred.iloc[0] < cnt.last_time)):
             cnt.monotonic = False
@@ -555,15 +867,13 @@ class _Pass:
         activities: dict[str, pd.Series] = {
             c.ACTIVITY_ID: activity_id,
             c.OCCURRED_AT: occurred,
-            c.TYPE: _types(rows, data, m),
+            c.TYPE: types,
             c.DEAL_ID: deal_id,
         }
         for name, values in ((c.REP_ID, rep_id), (c.CONTACT_ID, contact_id), (c.ACCOUNT_ID, account_id)):
             if values is not None:
                 activities[name] = values
-        for col, target in m.activity_columns.items():
-            activities[target] = _contract_column(rows, data[col], col, target, timezone=m.timezone,
-                                                  dst=self.dst_columns[col])
+        activities.update(mapped)
         for col in self.custom:
             activities[col] = self.custom_field(col, data[col])
         for name, values in activities.items():
@@ -609,17 +919,11 @@ class _Pass:
 
         # contacts, accounts, reps
         if self.contacts is not None:
-            for col in m.contact_fields:
-                if c.TABLES[c.CONTACTS].kind(col) is not None:
-                    _contract_column(rows, data[col], col, col, c.CONTACTS, m.timezone)
             frame = pd.DataFrame({c.TABLES[c.CONTACTS].key: data[m.contact_column],
                                   **({c.ACCOUNT_ID: data[m.account_column]} if m.account_column else {}),
                                   **{f: data[f] for f in m.contact_fields}})
             self.contacts.add(frame[frame.iloc[:, 0].notna().to_numpy(bool)])
         if self.accounts is not None:
-            for col in m.account_fields:
-                if c.TABLES[c.ACCOUNTS].kind(col) is not None:
-                    _contract_column(rows, data[col], col, col, c.ACCOUNTS, m.timezone)
             frame = pd.DataFrame({c.TABLES[c.ACCOUNTS].key: data[m.account_column],
                                   **{f: data[f] for f in m.account_fields}})
             self.accounts.add(frame[frame.iloc[:, 0].notna().to_numpy(bool)])
@@ -666,21 +970,8 @@ class _Pass:
     # ---- the end
 
     def finish(self) -> tuple[list[str], dict, FlatImportReport]:
-        """Check what needs the whole file, write the entity tables; returns written table names, meta, report."""
+        """Write the entity tables of a file that passed every check (:meth:`problem`); returns written table names, meta, report."""
         m, cnt = self.m, self.counts
-        missing = next((v for v in m.positive if v not in self.positive_seen), None)
-        if missing is not None:
-            raise NotStreamable(f"{self.src.path}: positive value {missing!r} never occurs in column "
-                                f"{m.outcome_column!r}")
-        missing = next((v for v in m.output_positive if v not in self.output_seen), None)
-        if m.output_column is not None and missing is not None:
-            raise NotStreamable(f"{self.src.path}: output_positive value {missing!r} never occurs in column "
-                                f"{m.output_column!r}")
-        if not cnt.rows_written:
-            raise NotStreamable(f"{self.src.path}: no rows left after dropping the rows without an outcome")
-        if self.id_hashes[0] and len(_repeats(*self.id_hashes)[0]):
-            raise NotStreamable(f"{self.src.path}: column {m.id_column!r}: an id appears more than once; "
-                                f"ids must be unique (leave id_column out to use row numbers)")
         later, first = _repeats(*self.row_hashes)
         n_dup = len(later)
         dup_examples = [(int(a) + 1, int(b) + 1) for a, b in zip(first[:3], later[:3], strict=True)]
@@ -788,10 +1079,10 @@ class _Pass:
 
 
 def _run_pass(src: _Source, m: FlatMapping, directory: Path, fmt: str, custom_types: dict[str, str] | None,
-              chunk_rows: int) -> _Pass:
+              chunk_rows: int, state: _ReadState) -> _Pass:
     p = _Pass(src, m, directory, fmt, custom_types)
     try:
-        chunks = _chunks(src, chunk_rows)
+        chunks = _chunks(src, chunk_rows, state)
         if m.time_rule is not None:
             chunks = _month_chunks(chunks, m.time_rule.month)
         for raw, lines in chunks:
@@ -810,24 +1101,43 @@ def stream_convert(source: Path | str, mapping: FlatMapping, directory: Path, fm
         ``dataset.json``) and the report.
 
     Raises:
-        NotStreamable: the file or the mapping has a problem (the in-memory path words it).
+        FlatImportError: the file or the mapping has a problem; the message is the one
+            :func:`read_flat` and :func:`convert_flat` give for the whole file.
+        NotStreamable: a problem the stream does not word, or a file it cannot convert
+            (the kinds are listed in the module docstring): the in-memory path's turn.
     """
     m = mapping
     chunk_rows = chunk_rows or STREAM_CHUNK_ROWS
     src = _open_source(Path(source), m.delimiter, m.encoding)
-    try:
-        p = _run_pass(src, m, directory, fmt, None, chunk_rows)
-        if p.retype:
-            # a custom field's type changed after its first chunk was written: again, types known
-            types = {col: _custom_kind(*ev) for col, ev in p.evidence.items()}
-            logger.info("import-flat: custom field types changed down the file; converting again with %s", types)
-            for f in directory.iterdir():
-                f.unlink()
-            p = _run_pass(src, m, directory, fmt, types, chunk_rows)
-            assert not p.retype
-        tables, meta, report = p.finish()
-    except FlatImportError as err:  # a row-level check of a chunk failed
-        raise NotStreamable(str(err)) from err
+    refused = src.header_problem
+    if refused is None:
+        try:
+            _check_columns(FlatFile(src.path, src.header, pd.DataFrame(columns=src.header), np.zeros(0, np.int64),
+                                    src.delimiter, src.sha256), m)
+        except FlatImportError as err:
+            refused = str(err)
+    if refused is not None:  # nothing can be converted; but a problem reading the file comes first
+        state = _ReadState()
+        for _ in _chunks(src, chunk_rows, state, frames=False):
+            pass
+        raise FlatImportError(state.problem(src) or refused)
+    state = _ReadState()
+    p = _run_pass(src, m, directory, fmt, None, chunk_rows, state)
+    problem = state.problem(src)
+    if problem is not None:
+        raise FlatImportError(problem)
+    error = p.problem()
+    if error is not None:
+        raise error
+    if p.retype:
+        # a custom field's type changed after its first chunk was written: again, types known
+        types = {col: _custom_kind(*ev) for col, ev in p.evidence.items()}
+        logger.info("import-flat: custom field types changed down the file; converting again with %s", types)
+        for f in directory.iterdir():
+            f.unlink()
+        p = _run_pass(src, m, directory, fmt, types, chunk_rows, _ReadState())
+        assert not p.retype
+    tables, meta, report = p.finish()
     files = [directory / f"{name}.{fmt}" for name in tables]
     meta_path = directory / c.DATASET_META_FILE
     write_dataset({}, directory, fmt=fmt, meta=meta)

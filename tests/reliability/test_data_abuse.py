@@ -141,15 +141,21 @@ def test_an_input_too_large_for_memory_is_refused_before_reading(tmp_path, monke
     monkeypatch.setenv("ACTIVITY_SCORER_MEMORY_GB", "0.45")  # a budget below what a 10 MB file needs
     src = tmp_path / "calls.csv"
     src.write_bytes(b"call_id,started_at,result,note\n" + b"c1,2026-01-01T10:00:00Z,yes,abc\n" * 350_000)
+    # import-flat streams a file, good or bad (a repeated id as above is named in bounded memory); it reads
+    # whole what it cannot stream: here a positive value that never occurs in an outcome column of more
+    # distinct values than a stream counts (its message lists them by count)
+    flat = tmp_path / "flat.csv"
+    flat.write_bytes(b"call_id,started_at,result,note\n"
+                     + b"".join(b"c%d,2026-01-01T10:00:00Z,r%d,abc\n" % (i, i) for i in range(350_000)))
     if command == "validate":
         d = _dataset(tmp_path, src.read_bytes().replace(b"call_id,started_at,result,note",
                                                        b"activity_id,occurred_at,type,note"))
         result = _invoke(["validate", "--data", str(d)])
     else:
-        result = _invoke(["import-flat", str(src), "--out", str(tmp_path / "out"), *FLAT_ARGS])
+        result = _invoke(["import-flat", str(flat), "--out", str(tmp_path / "out"), *FLAT_ARGS])
     assert result.exit_code == 1, result.output
     assert "would need about" in result.output and "ACTIVITY_SCORER_MEMORY_GB" in result.output
     assert len(result.output.strip().splitlines()) == 1
     monkeypatch.setenv("ACTIVITY_SCORER_MEMORY_GB", "nonsense")
-    result = _invoke(["import-flat", str(src), "--out", str(tmp_path / "out2"), *FLAT_ARGS])
+    result = _invoke(["import-flat", str(flat), "--out", str(tmp_path / "out2"), *FLAT_ARGS])
     assert result.exit_code == 1 and "expected a number of gigabytes" in result.output
