@@ -183,20 +183,26 @@ class FeatureSpec:
 
     # -- encoding ------------------------------------------------------------------
 
-    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+    def encode(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
         """Feature frame -> float64 matrix in spec order (see :meth:`encode_report`)."""
-        return self.encode_report(frame)[0]
+        return self.encode_report(frame, rows)[0]
 
-    def encode_report(self, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+    def encode_report(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
         """Encode a frame and count unseen category values per column (a drift signal).
 
         Extra columns are ignored; a missing spec column is an error. Categoricals become
         the index of the value in the stored levels; a missing value, or one not among the
         levels, becomes NaN (LightGBM's missing branch).
 
+        Args:
+            frame: the feature frame.
+            rows: positions of the rows to encode, in the order wanted (None: every row, in
+                order). Taken one column at a time, so only the matrix of those rows is made,
+                never a copy of the frame.
+
         Returns:
-            The matrix (rows as in ``frame``) and ``{column: n_unseen}`` for columns with
-            unseen values.
+            The matrix (rows as in ``frame``, or as ``rows`` says) and ``{column: n_unseen}``
+            for columns with unseen values.
 
         Raises:
             BundleInputError: a spec column is absent or a numeric column holds text.
@@ -204,11 +210,11 @@ class FeatureSpec:
         missing = [n for n in self.names if n not in frame.columns]
         if missing:
             raise BundleInputError(f"feature frame lacks {len(missing)} model column(s): {_short_list(missing)}")
-        n = len(frame)
+        n = len(frame) if rows is None else len(rows)
         matrix = np.empty((n, len(self.features)), dtype=np.float64)
         unseen: dict[str, int] = {}
         for j, f in enumerate(self.features):
-            col = frame[f.name]
+            col = frame[f.name] if rows is None else frame[f.name].iloc[rows]
             if f.kind == CATEGORICAL:
                 codes, n_unseen = self._encode_categorical(f, col)
                 matrix[:, j] = codes

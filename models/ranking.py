@@ -235,7 +235,13 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
     if len(train) < 1000 or pos < 50 or len(valid) < 100 or y[valid].sum() < 5:
         raise ValueError(f"too little data to fit the ranking model: {len(train)} training rows with {pos:.0f} "
                          f"positives, {len(valid)} validation rows (within {horizon_days} day(s) labels)")
-    matrix = spec.encode(frame)
+    # only the rows it learns from, training rows first: the two sets are then slices of one
+    # matrix, and the table can go before LightGBM bins them (encoding every row and copying the
+    # two sets out held the table and three matrices at once)
+    matrix = spec.encode(frame, rows=np.concatenate([train, valid]))
+    y_train, y_valid = y[train], y[valid]
+    n_train = len(train)
+    del table, frame
     if spec.execution_indices:
         matrix[:, spec.execution_indices] = np.nan
     params = {
@@ -248,9 +254,9 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
         "seed": settings.seed, "deterministic": True, "force_row_wise": True, "verbose": -1,
     }
     names = [f"f{i}" for i in range(len(spec))]
-    dtrain = lgb.Dataset(matrix[train], label=y[train], feature_name=names,
+    dtrain = lgb.Dataset(matrix[:n_train], label=y_train, feature_name=names,
                          categorical_feature=spec.categorical_indices, params={"verbose": -1})
-    dvalid = lgb.Dataset(matrix[valid], label=y[valid], reference=dtrain)
+    dvalid = lgb.Dataset(matrix[n_train:], label=y_valid, reference=dtrain)
     booster = lgb.train(params, dtrain, num_boost_round=settings.num_boost_round, valid_sets=[dvalid],
                         callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)])
     best = booster.best_iteration or booster.current_iteration()
@@ -258,9 +264,9 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
     metrics = {
         "horizon_days": horizon_days,
         "train_rows": int(len(train)), "train_positives": int(pos),
-        "validation_rows": int(len(valid)), "validation_positives": int(y[valid].sum()),
+        "validation_rows": int(len(valid)), "validation_positives": int(y_valid.sum()),
         "best_iteration": int(best),
-        "validation_logloss": log_loss(y[valid], booster.predict(matrix[valid])),
+        "validation_logloss": log_loss(y_valid, booster.predict(matrix[n_train:])),
         "until": None if until is None else pd.Timestamp(until).isoformat(),
         "seconds": round(time.perf_counter() - t0, 2),
     }

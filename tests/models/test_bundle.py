@@ -81,6 +81,19 @@ def test_encoding_is_by_name_and_handles_unseen_and_missing_values(bundle, table
     assert np.isfinite(p).all()
 
 
+def test_encoding_chosen_rows_equals_taking_them_from_the_whole_matrix(bundle, table):
+    frame = table.frame.head(3000).copy()
+    frame.loc[frame.index[[5, 17, 2500]], c.TYPE] = "carrier_pigeon"
+    rows = np.random.default_rng(4).permutation(len(frame))[:2200]  # out of order, some rows left out
+    spec = bundle.spec
+    whole, _ = spec.encode_report(frame)
+    part, unseen = spec.encode_report(frame, rows=rows)
+    assert part.shape == (len(rows), len(spec))
+    assert np.array_equal(part, whole[rows], equal_nan=True)
+    assert unseen == {c.TYPE: int(np.isin(rows, [5, 17, 2500]).sum())}
+    assert np.array_equal(spec.encode(frame, rows=rows[:8]), whole[rows[:8]], equal_nan=True)  # the small path
+
+
 def test_encoding_errors_name_the_columns(bundle, table):
     with pytest.raises(BundleInputError, match=f"lacks 1 model column.*{c.PERSONALIZATION}"):
         bundle.encode(table.frame.drop(columns=[c.PERSONALIZATION]))
