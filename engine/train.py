@@ -43,6 +43,32 @@ def _log_loss(y: np.ndarray, raw: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+class _OrderedClient:
+    """The client as ``lightgbm.dask`` sees it: ``who_has`` answers in the order it is asked.
+
+    ``distributed.Client.who_has`` collects the keys in a set, so its answer comes in the order
+    of the keys' string hashes, which Python seeds afresh in every process. ``lightgbm.dask``
+    orders its machines (each worker's LightGBM rank) by that answer, and LightGBM finds the
+    bins of each feature on the rows of one rank's worker: the same rows fit twice gave one
+    of two models, depending on the process (measured; docs/scale.md). Answered in the order
+    of the parts, the worker holding the first rows is always rank 0. Everything else goes
+    to the client unchanged.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def who_has(self, futures: Any = None, **kwargs: Any) -> Any:
+        answer = self._client.who_has(futures, **kwargs)
+        if futures is None:
+            return answer
+        order = dict.fromkeys(f.key for f in self._client.futures_of(futures))
+        return type(answer)({key: answer[key] for key in order if key in answer})
+
+
 class DaskBoosterTrainer:
     """Fits LightGBM boosters with ``lightgbm.DaskLGBMClassifier`` on the workers of a client.
 
@@ -123,7 +149,7 @@ class DaskBoosterTrainer:
             raw = np.zeros(len(yv))
         while done < rounds:
             n = min(chunk, rounds - done)
-            model = lgb.DaskLGBMClassifier(client=self.client, n_estimators=n, **p)
+            model = lgb.DaskLGBMClassifier(client=_OrderedClient(self.client), n_estimators=n, **p)
             kwargs: dict[str, Any] = {"feature_name": names, "categorical_feature": categorical}
             if booster is not None:
                 kwargs["init_model"] = booster
