@@ -177,6 +177,24 @@ class DaskBoosterTrainer:
         return booster, best
 
 
+def cluster_table_builder(client: Any, n_partitions: int | None = None) -> Any:
+    """A ``features.build.build_training_frame`` that builds on the cluster and gathers the table.
+
+    The table equals the local one, rows in its order (:mod:`engine.features`); only the
+    gathered table, never the feature build, is held here.
+    """
+
+    def build(dataset: Any, *, until: pd.Timestamp | None = None, horizons: Any = None,
+              timezone: str = "UTC") -> Any:
+        from features.build import Horizons
+
+        dist = build_distributed_table(client, dataset, until=until, horizons=horizons or Horizons(),
+                                       timezone=timezone, n_partitions=n_partitions)
+        return gather_table(client, dist)
+
+    return build
+
+
 def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, until: pd.Timestamp | None = None,
                   progress: Any = None, bundle_out: Path | None = None, n_partitions: int | None = None) -> Any:
     """``activity-scorer train --engine dask``: the local workflow with the table and boosters on Dask.
@@ -191,6 +209,7 @@ def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, u
     from features.build import Horizons
     from features.dataset import load_dataset
     from training.data import LoadedData, read_truth
+    from models.ranking import TABLE_BUILDER as RANKING_TABLE_BUILDER
     from training.train import BOOSTER_TRAINER
     from training.workflow import train_and_register
 
@@ -209,9 +228,11 @@ def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, u
         features_s = time.perf_counter() - t
         trainer = DaskBoosterTrainer(client)
         token = BOOSTER_TRAINER.set(trainer)
+        table_token = RANKING_TABLE_BUILDER.set(cluster_table_builder(client, n_partitions))
         try:
             run = train_and_register(Path(data), cfg, until, progress, bundle_out, loaded=loaded)
         finally:
+            RANKING_TABLE_BUILDER.reset(table_token)
             BOOSTER_TRAINER.reset(token)
     run.seconds["features"] = features_s
     run.seconds["lightgbm_dask"] = trainer.seconds

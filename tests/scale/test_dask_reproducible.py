@@ -46,3 +46,34 @@ def test_the_same_rows_fit_again_give_the_same_model(dask_client):
         booster, _best = DaskBoosterTrainer(dask_client).fit(params, X, y, names, [5], rounds=40)
         texts.add(_model_text(booster))
     assert len(texts) == 1
+
+
+def test_the_ranking_model_built_on_the_cluster_is_the_local_one(dataset, dask_client):
+    from engine.train import cluster_table_builder
+    from features.build import Horizons, build_training_frame
+    from models.bundle import FeatureSpec
+    from models.ranking import TABLE_BUILDER, fit_ranking_model
+
+    built: list[int] = []
+
+    def counting(client):
+        build = cluster_table_builder(client, n_partitions=3)
+
+        def run(*args, **kwargs):
+            table = build(*args, **kwargs)
+            built.append(len(table.frame))
+            return table
+
+        return run
+
+    local_table = build_training_frame(dataset, horizons=Horizons(outcome_days=1))
+    spec = FeatureSpec.fit(list(local_table.features), local_table.frame, 50, 5)
+    local = fit_ranking_model(dataset, spec)
+    token = TABLE_BUILDER.set(counting(dask_client))
+    try:
+        on_cluster = fit_ranking_model(dataset, spec)
+    finally:
+        TABLE_BUILDER.reset(token)
+    assert built == [len(local_table.frame)]  # the cluster built it, not this process
+    assert on_cluster.booster.model_to_string() == local.booster.model_to_string()
+    assert on_cluster.metrics["validation_logloss"] == local.metrics["validation_logloss"]
