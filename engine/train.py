@@ -105,7 +105,11 @@ class DaskBoosterTrainer:
                 stop = min(start + block, first + share, n)
                 take = slice(start, stop) if rows is None else rows[start:stop]
                 xb, yb = np.ascontiguousarray(X[take]), np.ascontiguousarray(y[take])
-                fx, fy = self.client.scatter([xb, yb], workers=where)
+                # random keys (hash=False): with content keys, blocks of the same bytes in two fits
+                # (the same rows for two labels) share a key the scheduler may still be releasing
+                # from the last fit; one CI run hung in lightgbm.dask's wait for its parts while
+                # fitting the same rows again, and this is the likely cause
+                fx, fy = self.client.scatter([xb, yb], workers=where, hash=False)
                 xs.append(da.from_delayed(dask.delayed(fx), shape=xb.shape, dtype=xb.dtype))
                 ys.append(da.from_delayed(dask.delayed(fy), shape=yb.shape, dtype=yb.dtype))
                 del xb, yb
