@@ -265,8 +265,6 @@ def _chunks(src: _Source, chunk_rows: int, state: _ReadState, frames: bool = Tru
     n_cols = len(src.header)
     rows: list[list[str]] = []
     lines: list[int] = []
-    header_seen = False
-    prev_end = 0
 
     def frame() -> pd.DataFrame:
         data = pd.DataFrame(rows, columns=src.header, dtype="string")
@@ -279,14 +277,7 @@ def _chunks(src: _Source, chunk_rows: int, state: _ReadState, frames: bool = Tru
     try:
         with open(src.path, encoding=src.encoding, newline="") as f:
             reader = csv.reader(f, delimiter=src.delimiter, strict=True)
-            for record in reader:
-                start = prev_end + 1
-                prev_end = reader.line_num
-                if not record or (len(record) == 1 and not record[0].strip()):
-                    continue
-                if not header_seen:
-                    header_seen = True
-                    continue
+            for start, record in _data_records(reader):
                 if len(record) != n_cols:
                     state.n_ragged += 1
                     if state.ragged is None:
@@ -310,6 +301,21 @@ def _chunks(src: _Source, chunk_rows: int, state: _ReadState, frames: bool = Tru
         yield frame(), np.asarray(lines, dtype=np.int64)
 
 
+def _data_records(reader):
+    """The data records of a CSV reader and the line each starts on: blank lines and the header skipped."""
+    header_seen = False
+    prev_end = 0
+    for record in reader:
+        start = prev_end + 1
+        prev_end = reader.line_num
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue
+        if not header_seen:
+            header_seen = True
+            continue
+        yield start, record
+
+
 def _fetch_rows(src: _Source, wanted: set[int]) -> dict[int, tuple[int, list[str]]]:
     """The records of some 0-based data rows and the line each starts on (one more read of the file).
 
@@ -317,18 +323,8 @@ def _fetch_rows(src: _Source, wanted: set[int]) -> dict[int, tuple[int, list[str
     """
     out: dict[int, tuple[int, list[str]]] = {}
     n = 0
-    header_seen = False
-    prev_end = 0
     with open(src.path, encoding=src.encoding, newline="") as f:
-        reader = csv.reader(f, delimiter=src.delimiter, strict=True)
-        for record in reader:
-            start = prev_end + 1
-            prev_end = reader.line_num
-            if not record or (len(record) == 1 and not record[0].strip()):
-                continue
-            if not header_seen:
-                header_seen = True
-                continue
+        for start, record in _data_records(csv.reader(f, delimiter=src.delimiter, strict=True)):
             if n in wanted:
                 out[n] = (start, record)
                 if len(out) == len(wanted):
