@@ -46,7 +46,7 @@ from features import contract as c
 from features.dataset import Dataset, load_dataset
 from importers.crm.common import seniority_of, slug
 from importers.crm.config import load_config
-from importers.crm.sf_export import REGION_COUNTRY, REPLY_TEXT
+from importers.crm.sf_export import REGION_COUNTRY, REPLY_TEXT, export_as_of
 
 logger = logging.getLogger(__name__)
 
@@ -325,14 +325,7 @@ def to_hubspot_export(
     contacts = tables.get(c.CONTACTS)
     accounts = tables.get(c.ACCOUNTS)
     reps = tables.get(c.REPS)
-    if as_of is None:
-        stamps = [acts[c.OCCURRED_AT].max(), acts[c.LOGGED_AT].max() if c.LOGGED_AT in acts else pd.NaT,
-                  responses[c.OCCURRED_AT].max() if len(responses) else pd.NaT,
-                  stages[c.ENTERED_AT].max() if len(stages) else pd.NaT,
-                  outcomes[c.OCCURRED_AT].max() if len(outcomes) else pd.NaT]
-        as_of = max(t for t in stamps if pd.notna(t))
-    as_of = pd.Timestamp(as_of)
-    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    as_of = export_as_of(as_of, acts, responses, stages, outcomes)
     defaults = load_config()
     files: dict[str, list[str]] = {}
     hs_cfg: dict = {"fields": {}, "custom_fields": {}, "outcome_properties": {}}

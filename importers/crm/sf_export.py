@@ -46,6 +46,19 @@ PREFIX = {"accounts": "001", "contacts": "003", "reps": "005", "deals": "006", "
           "history": "008", "field_history": "017", "stages": "01J", "emails": "02s", "trackers": "4Kt"}
 
 
+def export_as_of(as_of, acts: pd.DataFrame, responses: pd.DataFrame, stages: pd.DataFrame,  # noqa: ANN001
+                 outcomes: pd.DataFrame) -> pd.Timestamp:
+    """The export's time in UTC: ``as_of`` if given, else the latest time anywhere in the tables."""
+    if as_of is None:
+        stamps = [acts[c.OCCURRED_AT].max(), acts[c.LOGGED_AT].max() if c.LOGGED_AT in acts else pd.NaT,
+                  responses[c.OCCURRED_AT].max() if len(responses) else pd.NaT,
+                  stages[c.ENTERED_AT].max() if len(stages) else pd.NaT,
+                  outcomes[c.OCCURRED_AT].max() if len(outcomes) else pd.NaT]
+        as_of = max(t for t in stamps if pd.notna(t))
+    as_of = pd.Timestamp(as_of)
+    return as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+
+
 @dataclass
 class SalesforceExport:
     """What :func:`to_salesforce_export` wrote.
@@ -151,14 +164,7 @@ def to_salesforce_export(
     stages = tables.get(c.DEAL_STAGES, pd.DataFrame(columns=c.TABLES[c.DEAL_STAGES].column_names))
     outcomes = tables.get(c.OUTCOMES, pd.DataFrame(columns=c.TABLES[c.OUTCOMES].column_names))
     deals = tables.get(c.DEALS)
-    if as_of is None:
-        stamps = [acts[c.OCCURRED_AT].max(), acts[c.LOGGED_AT].max() if c.LOGGED_AT in acts else pd.NaT,
-                  responses[c.OCCURRED_AT].max() if len(responses) else pd.NaT,
-                  stages[c.ENTERED_AT].max() if len(stages) else pd.NaT,
-                  outcomes[c.OCCURRED_AT].max() if len(outcomes) else pd.NaT]
-        as_of = max(t for t in stamps if pd.notna(t))
-    as_of = pd.Timestamp(as_of)
-    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    as_of = export_as_of(as_of, acts, responses, stages, outcomes)
 
     defaults = load_config()
     sf_cfg: dict = {"fields": {}, "custom_fields": {}, "response_fields": {}}
