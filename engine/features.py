@@ -226,19 +226,59 @@ def _take(pair: Any, i: int) -> Any:
     return pair[i]
 
 
+def _keys_of(frame: pd.DataFrame) -> pd.DataFrame:
+    """The two columns the gathered table is ordered by (a task on the worker that holds ``frame``)."""
+    return frame[[c.OCCURRED_AT, c.ACTIVITY_ID]]
+
+
+def _columns_of(frame: pd.DataFrame) -> list[str]:
+    return list(frame.columns)
+
+
+def _column_of(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name]
+
+
 def gather_table(client: Any, table: DistributedTable) -> TrainingTable:
-    """The whole table on this process, rows ordered as the local engine orders them."""
-    frames = [f for f in client.gather(table.parts) if len(f)]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    del frames
-    if len(frame):
-        # the order from the two key columns alone, then one take: two copies of the table at
-        # most here (sorting the whole frame while the parts were still held made three)
-        keys = frame[[c.OCCURRED_AT, c.ACTIVITY_ID]]
-        order = keys.sort_values([c.OCCURRED_AT, c.ACTIVITY_ID], kind="stable").index.to_numpy()
-        del keys
+    """The whole table on this process, rows ordered as the local engine orders them.
+
+    The order comes from the two key columns of every partition; then the table is gathered
+    one column at a time, each taken into that order as it arrives. So this process holds the
+    table once plus one column twice, where gathering whole partitions held the table twice
+    (the parts, then their concatenation) and a third copy while it was put in order.
+    """
+    lengths = client.gather([client.submit(len, part, pure=False) for part in table.parts])
+    parts = [part for part, n in zip(table.parts, lengths) if n]
+    if not parts:
+        return TrainingTable(pd.DataFrame(), table.features, table.data_end, dict(table.stats))
+    names = client.submit(_columns_of, parts[0], pure=False).result()
+    shapes = client.gather([client.submit(_columns_of, part, pure=False) for part in parts[1:]])
+    if any(other != names for other in shapes):
+        # not expected (every partition is built by the same code); concatenate as pandas would
+        frames = client.gather(parts)
+        frame = pd.concat(frames, ignore_index=True)
+        del frames
+        order = _order(frame[[c.OCCURRED_AT, c.ACTIVITY_ID]])
         frame = frame.take(order).reset_index(drop=True)
+        return TrainingTable(frame, table.features, table.data_end, dict(table.stats))
+    keys = pd.concat(client.gather([client.submit(_keys_of, part, pure=False) for part in parts]), ignore_index=True)
+    order = _order(keys)
+    del keys
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        pieces = client.gather([client.submit(_column_of, part, name, pure=False) for part in parts])
+        whole = pd.concat(pieces, ignore_index=True)
+        del pieces
+        columns[name] = whole.take(order).reset_index(drop=True)
+        del whole
+    frame = pd.DataFrame(columns, copy=False)
+    del columns
     return TrainingTable(frame, table.features, table.data_end, dict(table.stats))
+
+
+def _order(keys: pd.DataFrame) -> np.ndarray:
+    """Row positions that put ``keys`` (partition order) into ``occurred_at, activity_id`` order, stably."""
+    return keys.sort_values([c.OCCURRED_AT, c.ACTIVITY_ID], kind="stable").index.to_numpy()
 
 
 def write_distributed_table(client: Any, table: DistributedTable, out: Path) -> None:

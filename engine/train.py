@@ -225,10 +225,10 @@ def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, u
         horizons = Horizons(outcome_days=cfg.horizons.outcome_days, output_days=cfg.horizons.output_days)
         dist = build_distributed_table(client, dataset, until=until, horizons=horizons, timezone=cfg.timezone,
                                        n_partitions=n_partitions)
-        table = gather_table(client, dist)
+        # only ``loaded`` holds the table: train_and_register lets it go before the ranking table
+        loaded = LoadedData(gather_table(client, dist), set(dataset.execution_time_fields), Path(data).resolve(),
+                            read_truth(Path(data)), dataset)
         del dist
-        loaded = LoadedData(table, set(dataset.execution_time_fields), Path(data).resolve(), read_truth(Path(data)),
-                            dataset)
         features_s = time.perf_counter() - t
         trainer = DaskBoosterTrainer(client)
         token = BOOSTER_TRAINER.set(trainer)

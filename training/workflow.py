@@ -56,6 +56,8 @@ def train_and_register(
         register: log to MLflow and register a version aliased ``challenger``.
         dataset: an already loaded ``features.dataset.Dataset`` of ``data`` (skips reading it again).
         loaded: an already built training table of ``data`` (the Dask engine builds it on a cluster).
+            This call owns it: ``loaded.table`` is set to ``None`` once the effect model has read
+            it, so the caller must not hold the table itself if its memory is to be freed.
 
     Raises:
         training.train.TrainingRefused: the minimum-data gate or the leakage probe left nothing to train.
@@ -73,15 +75,20 @@ def train_and_register(
     with tempfile.TemporaryDirectory(prefix="activity-scorer-train-") as tmp:
         # the deployed (refit) bundle, with the evaluation's models in bundle_dir/evaluation
         bundle_dir = save_bundle(result, Path(bundle_out) if bundle_out else Path(tmp) / "bundle")
+        # MLflow's input example is a few rows of the table; the table itself is let go below
+        example_frame = loaded.table.frame.head(5).copy()
         if loaded.dataset is not None:
-            t = time.perf_counter()
-            progress("training the ranking model (next-best activities)")
-            _add_ranking_model(loaded.dataset, result, bundle_dir, cfg)
-            seconds["ranking"] = time.perf_counter() - t
             t = time.perf_counter()
             progress("estimating each activity's own effect (next-best activities)")
             _add_effect_model(loaded.dataset, loaded.table.frame, result, bundle_dir, cfg)
             seconds["effects"] = time.perf_counter() - t
+            # Nothing reads the training table after the effect model: let it go before the
+            # ranking model builds its own (at 10M activities each is ~6 GB).
+            loaded.table = None
+            t = time.perf_counter()
+            progress("training the ranking model (next-best activities)")
+            _add_ranking_model(loaded.dataset, result, bundle_dir, cfg)
+            seconds["ranking"] = time.perf_counter() - t
         if register:
             t = time.perf_counter()
             progress("drawing plots")
@@ -91,7 +98,7 @@ def train_and_register(
             progress("logging to MLflow and registering")
             # MLflow prints registry messages on stdout; keep stdout for the command's own output.
             with contextlib.redirect_stdout(sys.stderr):
-                registered = tracking.log_training(result, bundle_dir, loaded.table.frame, loaded.source, plots)
+                registered = tracking.log_training(result, bundle_dir, example_frame, loaded.source, plots)
             seconds["mlflow"] = time.perf_counter() - t
     seconds["total"] = sum(seconds.values())
     return TrainRun(result, registered, Path(bundle_out) if bundle_out else None, seconds)
