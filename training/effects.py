@@ -132,12 +132,27 @@ def sample_deals(deal_ids: pd.Series, keep: np.ndarray, max_activities: int, see
     return keep & (codes >= 0) & chosen[np.maximum(codes, 0)]
 
 
-def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Timestamp | None,  # noqa: ANN001
-                  max_activities: int = 0, seed: int = 0) -> EffectInputs:
-    """The EM's arrays: activities with a deal, before ``until``, as plan rows; advances; exposure.
+@dataclass
+class EffectRows:
+    """The rows of a training table the effect model reads, chosen while the table was whole.
 
-    ``max_activities`` > 0 bounds the rows by a random sample of whole deals (``sample_deals``);
-    the advances and exposure are those of the sampled deals.
+    ``train`` takes them out before it lets its table's feature columns go, so the effect
+    model needs only these (a sample of whole deals, ``effects.max_activities`` rows) and the
+    support counts of every eligible row; :func:`effect_inputs` gives the same arrays from
+    them as from the whole table.
+    """
+
+    frame: pd.DataFrame  # the chosen rows, every column, in table order
+    until_s: float  # the cut, in seconds since the epoch
+    eligible: int  # activities before the cut with a deal, before the sample of deals
+    support: dict[str, int] | None  # support counts of the eligible rows when ``frame`` is a sample
+
+
+def select_effect_rows(frame: pd.DataFrame, spec: FeatureSpec, until: pd.Timestamp | None,
+                       max_activities: int = 0, seed: int = 0) -> EffectRows:
+    """The activities with a deal, before ``until`` and not flagged as leaks, sampled by whole deals.
+
+    ``max_activities`` > 0 bounds the rows by a random sample of whole deals (``sample_deals``).
     """
     t_all = _seconds(frame[c.OCCURRED_AT])
     until_s = float(pd.Timestamp(until).timestamp()) if until is not None else float(np.nanmax(t_all)) + 1.0
@@ -150,14 +165,27 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
     sampled = sample_deals(deal_ids, keep, max_activities, seed)
     if int(sampled.sum()) < eligible:  # overlap is about what the whole history saw, not the sample
         support = _whole_history_support(spec, frame, keep)
-    keep = sampled
-    sub = frame.loc[keep]
+    return EffectRows(frame.loc[sampled], until_s, eligible, support)
+
+
+def effect_inputs(dataset, frame: pd.DataFrame | EffectRows, spec: FeatureSpec,  # noqa: ANN001
+                  until: pd.Timestamp | None, max_activities: int = 0, seed: int = 0) -> EffectInputs:
+    """The EM's arrays: activities with a deal, before ``until``, as plan rows; advances; exposure.
+
+    ``max_activities`` > 0 bounds the rows by a random sample of whole deals (``sample_deals``);
+    the advances and exposure are those of the sampled deals. ``frame`` is the training table,
+    or the rows :func:`select_effect_rows` took from it with the same ``until``,
+    ``max_activities`` and ``seed`` (then those three are not used again).
+    """
+    rows = frame if isinstance(frame, EffectRows) else select_effect_rows(frame, spec, until, max_activities, seed)
+    until_s = rows.until_s
+    sub = rows.frame
     uniq = pd.unique(sub[c.DEAL_ID].astype("string"))
     deal_codes = {str(d): i for i, d in enumerate(uniq)}
     act_deal = sub[c.DEAL_ID].astype("string").map(deal_codes).to_numpy(dtype=np.int64)
     reps = sub[c.REP_ID].astype("string").fillna("\x00") if c.REP_ID in sub.columns else pd.Series(["\x00"] * len(sub))
     act_rep = pd.factorize(reps)[0].astype(np.int64)
-    act_t = t_all[keep]
+    act_t = _seconds(sub[c.OCCURRED_AT])
     matrix = spec.encode(sub)
     if spec.execution_indices:
         matrix[:, spec.execution_indices] = np.nan
@@ -165,7 +193,7 @@ def effect_inputs(dataset, frame: pd.DataFrame, spec: FeatureSpec, until: pd.Tim
     per_deal = _exposure_days(dataset, deal_codes, act_deal, act_t, until_s)
     ids = sub[c.ACTIVITY_ID].astype("string").to_numpy() if c.ACTIVITY_ID in sub.columns else None
     return EffectInputs(matrix, act_deal, act_rep, act_t, ev_d, ev_t, float(per_deal.sum()), until_s, len(act_t),
-                        len(ev_t), ids, per_deal, eligible, support)
+                        len(ev_t), ids, per_deal, rows.eligible, rows.support)
 
 
 def _whole_history_support(spec: FeatureSpec, frame: pd.DataFrame, keep: np.ndarray | None = None) -> dict[str, int]:
@@ -189,7 +217,7 @@ def _support_keys(spec: FeatureSpec) -> tuple[int, int, int, int]:
     return idx(c.STAGE_ORDER), idx(c.TYPE), idx(c.IS_AUTOMATED), idx(c.SENIORITY)
 
 
-def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: pd.Timestamp | None = None,  # noqa: ANN001
+def fit_effect_model(dataset, frame: pd.DataFrame | EffectRows, spec: FeatureSpec, *, until: pd.Timestamp | None = None,  # noqa: ANN001
                      horizon_days: int = c.OUTCOME_HORIZON_DAYS,
                      settings: EffectSettings | None = None,
                      known_labels: pd.Series | None = None, threads: int = 1) -> EffectModel:
@@ -197,7 +225,8 @@ def fit_effect_model(dataset, frame: pd.DataFrame, spec: FeatureSpec, *, until: 
 
     Args:
         dataset: the ``features.dataset.Dataset`` (its stage and outcome tables give the advances).
-        frame: the training table of the same dataset (``features.build.build_training_frame``).
+        frame: the training table of the same dataset (``features.build.build_training_frame``),
+            or the rows :func:`select_effect_rows` took from it (with this ``until`` and ``settings``).
         spec: the bundle's feature spec (the effect model reads the same plan matrix as ``/rank``).
         until: only activities and advances before this instant (the bundle's test window start).
         horizon_days: the outcome horizon the effect is about.

@@ -110,6 +110,8 @@ class TrainingResult:
     skipped_labels: dict[str, str] = field(default_factory=dict)  # label -> why
     purge: dict[str, Settle] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one line each, printed by the CLI
+    # the rows the effect model reads, taken before the table was let go (run_training's release_table)
+    effect_rows: Any = None  # training.effects.EffectRows
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -201,6 +203,7 @@ def run_training(
     cfg: TrainConfig,
     until: pd.Timestamp | None = None,
     progress: Progress | None = None,
+    release_table: bool = False,
 ) -> TrainingResult:
     """Split, gate, probe for leaks, fit, calibrate and evaluate; returns an unsaved bundle.
 
@@ -210,6 +213,10 @@ def run_training(
         until: only what was known before this instant is used (rows at or after it are
             dropped, labels whose horizon has not closed before it are blanked).
         progress: called with a short message at each long step.
+        release_table: let the table go once it is encoded (``loaded.table`` is set to ``None``):
+            the fits then hold the encoded matrix and a few columns, not the table beside it.
+            What reads the table later takes its part first: the serving context, and (with a
+            dataset) the effect model's rows, in ``TrainingResult.effect_rows``.
 
     Raises:
         TrainingRefused: a label has too few positives or negatives, or nothing is left to learn from.
@@ -303,6 +310,21 @@ def run_training(
     exec_idx = spec.execution_indices
     has_execution = bool(exec_idx) and bool(np.isfinite(matrix[np.ix_(train_any, exec_idx)]).any())
     seconds["encode"] = time.perf_counter() - t
+    context = effect_rows = None
+    if release_table:
+        # Past this point training reads the matrix and five columns. The serving context and
+        # the effect model read more of the table: they take their part now, and the rest goes
+        # (at 10M activities the table is ~10 GB beside a 4 GB matrix).
+        if loaded.dataset is not None:
+            from training.effects import select_effect_rows
+
+            effect_rows = select_effect_rows(table.frame, spec, split.test_start, cfg.effects.max_activities,
+                                             cfg.effects.seed)
+        context = serving_context(loaded, cfg, data_end)
+        frame = frame[[col for col in (c.ACTIVITY_ID, c.OCCURRED_AT, c.TYPE, *label_cols.values())
+                       if col in frame.columns]]
+        loaded.table = None
+        del table
     variants = [VARIANT_PLAN, VARIANT_FULL] if has_execution else [VARIANT_PLAN]
     variant_map = {VARIANT_PLAN: VARIANT_PLAN, VARIANT_FULL: VARIANT_FULL if has_execution else VARIANT_PLAN}
 
@@ -398,7 +420,8 @@ def run_training(
                "dropped_features": leakage.dropped,
                "execution_features": sorted(spec.names[i] for i in exec_idx) if exec_idx else []},
     )
-    context = serving_context(loaded, cfg, data_end)
+    if not release_table:
+        context = serving_context(loaded, cfg, data_end)
     evaluation = ModelBundle(
         replace(manifest, extra=manifest.extra | {"role": "evaluation"}),
         spec,
@@ -421,7 +444,8 @@ def run_training(
     seconds["total"] = time.perf_counter() - t_start
     logger.info("trained %d models on %d rows in %.1fs", len(fits), len(frame), seconds["total"])
     return TrainingResult(bundle, cfg, split, counts, leakage, fits, fingerprint, len(frame),
-                          list(spec.names), seconds, shap, types, evaluation, deployed, skipped, settles, notes)
+                          list(spec.names), seconds, shap, types, evaluation, deployed, skipped, settles, notes,
+                          effect_rows)
 
 
 def _as_variant(matrix: np.ndarray, variant: str, exec_idx: list[int], execution_values: np.ndarray | None

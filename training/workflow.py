@@ -56,8 +56,9 @@ def train_and_register(
         register: log to MLflow and register a version aliased ``challenger``.
         dataset: an already loaded ``features.dataset.Dataset`` of ``data`` (skips reading it again).
         loaded: an already built training table of ``data`` (the Dask engine builds it on a cluster).
-            This call owns it: ``loaded.table`` is set to ``None`` once the effect model has read
-            it, so the caller must not hold the table itself if its memory is to be freed.
+            This call owns it: ``loaded.table`` is set to ``None`` once training has encoded it
+            (``run_training``'s ``release_table``), so the caller must not hold the table itself
+            if its memory is to be freed.
 
     Raises:
         training.train.TrainingRefused: the minimum-data gate or the leakage probe left nothing to train.
@@ -69,22 +70,21 @@ def train_and_register(
     if loaded is None:
         loaded = data_mod.load_table(Path(data), cfg, until, dataset=dataset)
     seconds["features"] = time.perf_counter() - t
-    result = run_training(loaded, cfg, until=until, progress=progress)
+    # MLflow's input example is a few rows of the table, which training lets go once encoded
+    example_frame = loaded.table.frame.head(5).copy()
+    result = run_training(loaded, cfg, until=until, progress=progress, release_table=True)
     seconds["training"] = result.seconds.get("total", 0.0)
     registered = None
     with tempfile.TemporaryDirectory(prefix="activity-scorer-train-") as tmp:
         # the deployed (refit) bundle, with the evaluation's models in bundle_dir/evaluation
         bundle_dir = save_bundle(result, Path(bundle_out) if bundle_out else Path(tmp) / "bundle")
-        # MLflow's input example is a few rows of the table; the table itself is let go below
-        example_frame = loaded.table.frame.head(5).copy()
         if loaded.dataset is not None:
             t = time.perf_counter()
             progress("estimating each activity's own effect (next-best activities)")
-            _add_effect_model(loaded.dataset, loaded.table.frame, result, bundle_dir, cfg)
+            _add_effect_model(loaded.dataset, result.effect_rows, result, bundle_dir, cfg)
             seconds["effects"] = time.perf_counter() - t
-            # Nothing reads the training table after the effect model: let it go before the
-            # ranking model builds its own (at 10M activities each is ~6 GB).
-            loaded.table = None
+            # the effect model's rows go before the ranking model builds its own table
+            result.effect_rows = None
             t = time.perf_counter()
             progress("training the ranking model (next-best activities)")
             _add_ranking_model(loaded.dataset, result, bundle_dir, cfg)

@@ -83,3 +83,61 @@ def test_whole_history_support_encodes_only_the_key_columns_and_counts_the_same(
     keep = np.zeros(len(frame), dtype=bool)
     keep[::3] = True  # the rows asked for, not the whole frame
     assert _whole_history_support(spec, frame, keep) == support_table(spec.encode(frame[keep]), _support_keys(spec))
+
+
+def test_effect_rows_give_the_inputs_of_the_whole_table(small_world):
+    from training.effects import select_effect_rows
+
+    dataset, frame, spec = small_world
+    cut = frame[c.OCCURRED_AT].quantile(0.8)
+    for max_activities in (0, 2_000):  # the whole history, and a sample of deals
+        whole = effect_inputs(dataset, frame, spec, cut, max_activities, seed=3)
+        rows = select_effect_rows(frame, spec, cut, max_activities, seed=3)
+        assert len(rows.frame) == whole.n_activities < len(frame)
+        part = effect_inputs(dataset, rows, spec, cut)
+        for name in ("matrix", "act_deal", "act_rep", "act_t", "ev_deal", "ev_t", "activity_ids", "deal_exposure_days"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(whole, name), err_msg=name)
+        assert (part.n_eligible, part.support, part.end_t) == (whole.n_eligible, whole.support, whole.end_t)
+        assert (part.support is None) == (max_activities == 0)
+
+
+@pytest.mark.slow
+def test_training_that_lets_its_table_go_trains_the_same_models(small_world, tmp_path):
+    """``run_training(release_table=True)``, as ``train`` runs it: the table goes once encoded,
+    and the bundle, the serving context and the effect model are the ones of the run that kept it."""
+    from dataclasses import replace
+
+    from features.build import build_training_frame
+    from training.data import LoadedData
+    from training.effects import fit_effect_model
+    from training.train import run_training
+
+    dataset, _, _ = small_world
+    cfg = load_config(None)
+    cfg = replace(cfg, effects=replace(cfg.effects, max_activities=2_000))
+    runs, loads = [], []
+    for release in (False, True):
+        loaded = LoadedData(build_training_frame(dataset), set(dataset.execution_time_fields), None, None, dataset)
+        loads.append(loaded)
+        runs.append(run_training(loaded, cfg, release_table=release))
+    kept, released = runs
+    assert loads[0].table is not None and loads[1].table is None
+    assert kept.effect_rows is None and released.effect_rows is not None
+    assert released.bundle.serving_context == kept.bundle.serving_context and released.bundle.serving_context
+    assert released.fingerprint == kept.fingerprint and released.n_rows == kept.n_rows
+    assert set(released.bundle.boosters) == set(kept.bundle.boosters)
+    for key, booster in kept.bundle.boosters.items():
+        assert released.bundle.boosters[key].model_to_string() == booster.model_to_string(), key
+    assert released.metrics == kept.metrics
+    pd.testing.assert_series_equal(released.test_types, kept.test_types)
+    effects = [fit_effect_model(dataset, frame, run.bundle.spec, until=run.split.test_start, settings=cfg.effects)
+               for run, frame in ((kept, loads[0].table.frame), (released, released.effect_rows))]
+    assert effects[0].metrics["activities"] < effects[0].metrics["activities_eligible"]  # a sample was drawn
+    for model, name in zip(effects, ("kept", "released")):
+        model.metrics = {k: v for k, v in model.metrics.items() if not k.startswith("seconds")}
+        model.save(tmp_path / name)
+    files = sorted(q.relative_to(tmp_path / "kept") for q in (tmp_path / "kept").rglob("*") if q.is_file())
+    assert files and files == sorted(q.relative_to(tmp_path / "released")
+                                     for q in (tmp_path / "released").rglob("*") if q.is_file())
+    for name in files:  # boosters, bootstrap, support and metrics: the same bytes
+        assert (tmp_path / "released" / name).read_bytes() == (tmp_path / "kept" / name).read_bytes(), name
