@@ -212,7 +212,7 @@ def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, u
     """
     from features.build import Horizons
     from features.dataset import load_dataset
-    from training.data import LoadedData, read_truth
+    from training.data import TRAINING_TRUTH_COLUMNS, LoadedData, read_truth
     from models.ranking import TABLE_BUILDER as RANKING_TABLE_BUILDER
     from training.train import BOOSTER_TRAINER
     from training.workflow import train_and_register
@@ -227,7 +227,7 @@ def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, u
                                        n_partitions=n_partitions)
         # only ``loaded`` holds the table: train_and_register lets it go before the ranking table
         loaded = LoadedData(gather_table(client, dist), set(dataset.execution_time_fields), Path(data).resolve(),
-                            read_truth(Path(data)), dataset)
+                            read_truth(Path(data), TRAINING_TRUTH_COLUMNS), dataset)
         del dist
         features_s = time.perf_counter() - t
         trainer = DaskBoosterTrainer(client)

@@ -192,3 +192,24 @@ def check_train_fits(data: Path, until: Any = None, engine: str = "local") -> No
         f"(~{TRAIN_BYTES_PER_ACTIVITY / 1000:.0f} KB each, measured), more than {against}. To proceed: run where "
         f"about {_gb(need)} is free, or train on a shorter history with --until (about {fit:,} activities fit); "
         f"{where} (features and score with --engine dask do not: docs/scale.md).")
+
+
+def release_unused_memory() -> None:
+    """Hand memory this process has freed back to the system.
+
+    Freeing a large table does not shrink the process by itself: pandas' strings live in
+    Arrow's pool (mimalloc), which keeps freed pages for reuse, and glibc keeps freed heap
+    pages below its trim threshold. Both hold on to them while the next step (the boosters'
+    fits, say) needs the room. Measured at 1M activities, just after ``train`` let its table
+    go: 2.09 GB resident, 1.98 after Arrow's release, 1.62 after glibc's trim. Best effort:
+    where there is no glibc (``malloc_trim``), only Arrow's pool is released.
+    """
+    import ctypes
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing more to do
+        pass

@@ -46,6 +46,7 @@ import pandas as pd
 
 from features import contract as c
 from features import schema as s
+from features.memory_budget import release_unused_memory
 from models.bundle import BundleError, FeatureSpec
 from models.metrics import log_loss
 
@@ -251,6 +252,7 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
     y_train, y_valid = y[train], y[valid]
     n_train = len(train)
     del table, frame
+    release_unused_memory()
     if spec.execution_indices:
         matrix[:, spec.execution_indices] = np.nan
     params = {

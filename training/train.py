@@ -30,6 +30,7 @@ import pandas as pd
 
 from features import contract as c
 from features.schema import EXECUTION, LABELS, PLAN, Feature, custom_feature_name
+from features.memory_budget import release_unused_memory
 from models.bundle import VARIANT_FULL, VARIANT_PLAN, FeatureSpec, Manifest, ModelBundle
 from models.calibration import fit_calibrator
 from models.metrics import binary_metrics, calibration_table, expected_calibration_error, log_loss, truth_metrics
@@ -213,7 +214,8 @@ def run_training(
         until: only what was known before this instant is used (rows at or after it are
             dropped, labels whose horizon has not closed before it are blanked).
         progress: called with a short message at each long step.
-        release_table: let the table go once it is encoded (``loaded.table`` is set to ``None``):
+        release_table: let the table go once it is encoded (``loaded.table`` is set to ``None``,
+            and ``loaded.truth`` once aligned to it):
             the fits then hold the encoded matrix and a few columns, not the table beside it.
             What reads the table later takes its part first: the serving context, and (with a
             dataset) the effect model's rows, in ``TrainingResult.effect_rows``.
@@ -325,10 +327,13 @@ def run_training(
                        if col in frame.columns]]
         loaded.table = None
         del table
+        release_unused_memory()
     variants = [VARIANT_PLAN, VARIANT_FULL] if has_execution else [VARIANT_PLAN]
     variant_map = {VARIANT_PLAN: VARIANT_PLAN, VARIANT_FULL: VARIANT_FULL if has_execution else VARIANT_PLAN}
 
     truth = _align_truth(frame, loaded.truth)
+    if release_table:
+        loaded.truth = None
     types = frame[c.TYPE].astype("string") if c.TYPE in frame.columns else None
     fits: dict[tuple[str, str], ModelFit] = {}
     params = lgb_params(cfg)

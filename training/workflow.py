@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.memory_budget import release_unused_memory
 from training import data as data_mod
 from training import tracking
 from training.config import TrainConfig
@@ -85,6 +86,7 @@ def train_and_register(
             seconds["effects"] = time.perf_counter() - t
             # the effect model's rows go before the ranking model builds its own table
             result.effect_rows = None
+            release_unused_memory()
             t = time.perf_counter()
             progress("training the ranking model (next-best activities)")
             _add_ranking_model(loaded.dataset, result, bundle_dir, cfg)

@@ -48,3 +48,18 @@ def test_plots_are_written(trained, tmp_path):
                                        "lift_by_activity_type.png"}
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_the_truth_columns_training_reads_are_all_it_aligns(tmp_path):
+    """``train --engine dask`` reads only these ground-truth columns; training must need no other."""
+    import pandas as pd
+
+    from training.data import GROUND_TRUTH_FILE, TRAINING_TRUTH_COLUMNS, read_truth
+    from training.train import TRUTH_COLUMNS
+
+    assert {col for cols in TRUTH_COLUMNS.values() for col in cols} == set(TRAINING_TRUTH_COLUMNS)
+    pd.DataFrame({"activity_id": ["a", "b"], "p_outcome": [0.1, 0.2], "deal_id": ["d", "e"],
+                  "quality": [1.0, 2.0]}).to_parquet(tmp_path / GROUND_TRUTH_FILE)
+    narrow = read_truth(tmp_path, TRAINING_TRUTH_COLUMNS)
+    assert list(narrow.columns) == ["activity_id", "p_outcome"] and narrow["p_outcome"].tolist() == [0.1, 0.2]
+    assert list(read_truth(tmp_path).columns) == ["activity_id", "p_outcome", "deal_id", "quality"]
