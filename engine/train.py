@@ -69,6 +69,32 @@ class _OrderedClient:
         return type(answer)({key: answer[key] for key in order if key in answer})
 
 
+def _single_part_without_copy() -> bool:
+    """Make ``lightgbm.dask`` take a worker's only part as it is (run on every worker).
+
+    ``lightgbm.dask._train_part`` concatenates the parts a worker holds, and holds both the
+    parts and their concatenation through the whole fit: each worker's rows twice. With one
+    part per worker (``DaskBoosterTrainer._to_cluster``) the concatenation is a copy of that
+    part, so a single numpy part is returned as it is. Same rows, same order: the same model.
+    At 10M activities a worker passed its 6 GiB limit in the first refit, holding its blocks
+    and their concatenation (docs/scale.md). Returns whether the patch is in place.
+    """
+    import lightgbm.dask as lgb_dask
+
+    current = lgb_dask._concat
+    if getattr(current, "_single_part_without_copy", False):
+        return True
+
+    def concat(seq: list[Any]) -> Any:
+        if len(seq) == 1 and isinstance(seq[0], np.ndarray):
+            return seq[0]
+        return current(seq)
+
+    concat._single_part_without_copy = True  # type: ignore[attr-defined]
+    lgb_dask._concat = concat
+    return True
+
+
 class DaskBoosterTrainer:
     """Fits LightGBM boosters with ``lightgbm.DaskLGBMClassifier`` on the workers of a client.
 
@@ -87,9 +113,12 @@ class DaskBoosterTrainer:
     def _to_cluster(self, X: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> tuple[Any, Any]:
         """The rows as Dask arrays, sent to the workers directly (not through the graph).
 
-        Each worker gets one contiguous share of the rows, as before, but in blocks of at most
-        :data:`BLOCK_BYTES`: only one block is copied here at a time, where taking the rows
-        first (``X[rows]``) held a second copy of most of the matrix through the whole fit.
+        Each worker gets one contiguous share of the rows as one part: the share is copied here
+        into one array a block of at most :data:`BLOCK_BYTES` at a time (taking the rows first,
+        ``X[rows]``, held a second copy of most of the matrix through the whole fit), sent, and
+        let go before the next. LightGBM takes a worker's only part as it is
+        (:func:`_single_part_without_copy`), so each worker holds its rows once, where many
+        blocks a worker were held twice (the blocks and LightGBM's concatenation of them).
         """
         import dask
         import dask.array as da
@@ -98,21 +127,28 @@ class DaskBoosterTrainer:
         n = len(X) if rows is None else len(rows)
         share = max(math.ceil(n / len(workers)), 1)
         block = max(BLOCK_BYTES // max(X.shape[1] * X.itemsize, 1), 1)
+        self.client.run(_single_part_without_copy)
         xs, ys = [], []
         for i, first in enumerate(range(0, n, share)):
             where = [workers[i % len(workers)]] if workers[0] is not None else None
-            for start in range(first, min(first + share, n), block):
-                stop = min(start + block, first + share, n)
+            last = min(first + share, n)
+            # the share is copied into one array a block at a time (X[rows] at once would hold a
+            # second copy of most of the matrix here), sent, and let go before the next share
+            xp = np.empty((last - first, X.shape[1]), dtype=X.dtype)
+            yp = np.empty(last - first, dtype=y.dtype)
+            for start in range(first, last, block):
+                stop = min(start + block, last)
                 take = slice(start, stop) if rows is None else rows[start:stop]
-                xb, yb = np.ascontiguousarray(X[take]), np.ascontiguousarray(y[take])
-                # random keys (hash=False): with content keys, blocks of the same bytes in two fits
-                # (the same rows for two labels) share a key the scheduler may still be releasing
-                # from the last fit; one CI run hung in lightgbm.dask's wait for its parts while
-                # fitting the same rows again, and this is the likely cause
-                fx, fy = self.client.scatter([xb, yb], workers=where, hash=False)
-                xs.append(da.from_delayed(dask.delayed(fx), shape=xb.shape, dtype=xb.dtype))
-                ys.append(da.from_delayed(dask.delayed(fy), shape=yb.shape, dtype=yb.dtype))
-                del xb, yb
+                xp[start - first:stop - first] = X[take]
+                yp[start - first:stop - first] = y[take]
+            # random keys (hash=False): with content keys, parts of the same bytes in two fits
+            # (the same rows for two labels) share a key the scheduler may still be releasing
+            # from the last fit; one CI run hung in lightgbm.dask's wait for its parts while
+            # fitting the same rows again, and this is the likely cause
+            fx, fy = self.client.scatter([xp, yp], workers=where, hash=False)
+            xs.append(da.from_delayed(dask.delayed(fx), shape=xp.shape, dtype=xp.dtype))
+            ys.append(da.from_delayed(dask.delayed(fy), shape=yp.shape, dtype=yp.dtype))
+            del xp, yp
         return da.concatenate(xs), da.concatenate(ys)
 
     def fit(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, names: list[str], categorical: list[int],

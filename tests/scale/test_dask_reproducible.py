@@ -77,3 +77,35 @@ def test_the_ranking_model_built_on_the_cluster_is_the_local_one(dataset, dask_c
     assert built == [len(local_table.frame)]  # the cluster built it, not this process
     assert on_cluster.booster.model_to_string() == local.booster.model_to_string()
     assert on_cluster.metrics["validation_logloss"] == local.metrics["validation_logloss"]
+
+
+def test_each_worker_holds_its_rows_once_as_one_part_and_the_model_is_the_same(dask_client, monkeypatch):
+    """A worker's share is sent as one part (copied here a block at a time), which LightGBM takes as it is."""
+    import lightgbm.dask as lgb_dask
+
+    import engine.train as et
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30_000, 6))
+    y = (X[:, 0] - X[:, 2] + rng.normal(size=len(X)) > 0).astype(float)
+    rows = np.flatnonzero(rng.random(len(X)) < 0.7)
+    monkeypatch.setattr(et, "BLOCK_BYTES", 6 * 8 * 1_000)  # 1,000 rows a block: ~10 blocks a worker
+    trainer = et.DaskBoosterTrainer(dask_client)
+    Xd, yd = trainer._to_cluster(X, y, rows)
+    workers = len(dask_client.scheduler_info()["workers"])
+    assert len(Xd.chunks[0]) == workers and len(yd.chunks[0]) == workers  # one part per worker
+    np.testing.assert_array_equal(Xd.compute(), X[rows])
+    np.testing.assert_array_equal(yd.compute(), y[rows])
+
+    def single_part_is_not_copied():
+        part = np.arange(6.0).reshape(3, 2)
+        return lgb_dask._concat([part]) is part and lgb_dask._concat([part, part]).shape == (6, 2)
+
+    assert all(dask_client.run(single_part_is_not_copied).values())
+    # the model of rows sent in many blocks is the one of each worker's share sent whole
+    params = {"objective": "binary", "verbose": -1, "seed": 1, "deterministic": True, "max_bin": 63}
+    names = [f"f{i}" for i in range(X.shape[1])]
+    blocks, _ = trainer.fit(params, X, y, names, [], rounds=30, rows=rows)
+    monkeypatch.setattr(et, "BLOCK_BYTES", 2**40)
+    whole, _ = trainer.fit(params, X, y, names, [], rounds=30, rows=rows)
+    assert _model_text(blocks) == _model_text(whole)
