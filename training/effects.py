@@ -178,6 +178,9 @@ def effect_inputs(dataset, frame: pd.DataFrame | EffectRows, spec: FeatureSpec, 
     ``max_activities`` and ``seed`` (then those three are not used again).
     """
     rows = frame if isinstance(frame, EffectRows) else select_effect_rows(frame, spec, until, max_activities, seed)
+    if until is not None and float(pd.Timestamp(until).timestamp()) != rows.until_s:
+        raise ValueError(f"effect rows were chosen before {pd.Timestamp(rows.until_s, unit='s', tz='UTC')}, "
+                         f"not before {pd.Timestamp(until)}")
     until_s = rows.until_s
     sub = rows.frame
     uniq = pd.unique(sub[c.DEAL_ID].astype("string"))

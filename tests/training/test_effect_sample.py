@@ -99,6 +99,8 @@ def test_effect_rows_give_the_inputs_of_the_whole_table(small_world):
             np.testing.assert_array_equal(getattr(part, name), getattr(whole, name), err_msg=name)
         assert (part.n_eligible, part.support, part.end_t) == (whole.n_eligible, whole.support, whole.end_t)
         assert (part.support is None) == (max_activities == 0)
+    with pytest.raises(ValueError, match="effect rows were chosen before"):
+        effect_inputs(dataset, rows, spec, cut + pd.Timedelta(days=1))
 
 
 @pytest.mark.slow
