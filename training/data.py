@@ -81,9 +81,13 @@ def load_table(data: Path, cfg: TrainConfig, until: pd.Timestamp | None = None, 
                       dataset)
 
 
-# the ground-truth columns training reads (training.train.TRUTH_COLUMNS): the file holds 21,
-# ~0.3 GB in memory per 1M activities; these ~0.05 GB
-TRAINING_TRUTH_COLUMNS = ("p_outcome_label_ex_ante", "p_outcome_label", "p_outcome", "p_output", "p_negative")
+EX_ANTE_ORACLE = "p_outcome_label_ex_ante"
+REALIZED_ORACLE = "p_outcome_label"
+TRUTH_COLUMNS = {"outcome": [EX_ANTE_ORACLE, REALIZED_ORACLE, "p_outcome"], "output": ["p_output"],
+                 "negative": ["p_negative"]}
+# the ground-truth columns training reads (TRUTH_COLUMNS): the file holds 21, ~0.3 GB in
+# memory per 1M activities; these ~0.05 GB
+TRAINING_TRUTH_COLUMNS = tuple(dict.fromkeys(col for cols in TRUTH_COLUMNS.values() for col in cols))
 
 
 def read_truth(data: Path, columns: tuple[str, ...] | None = None) -> pd.DataFrame | None:

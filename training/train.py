@@ -35,6 +35,7 @@ from models.bundle import VARIANT_FULL, VARIANT_PLAN, FeatureSpec, Manifest, Mod
 from models.calibration import fit_calibrator
 from models.metrics import binary_metrics, calibration_table, expected_calibration_error, log_loss, truth_metrics
 from training.config import TrainConfig
+from training.data import EX_ANTE_ORACLE, REALIZED_ORACLE, TRUTH_COLUMNS  # noqa: F401 (re-exported)
 from training.data import (
     SLICES,
     LoadedData,
@@ -699,10 +700,8 @@ class LabelTruth:
     realized: np.ndarray | None = None
 
 
-EX_ANTE_ORACLE = "p_outcome_label_ex_ante"
-REALIZED_ORACLE = "p_outcome_label"
-TRUTH_COLUMNS = {"outcome": [EX_ANTE_ORACLE, REALIZED_ORACLE, "p_outcome"], "output": ["p_output"],
-                 "negative": ["p_negative"]}
+# the oracle columns per label live with the reader of the truth file (training.data)
+
 
 
 def _align_truth(frame: pd.DataFrame, truth: pd.DataFrame | None) -> dict[str, LabelTruth]:
