@@ -110,6 +110,8 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="keep the dataset, files and data home here")
     ap.add_argument("--home", type=Path, help="the data home (and its MLflow store) to use (default: in --keep)")
     ap.add_argument("--model", help="score with this model URI (default: the local engine's model of this run)")
+    ap.add_argument("--train-config", type=Path,
+                    help="a training YAML for `train --config` (default: training/configs/default.yaml)")
     args = ap.parse_args()
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-dask-"))
@@ -134,8 +136,9 @@ def main() -> int:
             res["features"] = run_step(["features", "--data", str(data), "--out", str(work / f"features-{engine}.parquet"),
                                         "--engine", engine], env, log)
         if "train" in args.steps:
+            config = ["--config", str(args.train_config.resolve())] if args.train_config else []
             res["train"] = run_step(["train", "--data", str(data), "--model-name", f"bench-{engine}", "--json",
-                                     "--engine", engine], env, log)
+                                     "--engine", engine] + config, env, log)
             res["train"]["doc"] = json.loads(res["train"].pop("stdout"))
     if "score" in args.steps:
         model_engine = "local" if "local" in args.engines else args.engines[0]
