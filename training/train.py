@@ -206,6 +206,7 @@ def run_training(
     until: pd.Timestamp | None = None,
     progress: Progress | None = None,
     release_table: bool = False,
+    release_dataset: bool = False,
 ) -> TrainingResult:
     """Split, gate, probe for leaks, fit, calibrate and evaluate; returns an unsaved bundle.
 
@@ -220,6 +221,10 @@ def run_training(
             the fits then hold the encoded matrix and a few columns, not the table beside it.
             What reads the table later takes its part first: the serving context, and (with a
             dataset) the effect model's rows, in ``TrainingResult.effect_rows``.
+        release_dataset: with ``release_table``, let the dataset go too (``loaded.dataset`` is
+            set to ``None``) once the serving context is taken, before encoding: nothing after
+            reads it. The caller reads it again for what comes after (the effect and ranking
+            models); at 10M activities it is ~2.9 GB, held through encoding and an hour of fits.
 
     Raises:
         TrainingRefused: a label has too few positives or negatives, or nothing is left to learn from.
@@ -303,6 +308,16 @@ def run_training(
     if not features:
         raise TrainingRefused(["every feature was flagged by the leakage probe; see leakage.allow in the config"])
 
+    context = effect_rows = None
+    with_dataset = loaded.dataset is not None  # the effect model's rows are taken only with one
+    if release_table:
+        # The serving context reads the dataset and the whole table: it is taken before encoding,
+        # so that (with release_dataset) the dataset is gone before the table and its matrix meet.
+        context = serving_context(loaded, cfg, data_end)
+        if release_dataset:
+            loaded.dataset = None
+            release_unused_memory()
+
     progress("encoding features")
     t = time.perf_counter()
     train_any = np.zeros(len(frame), dtype=bool)
@@ -313,17 +328,15 @@ def run_training(
     exec_idx = spec.execution_indices
     has_execution = bool(exec_idx) and bool(np.isfinite(matrix[np.ix_(train_any, exec_idx)]).any())
     seconds["encode"] = time.perf_counter() - t
-    context = effect_rows = None
     if release_table:
-        # Past this point training reads the matrix and five columns. The serving context and
-        # the effect model read more of the table: they take their part now, and the rest goes
-        # (at 10M activities the table is ~10 GB beside a 4 GB matrix).
-        if loaded.dataset is not None:
+        # Past this point training reads the matrix and five columns. The effect model reads
+        # more of the table: it takes its part now (the serving context took its own before
+        # encoding), and the rest goes (at 10M activities the table is ~10 GB beside a 4 GB matrix).
+        if with_dataset:
             from training.effects import select_effect_rows
 
             effect_rows = select_effect_rows(table.frame, spec, split.test_start, cfg.effects.max_activities,
                                              cfg.effects.seed)
-        context = serving_context(loaded, cfg, data_end)
         frame = frame[[col for col in (c.ACTIVITY_ID, c.OCCURRED_AT, c.TYPE, *label_cols.values())
                        if col in frame.columns]]
         loaded.table = None

@@ -59,12 +59,17 @@ def train_and_register(
         loaded: an already built training table of ``data`` (the Dask engine builds it on a cluster).
             This call owns it: ``loaded.table`` is set to ``None`` once training has encoded it
             (``run_training``'s ``release_table``), so the caller must not hold the table itself
-            if its memory is to be freed.
+            if its memory is to be freed. The same goes for ``loaded.dataset``: it is let go
+            through the fits and read again from ``data`` for the effect and ranking models.
+            A ``dataset`` passed in is the caller's, and is kept (letting it go would free nothing).
 
     Raises:
         training.train.TrainingRefused: the minimum-data gate or the leakage probe left nothing to train.
     """
     progress = progress or (lambda _: None)
+    # a dataset this call read (or owns through ``loaded``) can go through the fits and be read
+    # again after them; one the caller passed in stays held by the caller anyway
+    own_dataset = dataset is None
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     progress("building features and labels")
@@ -73,8 +78,18 @@ def train_and_register(
     seconds["features"] = time.perf_counter() - t
     # MLflow's input example is a few rows of the table, which training lets go once encoded
     example_frame = loaded.table.frame.head(5).copy()
-    result = run_training(loaded, cfg, until=until, progress=progress, release_table=True)
+    had_dataset = loaded.dataset is not None
+    result = run_training(loaded, cfg, until=until, progress=progress, release_table=True,
+                          release_dataset=own_dataset)
     seconds["training"] = result.seconds.get("total", 0.0)
+    if had_dataset and loaded.dataset is None:
+        from features.dataset import load_dataset
+
+        t = time.perf_counter()
+        progress("reading the dataset again (for the effect and ranking models)")
+        release_unused_memory()
+        loaded.dataset = load_dataset(Path(data))
+        seconds["reload_dataset"] = time.perf_counter() - t
     registered = None
     with tempfile.TemporaryDirectory(prefix="activity-scorer-train-") as tmp:
         # the deployed (refit) bundle, with the evaluation's models in bundle_dir/evaluation

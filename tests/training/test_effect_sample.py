@@ -143,3 +143,59 @@ def test_training_that_lets_its_table_go_trains_the_same_models(small_world, tmp
                                      for q in (tmp_path / "released").rglob("*") if q.is_file())
     for name in files:  # boosters, bootstrap, support and metrics: the same bytes
         assert (tmp_path / "released" / name).read_bytes() == (tmp_path / "kept" / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_train_lets_the_dataset_go_through_the_fits_and_reads_it_again(tmp_path):
+    """``train_and_register`` holds no dataset through the fits when it owns one (it read it, or
+    it was handed ``loaded``), reads it again for the effect and ranking models, and those come
+    out the same as from a run whose caller kept its dataset."""
+    import json
+    from dataclasses import replace
+
+    from features.dataset import load_dataset
+    from simulator.generate import write_simulation
+    from simulator.worlds import simulate_world, tiny_world
+    from training.data import load_table
+    from training.workflow import train_and_register
+
+    data = tmp_path / "data"
+    write_simulation(simulate_world(tiny_world(), 6_000, seed=4, oracle=None), data)
+    cfg = load_config(None)
+    cfg = replace(cfg, effects=replace(cfg.effects, max_activities=2_000))
+
+    loaded = load_table(data, cfg)
+    seen: dict[str, object] = {}
+
+    def watch(message: str) -> None:
+        if message == "encoding features":
+            seen["encoding"] = loaded.dataset
+        if message.startswith("training ") and "fits" not in seen:
+            seen["fits"] = loaded.dataset
+        if message.startswith("estimating each activity's own effect"):
+            seen["effects"] = loaded.dataset
+
+    owned = train_and_register(data, cfg, progress=watch, register=False, bundle_out=tmp_path / "owned",
+                               loaded=loaded)
+    assert seen["encoding"] is None and seen["fits"] is None  # let go before encoding, kept out through the fits
+    assert seen["effects"] is not None and loaded.dataset is seen["effects"]  # read again after them
+    assert owned.seconds["reload_dataset"] > 0
+
+    kept = load_dataset(data)
+    held = train_and_register(data, cfg, register=False, bundle_out=tmp_path / "held", dataset=kept)
+    assert "reload_dataset" not in held.seconds  # the caller's dataset is kept, not read twice
+
+    def model_files(root):
+        return sorted(q.relative_to(root) for q in root.rglob("*")
+                      if q.is_file() and q.parts[len(root.parts)] in ("effects", "ranking"))
+
+    files = model_files(tmp_path / "owned")
+    assert any(q.parts[0] == "effects" for q in files) and any(q.parts[0] == "ranking" for q in files)
+    assert files == model_files(tmp_path / "held")
+    for name in files:
+        a, b = (tmp_path / "owned" / name).read_bytes(), (tmp_path / "held" / name).read_bytes()
+        if name.suffix == ".json":  # the same but for timings
+            a, b = (json.loads(x) for x in (a, b))
+            for meta in (a, b):
+                meta["metrics"] = {k: v for k, v in meta["metrics"].items() if not k.startswith("seconds")}
+        assert a == b, name
