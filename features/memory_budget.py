@@ -121,10 +121,14 @@ _NOT_IN_PIECES = {  # why splitting is the way on, per command
 
 
 # --- training --------------------------------------------------------------------------------
-# resident bytes per activity while training: 1M simulated activities peaked at 4.1 GB (local
-# engine, docs/training.md) and at 4.66 GB on the Dask engine's client, which gathers the table
-# (docs/scale.md); 200k at 1.1 GB. Rounded up for a margin.
+# resident bytes per activity while training, per engine (the process that runs `train`):
+# - local: 1M simulated activities peaked at 4.1 GB (docs/training.md), 200k at 1.1 GB; rounded up.
+# - dask: the client gathers each table and encodes it, the workers fit; 10M peaked at 18.83 GB
+#   on the client (docs/scale.md, session 10, refits off; 17.73 GB through the first refit in
+#   session 9), 1.9 KB an activity; rounded up. The local cluster's workers come on top, each
+#   held to its memory limit (they spill to disk past it).
 TRAIN_BYTES_PER_ACTIVITY = 5_000
+DASK_TRAIN_BYTES_PER_ACTIVITY = 2_000
 CSV_SAMPLE_BYTES = 1 << 20
 
 
@@ -174,10 +178,14 @@ def check_train_fits(data: Path, until: Any = None, engine: str = "local") -> No
 
     Training holds the whole training table and its encoded matrix in this process, with either
     engine (``--engine dask`` fits the boosters on the workers but gathers the table here), so
-    the need grows with the activities used: ``TRAIN_BYTES_PER_ACTIVITY`` each, plus the base.
+    the need grows with the activities used, plus the base: ``TRAIN_BYTES_PER_ACTIVITY`` each
+    on the local engine, ``DASK_TRAIN_BYTES_PER_ACTIVITY`` on the Dask engine's client (which
+    lets the table go once encoded and holds neither the boosters' bins nor their copies of the
+    rows).
     """
     n, estimated = count_activities(data, until)
-    need = BASE_BYTES + n * TRAIN_BYTES_PER_ACTIVITY
+    per = DASK_TRAIN_BYTES_PER_ACTIVITY if engine == "dask" else TRAIN_BYTES_PER_ACTIVITY
+    need = BASE_BYTES + n * per
     budget = available_bytes()
     if need <= budget:
         return
@@ -186,12 +194,16 @@ def check_train_fits(data: Path, until: Any = None, engine: str = "local") -> No
     since = " before --until" if until is not None else ""
     where = ("the Dask engine fits the boosters on its workers but gathers the training table on this process"
              if engine == "dask" else "training holds the whole training table in this process")
-    fit = max(int((budget - BASE_BYTES) / TRAIN_BYTES_PER_ACTIVITY), 0)
+    fit = max(int((budget - BASE_BYTES) / per), 0)
+    dask_need = BASE_BYTES + n * DASK_TRAIN_BYTES_PER_ACTIVITY
+    other = (f"; or train with --engine dask, whose process needs about {_gb(dask_need)} "
+             f"(~{DASK_TRAIN_BYTES_PER_ACTIVITY / 1000:.0f} KB an activity; its local workers come on top)"
+             if engine != "dask" and dask_need <= budget else "")
     raise InputTooLarge(
         f"{data}: {count}{since}; training them would need about {_gb(need)} of memory "
-        f"(~{TRAIN_BYTES_PER_ACTIVITY / 1000:.0f} KB each, measured), more than {against}. To proceed: run where "
+        f"(~{per / 1000:.0f} KB each, measured), more than {against}. To proceed: run where "
         f"about {_gb(need)} is free, or train on a shorter history with --until (about {fit:,} activities fit); "
-        f"{where} (features and score with --engine dask do not: docs/scale.md).")
+        f"{where} (features and score with --engine dask do not: docs/scale.md){other}.")
 
 
 def release_unused_memory() -> None:

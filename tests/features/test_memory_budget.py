@@ -145,8 +145,15 @@ def test_train_refuses_a_history_too_large_to_train_with_the_count_need_and_the_
     need = mb._gb(mb.BASE_BYTES + 20_000 * mb.TRAIN_BYTES_PER_ACTIVITY)
     assert str(data) in msg and "20,000 activities" in msg and f"need about {need}" in msg, msg
     assert "budget of 0.45 GB (ACTIVITY_SCORER_MEMORY_GB)" in msg and "--until" in msg and "Traceback" not in msg
+    dask_need = mb._gb(mb.BASE_BYTES + 20_000 * mb.DASK_TRAIN_BYTES_PER_ACTIVITY)
+    assert f"or train with --engine dask, whose process needs about {dask_need}" in msg, msg
+    # the Dask engine's client holds less an activity (it lets the table go once encoded), but
+    # is refused the same way when that does not fit either
+    monkeypatch.setenv("ACTIVITY_SCORER_MEMORY_GB", "0.4")
     result = CliRunner().invoke(app, ["train", "--data", str(data), "--engine", "dask"])
-    assert result.exit_code == 1 and "gathers the training table on this process" in " ".join(result.output.split())
+    msg = " ".join(result.output.split())
+    assert result.exit_code == 1 and "gathers the training table on this process" in msg, msg
+    assert f"need about {dask_need}" in msg and "or train with --engine dask" not in msg, msg
 
 
 def test_train_counts_only_the_activities_before_until(tmp_path, monkeypatch):
