@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from engine.cluster import ClusterSettings, open_client
-from engine.features import build_distributed_table, gather_table
+from engine.features import build_distributed_table, gather_rows, gather_table
 
 logger = logging.getLogger(__name__)
 
@@ -218,19 +218,23 @@ class DaskBoosterTrainer:
 
 
 def cluster_table_builder(client: Any, n_partitions: int | None = None) -> Any:
-    """A ``features.build.build_training_frame`` that builds on the cluster and gathers the table.
+    """A ``features.build.build_training_frame`` that builds on the cluster (``models.ranking.TABLE_BUILDER``).
 
-    The table equals the local one, rows in its order (:mod:`engine.features`); only the
-    gathered table, never the feature build, is held here.
+    The table equals the local one, rows in its order (:mod:`engine.features`). Without
+    ``columns`` the whole table is gathered here; with them only those columns come here, and
+    the rest stays on the workers, which encode the rows asked for
+    (:class:`engine.features.ClusterRows`). The feature build itself is never held here.
     """
 
     def build(dataset: Any, *, until: pd.Timestamp | None = None, horizons: Any = None,
-              timezone: str = "UTC") -> Any:
+              timezone: str = "UTC", columns: list[str] | None = None) -> Any:
         from features.build import Horizons
 
         dist = build_distributed_table(client, dataset, until=until, horizons=horizons or Horizons(),
                                        timezone=timezone, n_partitions=n_partitions)
-        return gather_table(client, dist)
+        if columns is None:
+            return gather_table(client, dist)
+        return gather_rows(client, dist, list(columns))
 
     return build
 

@@ -196,7 +196,11 @@ def lightgbm_threads(setting: int, caller: int, rows: int, small_rows: int) -> i
 # How fit_ranking_model builds its training table (None: ``features.build.build_training_frame``
 # in this process). ``train --engine dask`` sets one that builds the same table on the cluster
 # (``engine.train``): built here, it was the whole local feature build again on the client
-# (8.8 GB at 3M activities), the largest part of the Dask engine's train there.
+# (8.8 GB at 3M activities), the largest part of the Dask engine's train there. It is called
+# with ``columns=``, the columns the rows are chosen by: it may return a table whose frame holds
+# only those, with an ``encode_rows(spec, rows)`` that encodes the chosen rows where the rest of
+# the table is (engine.features.ClusterRows: on the workers, so this process never holds the
+# table and its matrix at once; 18.1 GB at 10M when it did).
 TABLE_BUILDER: ContextVar[Callable[..., Any] | None] = ContextVar("ranking_table_builder", default=None)
 
 
@@ -227,8 +231,13 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
     horizon_days = int(settings.horizon_days)
     if horizon_days < 1:
         raise ValueError(f"ranking horizon_days must be at least 1 (got {settings.horizon_days})")
-    builder = TABLE_BUILDER.get() or build_training_frame
-    table = builder(dataset, horizons=Horizons(outcome_days=horizon_days), timezone=timezone)
+    builder = TABLE_BUILDER.get()
+    horizons = Horizons(outcome_days=horizon_days)
+    if builder is None:
+        table = build_training_frame(dataset, horizons=horizons, timezone=timezone)
+    else:
+        table = builder(dataset, horizons=horizons, timezone=timezone,
+                        columns=[s.LABEL_OUTCOME, s.LEAK_FLAG, c.OCCURRED_AT])
     frame = table.frame
     y = frame[s.LABEL_OUTCOME].to_numpy(np.float64, na_value=np.nan)
     keep = ~np.isnan(y) & ~frame[s.LEAK_FLAG].to_numpy(bool)
@@ -248,7 +257,10 @@ def fit_ranking_model(dataset, spec: FeatureSpec, *, until: pd.Timestamp | str |
     # only the rows it learns from, training rows first: the two sets are then slices of one
     # matrix, and the table can go before LightGBM bins them (encoding every row and copying the
     # two sets out held the table and three matrices at once)
-    matrix = spec.encode(frame, rows=np.concatenate([train, valid]))
+    chosen = np.concatenate([train, valid])
+    encode_rows = getattr(table, "encode_rows", None)
+    matrix = encode_rows(spec, chosen) if encode_rows is not None else spec.encode(frame, rows=chosen)
+    del chosen, encode_rows  # the bound method holds the table (on Dask: its partitions on the workers)
     y_train, y_valid = y[train], y[valid]
     n_train = len(train)
     del table, frame

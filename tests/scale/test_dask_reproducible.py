@@ -9,7 +9,11 @@ the same rows gave one of two models, fit to fit (docs/scale.md).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+
+from features import contract as c
+from features import schema as s
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask-cluster")]
 
@@ -54,14 +58,14 @@ def test_the_ranking_model_built_on_the_cluster_is_the_local_one(dataset, dask_c
     from models.bundle import FeatureSpec
     from models.ranking import TABLE_BUILDER, fit_ranking_model
 
-    built: list[int] = []
+    built: list[tuple[int, list[str], bool]] = []
 
     def counting(client):
         build = cluster_table_builder(client, n_partitions=3)
 
         def run(*args, **kwargs):
             table = build(*args, **kwargs)
-            built.append(len(table.frame))
+            built.append((len(table.frame), list(table.frame.columns), hasattr(table, "encode_rows")))
             return table
 
         return run
@@ -74,7 +78,9 @@ def test_the_ranking_model_built_on_the_cluster_is_the_local_one(dataset, dask_c
         on_cluster = fit_ranking_model(dataset, spec)
     finally:
         TABLE_BUILDER.reset(token)
-    assert built == [len(local_table.frame)]  # the cluster built it, not this process
+    # the cluster built it, not this process, and sent here only the columns the rows are
+    # chosen by: the workers encoded the chosen rows
+    assert built == [(len(local_table.frame), [s.LABEL_OUTCOME, s.LEAK_FLAG, c.OCCURRED_AT], True)]
     assert on_cluster.booster.model_to_string() == local.booster.model_to_string()
     assert on_cluster.metrics["validation_logloss"] == local.metrics["validation_logloss"]
 
@@ -109,3 +115,22 @@ def test_each_worker_holds_its_rows_once_as_one_part_and_the_model_is_the_same(d
     monkeypatch.setattr(et, "BLOCK_BYTES", 2**40)
     whole, _ = trainer.fit(params, X, y, names, [], rounds=30, rows=rows)
     assert _model_text(blocks) == _model_text(whole)
+
+
+def test_rows_encoded_on_the_workers_are_the_rows_encoded_here(dataset, dask_client):
+    """``ClusterRows.encode_rows`` gives what encoding the gathered table gives, for rows in any order."""
+    from engine.features import build_distributed_table, gather_rows, gather_table
+    from features.build import Horizons
+    from models.bundle import FeatureSpec
+
+    dist = build_distributed_table(dask_client, dataset, horizons=Horizons(outcome_days=1), n_partitions=3)
+    whole = gather_table(dask_client, dist)
+    some = gather_rows(dask_client, dist, [c.OCCURRED_AT, s.LABEL_OUTCOME])
+    assert list(some.frame.columns) == [c.OCCURRED_AT, s.LABEL_OUTCOME] and len(some.parts) == 3
+    pd.testing.assert_frame_equal(some.frame, whole.frame[[c.OCCURRED_AT, s.LABEL_OUTCOME]])
+    spec = FeatureSpec.fit(list(whole.features), whole.frame, 50, 5)
+    rows = np.random.default_rng(2).permutation(len(whole.frame))[: len(whole.frame) // 2]
+    np.testing.assert_array_equal(some.encode_rows(spec, rows), spec.encode(whole.frame, rows=rows))
+    np.testing.assert_array_equal(some.encode_rows(spec, np.arange(0)), np.empty((0, len(spec))))
+    with pytest.raises(KeyError, match="no_such_column"):
+        gather_rows(dask_client, dist, ["no_such_column"])
