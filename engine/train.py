@@ -253,12 +253,13 @@ def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, u
     from features.build import Horizons
     from features.dataset import load_dataset
     from features.memory_budget import release_unused_memory
-    from training.data import TRAINING_TRUTH_COLUMNS, LoadedData, read_truth
+    from training.data import TRAINING_TRUTH_COLUMNS, LoadedData, dataset_files_state, read_truth
     from models.ranking import TABLE_BUILDER as RANKING_TABLE_BUILDER
     from training.train import BOOSTER_TRAINER
     from training.workflow import train_and_register
 
     progress = progress or (lambda _: None)
+    files_state = dataset_files_state(Path(data))
     dataset = load_dataset(Path(data))
     with open_client(settings, home) as client:
         t = time.perf_counter()
@@ -268,7 +269,7 @@ def train_on_dask(data: Path, cfg: Any, settings: ClusterSettings, home: Path, u
                                        n_partitions=n_partitions)
         # only ``loaded`` holds the table: train_and_register lets it go before the ranking table
         loaded = LoadedData(gather_table(client, dist), set(dataset.execution_time_fields), Path(data).resolve(),
-                            read_truth(Path(data), TRAINING_TRUTH_COLUMNS), dataset)
+                            read_truth(Path(data), TRAINING_TRUTH_COLUMNS), dataset, files_state)
         # only ``loaded`` holds the dataset too: training lets it go through the fits
         del dist, dataset
         # the workers hand back what building the table left in their heaps (at 10M one kept

@@ -39,6 +39,19 @@ class LoadedData:
     source: Path | None = None
     truth: pd.DataFrame | None = None  # simulator ground truth, when the dataset has one
     dataset: Any = None  # features.dataset.Dataset, for the serving context stored in the bundle
+    # the dataset's files as they were when it was read (dataset_files_state): ``train`` reads the
+    # dataset again after the fits, and refuses if the files changed in between
+    files_state: tuple | None = None
+
+
+def dataset_files_state(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and modification time (ns) of each table file of a dataset directory."""
+    out = []
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file() and path.suffix in (".csv", ".parquet", ".json"):
+            st = path.stat()
+            out.append((path.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def parse_date(value: str | None, option: str = "--until") -> pd.Timestamp | None:
@@ -69,6 +82,7 @@ def load_table(data: Path, cfg: TrainConfig, until: pd.Timestamp | None = None, 
     from features.build import Horizons, build_training_frame
     from features.dataset import load_dataset
 
+    state = dataset_files_state(Path(data))
     if dataset is None:
         dataset = load_dataset(Path(data))
     table = build_training_frame(
@@ -78,7 +92,7 @@ def load_table(data: Path, cfg: TrainConfig, until: pd.Timestamp | None = None, 
         timezone=cfg.timezone,
     )
     return LoadedData(table, set(dataset.execution_time_fields), Path(data).resolve(), read_truth(Path(data)),
-                      dataset)
+                      dataset, state)
 
 
 EX_ANTE_ORACLE = "p_outcome_label_ex_ante"

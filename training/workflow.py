@@ -85,6 +85,9 @@ def train_and_register(
     if had_dataset and loaded.dataset is None:
         from features.dataset import load_dataset
 
+        if loaded.files_state is not None and data_mod.dataset_files_state(Path(data)) != loaded.files_state:
+            raise ValueError(f"{data}: the dataset's files changed while training (they are read again after the "
+                             "fits, for the effect and ranking models); train again once nothing writes to them")
         t = time.perf_counter()
         progress("reading the dataset again (for the effect and ranking models)")
         release_unused_memory()

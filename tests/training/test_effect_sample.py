@@ -199,3 +199,26 @@ def test_train_lets_the_dataset_go_through_the_fits_and_reads_it_again(tmp_path)
             for meta in (a, b):
                 meta["metrics"] = {k: v for k, v in meta["metrics"].items() if not k.startswith("seconds")}
         assert a == b, name
+
+
+@pytest.mark.slow
+def test_train_refuses_a_dataset_whose_files_changed_while_it_trained(tmp_path):
+    """The dataset is read again after the fits: if its files changed meanwhile, the effect and
+    ranking models would learn from other data than the boosters, so ``train`` stops and says so."""
+    import os
+
+    from simulator.generate import write_simulation
+    from simulator.worlds import simulate_world, tiny_world
+    from training.workflow import train_and_register
+
+    data = tmp_path / "data"
+    write_simulation(simulate_world(tiny_world(), 6_000, seed=4, oracle=None), data)
+    table = next(p for p in sorted(data.iterdir()) if p.name.startswith("activities"))
+
+    def touch_once(message: str) -> None:
+        if message.startswith("training outcome/plan"):
+            st = table.stat()
+            os.utime(table, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    with pytest.raises(ValueError, match="the dataset's files changed while training"):
+        train_and_register(data, load_config(None), progress=touch_once, register=False)
