@@ -24,11 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+# its sibling sets the telemetry switches off and checks out the baseline
+from bench_train_memory import ROOT, baseline_checkout
 
-ROOT = Path(__file__).resolve().parents[1]
 MARK = "@@fit "
 
 # The child: run from the checkout being measured (its code first on sys.path).
@@ -114,14 +112,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-dask-fit-memory-") as tmp:
         tmp = Path(tmp)
         if args.baseline:
-            base = tmp / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
+            with baseline_checkout(args.baseline, tmp / "baseline") as base:
                 versions[f"baseline {args.baseline}"] = run_child(base, args.rows, args.rounds, tmp / "b")
-            finally:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         versions["this checkout"] = run_child(ROOT, args.rows, args.rounds, tmp / "c")
     gb = 1e9
     print(f"one Dask fit of {args.rows - args.rows // 10:,} x 53 rows ({next(iter(versions.values()))['sent'] / gb:.2f} GB "

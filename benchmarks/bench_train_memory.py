@@ -17,11 +17,13 @@ and its ratio to the baseline's. Exit 1 when a child fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -73,6 +75,18 @@ if __name__ == "__main__":
 """
 
 
+@contextlib.contextmanager
+def baseline_checkout(ref: str, where: Path) -> Iterator[Path]:
+    """A checkout of ``ref`` at ``where`` (a detached ``git worktree``), removed afterwards."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), ref],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_child(checkout: Path, data: Path, engine: str, stop_at: str, work: Path) -> list[dict]:
     """One `train` in a child process from ``checkout``; its phase lines."""
     home = work / "home"
@@ -105,14 +119,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-train-memory-") as tmp:
         tmp = Path(tmp)
         if args.baseline:
-            base = tmp / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
+            with baseline_checkout(args.baseline, tmp / "baseline") as base:
                 versions[f"baseline {args.baseline}"] = run_child(base, data, args.engine, args.stop_at, tmp / "b")
-            finally:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         versions["this checkout"] = run_child(ROOT, data, args.engine, args.stop_at, tmp / "c")
     gb = 1e9
     names = list(versions)
