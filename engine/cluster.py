@@ -101,12 +101,16 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
 
     The local cluster listens on 127.0.0.1 only (its HTTP endpoints on a free port), runs one thread per
     worker process (LightGBM's Dask training needs one LightGBM per process) and spills to
-    ``<home>/dask``. It is closed on exit; a remote scheduler is left running.
+    ``<home>/dask``; its workers report LightGBM's unspillable port sockets in one line
+    (:mod:`engine.worker_logs`). It is closed on exit; a remote scheduler is left running, its
+    workers' logging untouched.
 
     Raises:
         ClusterError: the scheduler cannot be reached or the cluster cannot start.
     """
     from distributed import Client, LocalCluster
+
+    from engine.worker_logs import QuietPortSockets
 
     if settings.scheduler:
         try:
@@ -132,6 +136,8 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
         client = Client(cluster)
         try:
             client.run(_stdout_to_stderr)
+            # LightGBM's port sockets cannot be spilled: one warning line per worker, not a traceback every 100 ms
+            client.register_plugin(QuietPortSockets())
             logger.info("local Dask cluster %s: %d workers x %s, spilling to %s", cluster.scheduler_address,
                         settings.workers, settings.memory_limit, spill)
             with _worker_deaths(settings):
