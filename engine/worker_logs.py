@@ -1,7 +1,7 @@
 """One line, not thousands of tracebacks, when a worker cannot spill LightGBM's port sockets.
 
-``lightgbm.dask`` opens one listening socket per worker before each fit and keeps it as a Dask
-result (``lightgbm.dask._RemoteSocket``) until the fit has linked the workers up. A worker whose
+``lightgbm.dask`` reserves a port on every worker before each fit with a bound socket, and keeps
+it as a Dask result (``lightgbm.dask._RemoteSocket``) through the fit. A worker whose
 process memory is above its spill threshold tries, ten times a second, to spill its oldest
 results to disk; a socket cannot be pickled, so distributed keeps that result in memory, stops
 that round of spilling, and logs the pickling traceback each time. In the 10M default run
