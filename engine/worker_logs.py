@@ -24,8 +24,8 @@ LOGGERS = ("distributed.protocol.pickle", "distributed.spill")
 MARK = "_RemoteSocket"  # lightgbm.dask's class; in the message (its repr) or in the chained TypeError
 MESSAGE = ("this worker cannot spill LightGBM's port socket (lightgbm.dask._RemoteSocket; sockets cannot be "
            "pickled): it stays in memory until LightGBM's fit ends, and while it is the oldest result the worker "
-           "holds, the worker spills nothing; the pickling errors this repeats every 100 ms are not shown "
-           "(docs/scale.md)")
+           "holds, the worker spills nothing; the pickling tracebacks of each further spill attempt are not "
+           "shown (docs/scale.md)")
 
 
 def _names_port_socket(record: logging.LogRecord) -> bool:
