@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,13 @@ def calibration_plot(result, path: Path) -> Path:
     labels = list(result.config.labels)
     fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 4), squeeze=False)
     for ax, label in zip(axes[0], labels):
+        if not any(lab == label for lab, _ in result.fits):
+            why = result.skipped_labels.get(label, "no model was fit for it")
+            ax.set_title(f"{label}: not trained")
+            ax.text(0.5, 0.5, "\n".join(textwrap.wrap(why.split(": ", 1)[-1], 40)), ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)
+            ax.set_axis_off()
+            continue
         top = 0.0
         for (lab, variant), fit in result.fits.items():
             if lab != label:

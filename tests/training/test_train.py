@@ -50,6 +50,32 @@ def test_plots_are_written(trained, tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
 
 
+
+def test_a_skipped_labels_calibration_panel_says_why(tmp_path, monkeypatch):
+    """An outcome-only history skips output and negative: their panels give the reason, not an empty plot."""
+    import warnings
+    from types import SimpleNamespace
+
+    import matplotlib.axes
+
+    from training.plots import calibration_plot
+
+    fit = SimpleNamespace(metrics={"calibration_curve": {"mean_p": [0.05, 0.2], "rate": [0.04, 0.22]},
+                                   "test": {"ece": 0.012}})
+    result = SimpleNamespace(config=SimpleNamespace(labels=["outcome", "output"]), fits={("outcome", "full"): fit},
+                             skipped_labels={"output": "output: too little data: 3 positives in the training window"})
+    texts = []
+    original = matplotlib.axes.Axes.text
+    monkeypatch.setattr(matplotlib.axes.Axes, "text",
+                        lambda ax, x, y, s, *a, **k: texts.append((ax.get_title(), s)) or original(ax, x, y, s, *a, **k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warned of an empty legend for the skipped label
+        path = calibration_plot(result, tmp_path / "calibration_curve.png")
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [(title, " ".join(s.split())) for title, s in texts] == [
+        ("output: not trained", "too little data: 3 positives in the training window")]
+
 def test_the_truth_columns_training_reads_are_all_it_aligns(tmp_path):
     """``train --engine dask`` reads only these ground-truth columns; training must need no other."""
     import pandas as pd
