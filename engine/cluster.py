@@ -21,14 +21,6 @@ SPILL_DIR = "dask"  # inside the data home
 CLOSE_TIMEOUT_S = 60  # per attempt at closing a local cluster; a close that takes longer has hung
 
 
-def _stdout_to_stderr() -> None:
-    """In a worker: send stdout (LightGBM's C++ and Python messages) to stderr, keeping the CLI's stdout clean."""
-    import sys
-
-    sys.stdout.flush()
-    os.dup2(sys.stderr.fileno(), 1)
-
-
 class ClusterError(RuntimeError):
     """The scheduler cannot be reached, or the local cluster cannot start."""
 
@@ -101,8 +93,8 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
 
     The local cluster listens on 127.0.0.1 only (its HTTP endpoints on a free port), runs one thread per
     worker process (LightGBM's Dask training needs one LightGBM per process) and spills to
-    ``<home>/dask``; its workers report LightGBM's unspillable port sockets in one line
-    (:mod:`engine.worker_logs`). It is closed on exit; a remote scheduler is left running, its
+    ``<home>/dask``; its workers print to stderr only and report LightGBM's unspillable port
+    sockets in one line (:mod:`engine.worker_logs`). It is closed on exit; a remote scheduler is left running, its
     workers' logging untouched.
 
     Raises:
@@ -110,7 +102,7 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
     """
     from distributed import Client, LocalCluster
 
-    from engine.worker_logs import QuietPortSockets
+    from engine.worker_logs import LocalWorkerOutput
 
     if settings.scheduler:
         try:
@@ -135,9 +127,8 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
     try:
         client = Client(cluster)
         try:
-            client.run(_stdout_to_stderr)
-            # LightGBM's port sockets cannot be spilled: one warning line per worker, not a traceback every 100 ms
-            client.register_plugin(QuietPortSockets())
+            # every worker, restarted ones too: stdout to stderr, LightGBM's port sockets in one line
+            client.register_plugin(LocalWorkerOutput())
             logger.info("local Dask cluster %s: %d workers x %s, spilling to %s", cluster.scheduler_address,
                         settings.workers, settings.memory_limit, spill)
             with _worker_deaths(settings):

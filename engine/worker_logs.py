@@ -1,6 +1,10 @@
-"""One line, not thousands of tracebacks, when a worker cannot spill LightGBM's port sockets.
+"""What the local cluster's workers print: stderr only, and one line for LightGBM's port sockets.
 
-``lightgbm.dask`` reserves a port on every worker before each fit with a bound socket, and keeps
+Stdout: a worker's LightGBM (C++ and Python) prints to the process's stdout, which is the
+command's; ``train --json`` and ``features`` write their results there, so workers send
+stdout to stderr.
+
+Port sockets: ``lightgbm.dask`` reserves a port on every worker before each fit with a bound socket, and keeps
 it as a Dask result (``lightgbm.dask._RemoteSocket``) through the fit. A worker whose
 process memory is above its spill threshold tries, ten times a second, to spill its oldest
 results to disk; a socket cannot be pickled, so distributed keeps that result in memory, stops
@@ -15,6 +19,8 @@ that says what happens, and drops the rest. Every other record of those loggers 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 from distributed import WorkerPlugin
 
@@ -90,11 +96,18 @@ def uninstall() -> None:
             lg.removeFilter(f)
 
 
-class QuietPortSockets(WorkerPlugin):
-    """Installs :class:`PortSocketLogFilter` on every worker of the engine's local cluster, restarted ones too."""
+def stdout_to_stderr() -> None:
+    """In a worker: send stdout (LightGBM's C++ and Python messages) to stderr, keeping the command's stdout clean."""
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), 1)
 
-    name = "activity-scorer-quiet-port-sockets"
+
+class LocalWorkerOutput(WorkerPlugin):
+    """Sets up every worker of the engine's local cluster, restarted ones too: stdout to stderr, the port-socket filter."""
+
+    name = "activity-scorer-local-worker-output"
     idempotent = True
 
     def setup(self, worker) -> None:  # noqa: ANN001 - distributed.Worker
+        stdout_to_stderr()
         install()

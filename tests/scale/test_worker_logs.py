@@ -1,4 +1,4 @@
-"""A worker that cannot spill LightGBM's port socket says so in one line, not a traceback every 100 ms."""
+"""The local cluster's workers: stdout to stderr, and one line (not a traceback every 100 ms) for LightGBM's port socket."""
 
 from __future__ import annotations
 
@@ -116,3 +116,32 @@ def test_the_local_clusters_workers_carry_the_filter(dask_client):
         # the warning is once per worker process: an earlier test may already have had it
         assert all(level == "WARNING" and message == worker_logs.MESSAGE and not tb for level, message, tb in logged)
         assert len(logged) <= 1
+
+
+def _worker_output_setup() -> tuple[bool, int]:
+    """On a worker: whether its stdout is its stderr, and how many port-socket filters it carries."""
+    import logging
+    import os
+
+    from engine.worker_logs import LOGGERS, PortSocketLogFilter
+
+    out, err = os.fstat(1), os.fstat(2)
+    n = sum(isinstance(f, PortSocketLogFilter) for f in logging.getLogger(LOGGERS[0]).filters)
+    return (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino), n
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("dask-cluster")
+def test_a_restarted_worker_is_set_up_as_the_first(scale_home, capfd):
+    """A worker the nanny restarts (after a memory kill) would otherwise print LightGBM onto ``train --json``'s stdout."""
+    from engine.cluster import ClusterSettings, open_client
+
+    with open_client(ClusterSettings(workers=1, memory_limit="1GiB"), scale_home) as client:
+        before = list(client.run(_worker_output_setup).values())
+        client.restart()
+        after = list(client.run(_worker_output_setup).values())
+        client.run(lambda: print("from the restarted worker", flush=True))
+    out = capfd.readouterr().out
+
+    assert before == after == [(True, 1)]
+    assert "from the restarted worker" not in out
