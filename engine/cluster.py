@@ -94,8 +94,8 @@ def open_client(settings: ClusterSettings, home: Path) -> Iterator[object]:
     The local cluster listens on 127.0.0.1 only (its HTTP endpoints on a free port), runs one thread per
     worker process (LightGBM's Dask training needs one LightGBM per process) and spills to
     ``<home>/dask``; its workers print to stderr only and report LightGBM's unspillable port
-    sockets in one line (:mod:`engine.worker_logs`). It is closed on exit; a remote scheduler is left running, its
-    workers' logging untouched.
+    sockets in one line (:mod:`engine.worker_logs`). It is closed on exit; a remote scheduler is
+    left running, its workers untouched.
 
     Raises:
         ClusterError: the scheduler cannot be reached or the cluster cannot start.
